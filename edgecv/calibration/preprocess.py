@@ -1,0 +1,100 @@
+"""Image loading and preprocessing from a model's :class:`InputSpec`.
+
+One implementation shared by calibration, export verification, the runtime and the benchmark, so
+every stage feeds the network exactly the same tensor for the same picture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edgecv.models.spec import InputSpec
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class UnreadableImage(Exception):
+    """A file that is not a decodable image (caught and counted by the data sources)."""
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` into an RGB uint8 array of shape (H, W, 3)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"{path}: {exc}") from exc
+
+
+def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    if img.shape[1] == width and img.shape[0] == height:
+        return img
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def resize_crop(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Resize the short side to ``side / crop_ratio`` and centre-crop to the spec's size."""
+    h, w = img.shape[:2]
+    target_short = int(round(max(spec.height, spec.width) / spec.crop_ratio))
+    s = target_short / min(h, w)
+    nh, nw = max(spec.height, int(round(h * s))), max(spec.width, int(round(w * s)))
+    img = _resize(img, nw, nh)
+    top, left = (nh - spec.height) // 2, (nw - spec.width) // 2
+    return img[top : top + spec.height, left : left + spec.width]
+
+
+def letterbox(img: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping aspect ratio and pad to the spec's size.
+
+    Returns the image, the scale applied and the (left, top) padding, which detectors need to map
+    boxes back to the original picture.
+    """
+    h, w = img.shape[:2]
+    s = min(spec.height / h, spec.width / w)
+    nh, nw = int(round(h * s)), int(round(w * s))
+    resized = _resize(img, nw, nh)
+    out = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
+    top, left = (spec.height - nh) // 2, (spec.width - nw) // 2
+    out[top : top + nh, left : left + nw] = resized
+    return out, s, (left, top)
+
+
+def geometric(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Apply the spec's resize policy to an RGB uint8 image."""
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    if img.shape[2] == 4:
+        img = img[..., :3]
+    if spec.resize == "resize_crop":
+        return resize_crop(img, spec)
+    if spec.resize == "letterbox":
+        return letterbox(img, spec)[0]
+    return _resize(img, spec.width, spec.height)
+
+
+def normalize(img: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 HWC RGB → float32 CHW, scaled and mean/std normalised."""
+    x = img.astype(np.float32) * np.float32(spec.scale)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    x = (x - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(image: np.ndarray | str | Path, spec: InputSpec) -> np.ndarray:
+    """One picture (array or path) → a float32 (C, H, W) tensor ready for the network."""
+    img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return normalize(geometric(img, spec), spec)
+
+
+def preprocess_batch(images: list, spec: InputSpec) -> np.ndarray:
+    """Several pictures → a float32 (N, C, H, W) batch."""
+    return np.stack([preprocess(im, spec) for im in images]).astype(np.float32, copy=False)

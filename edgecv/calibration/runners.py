@@ -1,0 +1,64 @@
+"""Minimal ONNX Runtime and OpenVINO runners for calibration and fidelity figures.
+
+Deliberately small and independent of ``edgecv.runtime``: calibration only needs "batch in, named
+outputs out", with OpenVINO pinned to f32 so that an FP32 reference is really FP32 (OpenVINO runs
+bf16 by default on CPUs with AMX).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .fidelity import RunFn
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(path: str | Path, threads: int | None = None) -> RunFn:
+    session = ort_session(path, threads)
+    input_name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {input_name: batch})))
+
+    return run
+
+
+def openvino_runner(xml: str | Path, threads: int | None = None) -> RunFn:
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(xml), "CPU", config)
+    request = compiled.create_infer_request()
+    names = [o.get_any_name() for o in compiled.outputs]
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        result = request.infer({0: batch})
+        return {name: np.array(result[out]) for name, out in zip(names, compiled.outputs)}
+
+    return run
+
+
+def fixed_batch(path: str | Path) -> int:
+    """The batch size an ONNX graph's first input demands (1 when the dimension is dynamic)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    first = next(i for i in graph.input if i.name not in initializers)
+    dim = first.type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1

@@ -1,0 +1,90 @@
+"""PyTorch → ONNX (the raw graph, ``model.raw.onnx``), checked by onnx's checker and shape inference."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from edgecv.errors import BackendUnavailableError, InvalidOptionError, StageError
+from edgecv.models.spec import InputSpec
+
+EXPORTERS = ("torchscript", "dynamo")
+MIN_OPSET, MAX_OPSET = 13, 21
+
+
+def validate_export_options(opset: int, batch: int, exporter: str) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidOptionError(
+            f"opset must be between {MIN_OPSET} and {MAX_OPSET} (Q/DQ per-channel needs ≥ 13), got {opset}"
+        )
+    if batch < 1:
+        raise InvalidOptionError(f"batch must be ≥ 1, got {batch}")
+    if exporter not in EXPORTERS:
+        raise InvalidOptionError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise BackendUnavailableError("dynamo exporter", "onnxscript", "torch's dynamo exporter needs it")
+
+
+def export_onnx(
+    model: nn.Module,
+    spec: InputSpec,
+    path: Path,
+    *,
+    opset: int = 17,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    exporter: str = "torchscript",
+) -> dict[str, Any]:
+    """Export ``model`` to ``path``; returns facts for the manifest."""
+    dummy = torch.randn(batch, spec.channels, spec.height, spec.width, generator=torch.Generator().manual_seed(0))
+    input_names = [spec.input_name]
+    output_names = list(spec.output_names)
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+    buf = io.BytesIO()
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs: dict[str, Any] = dict(
+                input_names=input_names,
+                output_names=output_names,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+            if exporter == "torchscript":
+                torch.onnx.export(model, (dummy,), buf, dynamo=False, dynamic_axes=dynamic_axes, **kwargs)
+                proto = onnx.load_from_string(buf.getvalue())
+            else:
+                dyn_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+                program = torch.onnx.export(model, (dummy,), dynamo=True, dynamic_shapes=dyn_shapes, **kwargs)
+                proto = program.model_proto
+    except Exception as exc:  # the exporters raise many unrelated types; all mean "this stage failed"
+        raise StageError("export", f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {exc}") from exc
+    proto.producer_name = "edgecv"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except Exception as exc:
+        raise StageError("export", f"the exported graph does not pass onnx's checker: {exc}") from exc
+    onnx.save(proto, str(path))
+    return {
+        "exporter": exporter,
+        "opset": opset,
+        "nodes": len(proto.graph.node),
+        "inputs": input_names,
+        "outputs": output_names,
+        "dynamic_batch": dynamic_batch,
+        "batch": batch,
+    }
+
+
+def count_nodes(path: str | Path) -> int:
+    return len(onnx.load(str(path), load_external_data=False).graph.node)

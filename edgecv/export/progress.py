@@ -1,0 +1,68 @@
+"""Rich rendering of export progress and results (used by the CLI; the library stays quiet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+from .pipeline import ExportResult, Reporter
+from .stages import Stage
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console):
+        self.console = console
+        self._status: Status | None = None
+
+    def stage_start(self, stage: Stage) -> None:
+        self._status = self.console.status(f"[bold]{stage.name}[/] {stage.title} …", spinner="dots")
+        self._status.start()
+
+    def progress(self, description: str, completed: int, total: int | None) -> None:
+        if self._status is not None:
+            of = f"/{total}" if total else ""
+            self._status.update(f"{description} {completed}{of}")
+
+    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        mark = {"done": "[green]✓[/]", "reused": "[cyan]↺[/]"}.get(status, "[red]✗[/]")
+        note = "reused from the earlier run" if status == "reused" else f"{wall_s:6.2f} s"
+        extra = ""
+        if stage.name == "simplify" and "nodes_before" in info:
+            extra = f"  nodes {info['nodes_before']} → {info['nodes_after']}"
+        self.console.print(f" {mark} {stage.name:<14} {stage.title:<36} {note}{extra}")
+
+    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
+        if self._status is not None:
+            self._status.stop()
+        self.console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
+        if self._status is not None:
+            self._status.start()
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def artifact_table(result: ExportResult) -> Table:
+    table = Table(title=f"artifacts in {result.run_dir}", title_justify="left")
+    for col in ("artifact", "file", "for", "size MB", "max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR"):
+        table.add_column(col, justify="right" if col[0] in "smct I" else "left")
+    for a in result.summary()["artifacts"]:
+        v = a["verification"] or {}
+        f = a["fidelity"] or {}
+        fid = "—"
+        if f:
+            fid = f"{_fmt(f.get('top1_agreement'), '.1%')} / {_fmt(f.get('sqnr_db'), '.1f')} dB"
+        size = a["size_bytes"] / 1e6 if a["size_bytes"] else None
+        table.add_row(
+            a["name"], str(a["path"]).rsplit(str(result.run_dir), 1)[-1].lstrip("/"), a["intended_for"],
+            _fmt(size, ".2f"), _fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"),
+            _fmt(v.get("top1_agreement"), ".0%"), fid,
+        )
+    return table

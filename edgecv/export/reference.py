@@ -1,0 +1,70 @@
+"""Verification inputs (random and real photographs, preprocessed from the InputSpec) and the
+PyTorch reference outputs every artifact is compared against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgecv.calibration.preprocess import preprocess
+from edgecv.models.spec import InputSpec
+
+# Photographs that ship inside scikit-image (no download): real image statistics matter, random
+# noise alone hides errors that only show on natural inputs (saturated ReLU6, large activations).
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def sample_photos(names: Sequence[str] = SAMPLE_PHOTOS) -> list[np.ndarray]:
+    try:
+        import skimage.data
+    except ImportError:  # pragma: no cover - scikit-image is a core dependency
+        return []
+    photos = []
+    for name in names:
+        try:
+            photos.append(np.asarray(getattr(skimage.data, name)()))
+        except Exception:  # a missing sample file only costs one verification input
+            continue
+    return photos
+
+
+@dataclass
+class VerificationInputs:
+    batches: list[np.ndarray]
+    description: str
+
+
+def verification_inputs(
+    spec: InputSpec, *, batch: int = 1, dynamic_batch: bool = False, n_random: int = 2, seed: int = 0
+) -> VerificationInputs:
+    rng = np.random.default_rng(seed)
+    photos = [preprocess(p, spec) for p in sample_photos()]
+    noise = [rng.standard_normal(spec.shape[1:]).astype(np.float32) for _ in range(n_random)]
+    samples = noise + photos
+    desc = f"{len(noise)} random + {len(photos)} photographs"
+    if dynamic_batch:
+        # Every sample alone, and one batch of 4, so both batch sizes are exercised.
+        four = np.stack([samples[i % len(samples)] for i in range(4)])
+        batches = [s[None] for s in samples] + [four]
+        desc += ", batch 1 and 4"
+    else:
+        batches = []
+        for start in range(0, len(samples), batch):
+            chunk = [samples[(start + i) % len(samples)] for i in range(batch)]
+            batches.append(np.stack(chunk))
+        desc += f", batch {batch}"
+    return VerificationInputs([np.ascontiguousarray(b, dtype=np.float32) for b in batches], desc)
+
+
+def torch_outputs(model: nn.Module, spec: InputSpec, batches: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    results = []
+    with torch.inference_mode():
+        for b in batches:
+            out = model(torch.from_numpy(b))
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            results.append({name: o.detach().cpu().numpy() for name, o in zip(spec.output_names, outs)})
+    return results

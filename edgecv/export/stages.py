@@ -1,0 +1,270 @@
+"""The export stages, each a small class in a registry, run in order by the pipeline.
+
+A stage declares what determines its result (``key``), which files it writes (``outputs``) and
+which artifacts those are (``artifacts``). The pipeline skips a stage whose key and files match the
+manifest of an earlier run. A new engine (TensorRT, a detector post-processing stage) is one new
+class here plus its module, not edits across the pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgecv.errors import VerificationError
+
+from .manifest import ArtifactRecord
+from .runfolder import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import ExportContext
+
+RAW_ONNX = "model.raw.onnx"
+ONNX = "model.onnx"
+OV_DIR = "openvino"
+
+
+class Stage:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    after: ClassVar[tuple[str, ...]] = ()
+
+    def enabled(self, ctx: "ExportContext") -> bool:
+        return True
+
+    def key(self, ctx: "ExportContext") -> dict[str, Any]:
+        return {}
+
+    def outputs(self, ctx: "ExportContext") -> list[str]:
+        return []
+
+    def run(self, ctx: "ExportContext") -> dict[str, Any]:
+        raise NotImplementedError
+
+    def artifacts(self, ctx: "ExportContext", info: dict[str, Any]) -> list[ArtifactRecord]:
+        return []
+
+
+STAGES: list[Stage] = []
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    STAGES.append(cls())
+    return cls
+
+
+def verify_or_fail(ctx: "ExportContext", stage: str, artifact: str, backend: str, precision: str, **load_kw):
+    """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
+    from edgecv.runtime import load
+
+    from .verify import run_all, verify_outputs
+
+    inputs = ctx.verification_inputs()
+    with load(ctx.run_dir / artifact, backend=backend, **load_kw) as rt:
+        actual = run_all(rt.infer, inputs.batches)
+        ran = getattr(rt, "precision", None) or precision
+    result = verify_outputs(
+        artifact, backend, precision, ctx.reference_outputs(), actual,
+        inputs=inputs.description, atol=ctx.options.atol if precision == "fp32" else None,
+        rtol=ctx.options.rtol if precision == "fp32" else None,
+        classification=ctx.spec.task == "classification",
+    )
+    summary = result.to_dict()
+    summary["ran_precision"] = ran
+    if not result.passed:
+        detail = "; ".join(o.summary() for o in result.failures())
+        raise VerificationError(stage, f"{artifact} ({backend}) differs from PyTorch: {detail}", summary)
+    return summary
+
+
+@register_stage
+class ExportOnnx(Stage):
+    name = "export"
+    title = "PyTorch → ONNX"
+
+    def key(self, ctx):
+        o = ctx.options
+        return {
+            "model": ctx.model_record(),
+            "opset": o.opset, "batch": o.batch, "dynamic_batch": o.dynamic_batch,
+            "exporter": o.exporter, "torch": ctx.versions.get("torch"),
+        }
+
+    def outputs(self, ctx):
+        return [RAW_ONNX]
+
+    def run(self, ctx):
+        from .onnx_export import export_onnx
+
+        o = ctx.options
+        with atomic_path(ctx.run_dir / RAW_ONNX) as tmp:
+            return export_onnx(
+                ctx.model, ctx.spec, tmp, opset=o.opset, batch=o.batch,
+                dynamic_batch=o.dynamic_batch, exporter=o.exporter,
+            )
+
+
+@register_stage
+class SimplifyAndVerify(Stage):
+    name = "simplify"
+    title = "onnxsim + verify in ONNX Runtime"
+    after = ("export",)
+
+    def key(self, ctx):
+        return {"tolerance": [ctx.options.atol, ctx.options.rtol], "onnxsim": ctx.versions.get("onnxsim")}
+
+    def outputs(self, ctx):
+        return [ONNX]
+
+    def run(self, ctx):
+        from .simplify import simplify_onnx
+
+        with atomic_path(ctx.run_dir / ONNX) as tmp:
+            info = simplify_onnx(ctx.run_dir / RAW_ONNX, tmp)
+            if not info["simplified"]:
+                ctx.reporter.warn(f"onnxsim failed, keeping the raw graph: {info['reason']}")
+            tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
+            # Verify before the rename: a graph that does not match PyTorch never looks finished.
+            info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "onnxruntime", "fp32")
+            info["verification"]["artifact"] = ONNX
+        return info
+
+    def artifacts(self, ctx, info):
+        return [
+            ArtifactRecord(
+                name="onnx-fp32", path=ONNX, format="onnx", backend="onnxruntime", precision="fp32",
+                intended_for="onnxruntime, tensorrt (fp32/fp16 engines)",
+                description="simplified FP32 ONNX" if info.get("simplified") else "FP32 ONNX (onnxsim failed; raw graph)",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                verification=info.get("verification", {}),
+            )
+        ]
+
+
+class _OpenVinoIR(Stage):
+    after = ("simplify",)
+    compress_to_fp16: ClassVar[bool]
+    xml: ClassVar[str]
+    precision: ClassVar[str]
+
+    def enabled(self, ctx):
+        return "openvino" in ctx.options.backends
+
+    def key(self, ctx):
+        return {"openvino": ctx.versions.get("openvino"), "tolerance": [ctx.options.atol, ctx.options.rtol]}
+
+    def outputs(self, ctx):
+        return [self.xml, str(Path(self.xml).with_suffix(".bin"))]
+
+    def run(self, ctx):
+        from .openvino import convert_to_ir
+
+        final = ctx.run_dir / self.xml
+        with atomic_path(final, companions=(".bin",)) as tmp:
+            info = convert_to_ir(ctx.run_dir / ONNX, tmp, compress_to_fp16=self.compress_to_fp16)
+            tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
+            # f32 hint: on AMX CPUs OpenVINO's default is bf16, which is not what "FP32" means.
+            info["verification"] = verify_or_fail(
+                ctx, self.name, tmp_rel, "openvino", self.precision, precision="f32"
+            )
+            info["verification"]["artifact"] = self.xml
+        info["cpu_default_precision"] = ctx.machine.get("openvino_default_precision")
+        return info
+
+    def artifacts(self, ctx, info):
+        return [
+            ArtifactRecord(
+                name=f"openvino-{self.precision}", path=self.xml, format="openvino", backend="openvino",
+                precision=self.precision, intended_for="openvino",
+                description=f"OpenVINO IR, {info.get('weights', self.precision)} weights",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                verification=info.get("verification", {}),
+                extra={"cpu_default_precision": info.get("cpu_default_precision")},
+            )
+        ]
+
+
+@register_stage
+class OpenVinoFP32(_OpenVinoIR):
+    name = "openvino"
+    title = "OpenVINO IR (FP32)"
+    compress_to_fp16 = False
+    xml = f"{OV_DIR}/model.xml"
+    precision = "fp32"
+
+
+@register_stage
+class OpenVinoFP16(_OpenVinoIR):
+    name = "openvino-fp16"
+    title = "OpenVINO IR (FP16 weights)"
+    compress_to_fp16 = True
+    xml = f"{OV_DIR}/model.fp16.xml"
+    precision = "fp16"
+
+    def enabled(self, ctx):
+        return super().enabled(ctx) and ctx.options.fp16
+
+
+
+# --- INT8 (calibration) ---------------------------------------------------------------------------
+# (the INT8 stage is defined here, before the engines that consume its Q/DQ graph)
+
+
+# --- TensorRT engines -----------------------------------------------------------------------------
+@register_stage
+class TensorRTEngines(Stage):
+    name = "tensorrt"
+    title = "TensorRT engines"
+    after = ("simplify", "int8")
+
+    def enabled(self, ctx):
+        return "tensorrt" in ctx.options.backends
+
+    def plan(self, ctx) -> list[tuple[str, str]]:
+        """(precision, source ONNX) pairs to build."""
+        plan = [("fp16" if ctx.options.fp16 else "fp32", ONNX)]
+        if ctx.options.int8:
+            plan.append(("int8", "model.int8.onnx"))
+        return plan
+
+    def key(self, ctx):
+        from .tensorrt import gpu_description, require_tensorrt
+
+        return {"tensorrt": require_tensorrt().__version__, "gpu": gpu_description(), "plan": self.plan(ctx)}
+
+    def outputs(self, ctx):
+        out = []
+        for precision, _ in self.plan(ctx):
+            out += [f"tensorrt/model.{precision}.engine", f"tensorrt/model.{precision}.json"]
+        return out
+
+    def run(self, ctx):
+        from .tensorrt import build_engine, write_sidecar
+
+        engines = {}
+        for precision, source in self.plan(ctx):
+            final = ctx.run_dir / f"tensorrt/model.{precision}.engine"
+            with atomic_path(final, companions=(".json",)) as tmp:
+                info = build_engine(
+                    ctx.run_dir / source, tmp, precision=precision, input_name=ctx.spec.input_name,
+                    input_shape=ctx.spec.shape, dynamic_batch=ctx.options.dynamic_batch,
+                )
+                if precision != "int8":
+                    tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
+                    info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "tensorrt", precision)
+                write_sidecar(tmp, info)
+            engines[precision] = info
+        return {"engines": engines}
+
+    def artifacts(self, ctx, info):
+        return [
+            ArtifactRecord(
+                name=f"tensorrt-{precision}", path=f"tensorrt/model.{precision}.engine", format="tensorrt",
+                backend="tensorrt", precision=precision, intended_for="tensorrt",
+                description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                verification=e.get("verification", {}),
+                fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {}) if precision == "int8" else {},
+            )
+            for precision, e in info.get("engines", {}).items()
+        ]

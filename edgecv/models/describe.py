@@ -1,0 +1,77 @@
+"""One row per zoo model: what it is, what it accepts, and its size at a given α and resolution.
+
+This is what ``edgecv models`` prints. The figures are measured on the built model
+(:func:`~edgecv.models.complexity.count_complexity`), never copied from a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .complexity import count_complexity
+from .registry import (
+    ModelEntry,
+    check_resolution,
+    check_width_mult,
+    create_model,
+    get_entry,
+    list_models,
+    offers_width_mult,
+)
+
+
+def describe_models(
+    width_mult: float | None = None, resolution: int | None = None
+) -> list[dict[str, Any]]:
+    """Describe every registered model at ``width_mult`` and ``resolution`` (defaults: each model's).
+
+    An invalid value (α ≤ 0, a resolution that is not a multiple of 32) raises
+    :class:`~edgecv.errors.InvalidOptionError`. A valid α that a model does not offer (ShuffleNet's
+    discrete widths) is not an error for the listing: that row uses the model's default α and says
+    so in ``note``.
+    """
+    if width_mult is not None:
+        width_mult = check_width_mult(width_mult)
+    if resolution is not None:
+        check_resolution(resolution)
+    return [describe_model(name, width_mult, resolution) for name in list_models()]
+
+
+def describe_model(
+    name: str, width_mult: float | None = None, resolution: int | None = None
+) -> dict[str, Any]:
+    """One row of :func:`describe_models`."""
+    entry = get_entry(name)
+    note = None
+    if width_mult is not None and not offers_width_mult(entry, width_mult):
+        note = (
+            f"α={width_mult:g} not offered ({_allowed(entry)}); "
+            f"shown at α={entry.default_width_mult:g}"
+        )
+        width_mult = None
+    model = create_model(entry.name, width_mult=width_mult, resolution=resolution)
+    complexity = count_complexity(model)
+    config = model.model_config
+    return {
+        "name": entry.name,
+        "family": entry.family,
+        "task": entry.task,
+        "description": entry.description,
+        "paper": entry.paper,
+        "aliases": list(entry.aliases),
+        "width_mult": config["width_mult"],
+        "resolution": config["resolution"],
+        "input_shape": list(model.input_spec.shape),
+        "options": {k: v for k, v in config.items() if k in entry.variant_options},
+        "variants": {
+            "width_mult": list(entry.width_mults) if entry.width_mults is not None else "any > 0",
+            **{k: list(v) for k, v in entry.variant_options.items()},
+        },
+        "params": complexity.params,
+        "macs": complexity.macs,
+        "note": note,
+    }
+
+
+def _allowed(entry: ModelEntry) -> str:
+    return "/".join(f"{w:g}" for w in entry.width_mults or ())

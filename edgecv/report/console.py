@@ -1,0 +1,80 @@
+"""Terminal rendering with rich: benchmark progress and the results and comparison tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgecv.runtime.benchmark import BenchJob, BenchObserver, BenchResult
+
+from .compare import comparison_rows
+from .format import COLUMNS, machine_line, result_row
+from .markdown import NUMERIC
+
+
+def _batch_text(batch: int | None) -> str:
+    return "auto" if batch is None else str(batch)
+
+
+class RichObserver(BenchObserver):
+    """One progress bar per artifact and batch; skipped artifacts are printed as they are found."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress_bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[calls]} calls"),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self._tasks: dict[tuple[str, int | None], TaskID] = {}
+
+    def __enter__(self) -> "RichObserver":
+        self.progress_bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress_bar.stop()
+
+    def job_start(self, job: BenchJob) -> None:
+        for batch in job.batches:
+            self._tasks[(job.label, batch)] = self.progress_bar.add_task(
+                f"{job.label} [dim]({job.backend}, batch {_batch_text(batch)})[/]", total=1.0, calls=0
+            )
+
+    def progress(self, job: BenchJob, batch: int | None, done: int, fraction: float) -> None:
+        task = self._tasks.get((job.label, batch))
+        if task is not None:
+            self.progress_bar.update(task, completed=fraction, calls=done)
+
+    def job_end(self, job: BenchJob, results: list[BenchResult]) -> None:
+        for batch in job.batches:
+            task = self._tasks.get((job.label, batch))
+            if task is not None:
+                self.progress_bar.update(task, completed=1.0)
+
+    def skipped(self, label: str, reason: str) -> None:
+        self.progress_bar.console.print(f"[yellow]skipped[/] {label}: {reason}", soft_wrap=True)
+
+
+def results_table(doc: dict[str, Any]) -> Table:
+    target = (doc.get("target") or {}).get("path", "")
+    scenario = (doc.get("settings") or {}).get("scenario")
+    table = Table(title=f"{target} · {scenario}", title_justify="left", caption=machine_line(doc), caption_justify="left")
+    for key, header in COLUMNS:
+        table.add_column(header, justify="right" if key in NUMERIC else "left", no_wrap=key != "fidelity")
+    for result in doc["results"]:
+        row = result_row(result)
+        table.add_row(*(row[k] for k, _ in COLUMNS))
+    return table
+
+
+def comparison_table(comparison: dict[str, Any]) -> Table:
+    columns, rows = comparison_rows(comparison)
+    table = Table(title=f"compared against {comparison['baseline']}", title_justify="left")
+    for key, header in columns:
+        table.add_column(header, justify="right" if key.startswith(("median", "ratio")) or key == "batch" else "left")
+    for row in rows:
+        table.add_row(*(row[k] for k, _ in columns))
+    return table

@@ -1,0 +1,135 @@
+"""Table rows shared by the Markdown, HTML and terminal renderings, so all three say the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (key, header) of the results table, in order.
+COLUMNS = (
+    ("artifact", "artifact"),
+    ("backend", "backend"),
+    ("precision", "precision"),
+    ("batch", "batch"),
+    ("size_mb", "size MB"),
+    ("median_ms", "median ms"),
+    ("p90_ms", "p90 ms"),
+    ("throughput", "items/s"),
+    ("speedup", "× PyTorch"),
+    ("fidelity", "INT8 fidelity"),
+)
+DASH = "—"
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return DASH
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def precision_label(result: dict[str, Any]) -> str:
+    """What the artifact is and, where it differs, what actually ran: ``fp32 (ran bf16)``,
+    ``int8 (+bf16)`` for an INT8 graph whose float layers run in bf16."""
+    built = result.get("artifact_precision")
+    ran = result.get("precision")
+    float_part = result.get("float_precision")
+    if ran == "int8" and float_part and float_part != "fp32":
+        return f"int8 (+{float_part})"
+    if built and ran and built != ran:
+        return f"{built} (ran {ran})"
+    return ran or built or DASH
+
+
+def fidelity_label(fidelity: dict[str, Any] | None) -> str:
+    if not fidelity:
+        return DASH
+    parts = []
+    if fidelity.get("top1_agreement") is not None:
+        parts.append(f"top-1 {fidelity['top1_agreement']:.1%}")
+    if fidelity.get("sqnr_db") is not None:
+        parts.append(f"SQNR {fidelity['sqnr_db']:.1f} dB")
+    if not parts and fidelity.get("cosine") is not None:
+        parts.append(f"cos {fidelity['cosine']:.4f}")
+    return " · ".join(parts) or DASH
+
+
+def result_row(result: dict[str, Any]) -> dict[str, str]:
+    latency = result["latency"]
+    size = result.get("size_bytes")
+    return {
+        "artifact": str(result["artifact"]),
+        "backend": str(result["backend"]),
+        "precision": precision_label(result),
+        "batch": str(result["batch"]),
+        "size_mb": fmt(size / 1e6 if size else None, ".2f"),
+        "median_ms": fmt(latency["median_ms"], ".3f"),
+        "p90_ms": fmt(latency["p90_ms"], ".3f"),
+        "throughput": fmt(result.get("throughput_ips"), ".1f"),
+        "speedup": fmt(result.get("speedup_vs_torch"), ".2f") + ("×" if result.get("speedup_vs_torch") else ""),
+        "fidelity": fidelity_label(result.get("fidelity")),
+    }
+
+
+# (key, header) of the cold-start and memory table.
+DETAIL_COLUMNS = (
+    ("artifact", "artifact"),
+    ("batch", "batch"),
+    ("load_s", "load + compile s"),
+    ("first_ms", "first call ms"),
+    ("peak_rss", "peak RSS MB"),
+    ("rss_growth", "RSS growth MB"),
+    ("spread", "min / mean / p99 / max ms"),
+    ("std_ms", "std ms"),
+    ("outliers", "outliers"),
+    ("calls", "calls"),
+)
+
+
+def detail_row(result: dict[str, Any]) -> dict[str, str]:
+    latency = result["latency"]
+    memory = result.get("memory") or {}
+    before, loaded = memory.get("rss_before_load_mb"), memory.get("rss_loaded_mb")
+    growth = loaded - before if before is not None and loaded is not None else None
+    spread = " / ".join(fmt(latency.get(k), ".3f") for k in ("min_ms", "mean_ms", "p99_ms", "max_ms"))
+    return {
+        "artifact": str(result["artifact"]),
+        "batch": str(result["batch"]),
+        "load_s": fmt(result.get("load_s"), ".3f"),
+        "first_ms": fmt(result.get("first_infer_ms"), ".2f"),
+        "peak_rss": fmt(memory.get("peak_rss_mb"), ".0f"),
+        "rss_growth": fmt(growth, ".0f"),
+        "spread": spread,
+        "std_ms": fmt(latency.get("std_ms"), ".3f"),
+        "outliers": str(latency.get("outliers", latency.get("outliers_low", 0) + latency.get("outliers_high", 0))),
+        "calls": str(latency["count"]),
+    }
+
+
+def machine_line(doc: dict[str, Any]) -> str:
+    m = doc.get("machine") or {}
+    cores = m.get("cores") or {}
+    flags = ", ".join(m.get("flags") or []) or "none of note"
+    ov = m.get("openvino_default_precision")
+    return (
+        f"{m.get('cpu', 'unknown CPU')} ({m.get('arch', '?')}), {cores.get('usable', '?')} usable cores, "
+        f"{fmt(m.get('memory_gib'), '.0f')} GiB; flags: {flags}"
+        + (f"; OpenVINO CPU default precision: {ov}" if ov else "")
+    )
+
+
+def versions_line(doc: dict[str, Any]) -> str:
+    versions = doc.get("versions") or {}
+    return ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+
+
+def settings_line(doc: dict[str, Any]) -> str:
+    s = doc.get("settings") or {}
+    loop = f"{s['iterations']} calls" if s.get("iterations") else f"{s.get('duration')} s"
+    threads = s.get("threads") or "backend default"
+    hint = s.get("precision_hint") or "backend default"
+    return (
+        f"scenario {s.get('scenario')}, warmup {s.get('warmup')}, {loop} per batch, threads {threads}, "
+        f"OpenVINO precision hint {hint}, {s.get('isolation', '')}"
+    )

@@ -1,0 +1,61 @@
+"""``report.md``: the results table, then cold start, memory and spread, then what was skipped."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable, Sequence
+
+from .format import COLUMNS, DETAIL_COLUMNS, detail_row, machine_line, result_row, settings_line, versions_line
+
+
+def md_escape(text: Any) -> str:
+    """Text safe inside a Markdown table cell: pipes escaped, and HTML, which Markdown renderers
+    pass through, turned into entities."""
+    text = html.escape(str(text), quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, str]], numeric: set[str] = frozenset()) -> str:
+    header = "| " + " | ".join(md_escape(h) for _, h in columns) + " |"
+    rule = "| " + " | ".join("---:" if k in numeric else "---" for k, _ in columns) + " |"
+    body = ["| " + " | ".join(md_escape(row[k]) for k, _ in columns) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+NUMERIC = {"batch", "size_mb", "median_ms", "p90_ms", "throughput", "speedup", "load_s", "first_ms", "peak_rss", "rss_growth", "std_ms", "outliers", "calls"}
+
+MEMORY_NOTE = (
+    "Peak RSS is the resident-memory peak of a fresh process that loaded and ran only that artifact "
+    "(interpreter and libraries included); RSS growth is what loading and running it added to that "
+    "process. Percentiles: nearest rank; outliers: beyond Tukey's 1.5·IQR fences, counted and kept."
+)
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    target = doc.get("target") or {}
+    results = doc["results"]
+    headline = "p90 latency" if (doc.get("settings") or {}).get("scenario") != "offline" else "throughput"
+    lines = [
+        f"# edgecv benchmark: {md_escape(target.get('path', ''))}",
+        "",
+        f"{md_escape(doc.get('created', ''))} · edgecv {md_escape(doc.get('edgecv_version', ''))} · headline: {headline}",
+        "",
+        f"- **Machine:** {md_escape(machine_line(doc))}",
+        f"- **Versions:** {md_escape(versions_line(doc))}",
+        f"- **Settings:** {md_escape(settings_line(doc))}",
+        "",
+        md_table(COLUMNS, (result_row(r) for r in results), NUMERIC),
+        "",
+        "## Cold start, memory and spread",
+        "",
+        md_table(DETAIL_COLUMNS, (detail_row(r) for r in results), NUMERIC),
+        "",
+        MEMORY_NOTE,
+    ]
+    skipped = doc.get("skipped") or []
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- {md_escape(s['artifact'])}: {md_escape(s['reason'])}" for s in skipped]
+    notes = sorted({n for r in results for n in r.get("notes") or []})
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {md_escape(n)}" for n in notes]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""The benchmark results file, ``results.json``: schema ``edgecv.results/1``.
+
+    {
+      "schema": "edgecv.results/1", "created": ISO time, "edgecv_version": str,
+      "target": {"path", "kind": "run-folder"|"artifact"|"model", "model": manifest model | null},
+      "settings": {"warmup", "iterations", "duration", "scenario", "seed", "batches", "threads",
+                   "precision_hint", "backends", "isolation", "timer", "percentiles"},
+      "machine": edgecv.sysinfo.machine_info() + "openvino_default_precision",
+      "versions": edgecv.sysinfo.backend_versions(),
+      "results": [BenchResult.to_dict(): artifact, backend, scenario, batch, latency {count, min_ms,
+                  mean_ms, median_ms, p90_ms, p95_ms, p99_ms, max_ms, std_ms, outliers, ...},
+                  throughput_ips, samples_ms, precision, artifact_precision, load_s,
+                  first_infer_ms, memory, size_bytes, fidelity, verification, speedup_vs_torch, ...],
+      "skipped": [{"artifact", "reason"}]
+    }
+
+A new field is added without changing the version; removing or changing the meaning of one
+bumps it, and readers refuse versions they do not know rather than misreading them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgecv.errors import ArtifactError
+
+RESULTS_SCHEMA = "edgecv.results/1"
+COMPARISON_SCHEMA = "edgecv.comparison/1"
+REQUIRED_RESULT_KEYS = ("artifact", "backend", "scenario", "batch", "latency", "throughput_ips")
+REQUIRED_LATENCY_KEYS = ("count", "median_ms", "p90_ms")
+
+
+def validate_results(doc: Any, source: str = "results") -> dict[str, Any]:
+    """``doc`` if it is an ``edgecv.results/1`` document, else :class:`ArtifactError` saying why."""
+    if not isinstance(doc, dict) or "schema" not in doc:
+        raise ArtifactError(f"{source} is not an edgecv results file (no schema field)")
+    if doc["schema"] != RESULTS_SCHEMA:
+        raise ArtifactError(f"{source} has schema {doc['schema']!r}; this edgecv reads {RESULTS_SCHEMA}")
+    if not isinstance(doc.get("results"), list):
+        raise ArtifactError(f"{source} has no results list")
+    for i, result in enumerate(doc["results"]):
+        missing = [k for k in REQUIRED_RESULT_KEYS if k not in result]
+        missing += [f"latency.{k}" for k in REQUIRED_LATENCY_KEYS if k not in result.get("latency", {})]
+        if missing:
+            raise ArtifactError(f"{source}: result {i} lacks {', '.join(missing)}")
+    return doc
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON: {exc}") from None
+    return validate_results(doc, str(path))

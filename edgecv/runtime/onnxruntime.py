@@ -1,0 +1,108 @@
+"""ONNX Runtime backend: the CPU execution provider here, CUDA/TensorRT providers where the installed
+build has them (``onnxruntime-gpu``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError
+
+from .base import Runtime, TensorInfo, first_line, require_file
+
+# ONNX Runtime's type strings for the tensor types a vision model has at its boundary.
+_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+# Providers per device, best first; ONNX Runtime falls back along the list for unsupported nodes.
+_DEVICE_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+_PROVIDER_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
+
+# Operators that make a graph an integer-quantized one (QDQ, or QOperator after ORT's own quantizer).
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+def graph_precision(path: Path) -> str:
+    """``int8`` for a quantized graph, ``fp16`` for one with FP16 weights, else ``fp32``: ONNX
+    Runtime computes what the graph says, so this is what runs."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        if any(node.op_type in _QUANT_OPS for node in graph.node):
+            return "int8"
+        graphs.extend(a.g for node in graph.node for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def _tensor_info(node_arg: Any) -> TensorInfo:
+    if node_arg.type not in _DTYPES:
+        raise ArtifactError(f"tensor '{node_arg.name}' has type {node_arg.type}, which edgecv does not feed")
+    # ONNX Runtime reports a dynamic dimension as None or its symbolic name.
+    shape = tuple(d if isinstance(d, int) and d >= 0 else (d if isinstance(d, str) else None) for d in node_arg.shape)
+    return TensorInfo(node_arg.name, shape, np.dtype(_DTYPES[node_arg.type]))
+
+
+class OnnxRuntimeRuntime(Runtime):
+    """``device``: ``cpu`` (default, or ``cuda`` where onnxruntime-gpu is installed), ``cuda``,
+    ``tensorrt``; ``providers`` overrides the list. ``threads`` sets intra_op_num_threads."""
+
+    backend = "onnxruntime"
+    options = frozenset({"providers"})
+
+    def _load_impl(self, source: Any, precision: str | None, providers: list[str] | None = None) -> None:
+        path = require_file(source, (".onnx",))
+        self.path, self.name = path, path.name
+        providers = list(providers) if providers else self._default_providers()
+        options = ort.SessionOptions()
+        # Warnings about unused initializers and the like are noise in a benchmark's output.
+        options.log_severity_level = 3
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, InvalidProtobuf, …)
+            raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from None
+        used = self._session.get_providers()
+        self.device = _PROVIDER_DEVICES.get(used[0], used[0])
+        self.providers = used
+        self.precision = graph_precision(path)
+        self._require_fixed_precision(precision)
+        self.inputs = [_tensor_info(a) for a in self._session.get_inputs()]
+        self.outputs = [_tensor_info(a) for a in self._session.get_outputs()]
+        self._output_names = [o.name for o in self.outputs]
+
+    def _default_providers(self) -> list[str]:
+        available = ort.get_available_providers()
+        device = (self.device or "").lower()
+        if not device:
+            device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+        if device not in _DEVICE_PROVIDERS:
+            raise InvalidOptionError(f"ONNX Runtime device must be one of {', '.join(_DEVICE_PROVIDERS)}, got {self.device!r}")
+        wanted = _DEVICE_PROVIDERS[device]
+        if wanted[0] not in available:
+            raise BackendUnavailableError(
+                f"onnxruntime on {device}", "onnxruntime-gpu",
+                f"this onnxruntime build has only {', '.join(available)}",
+            )
+        return [p for p in wanted if p in available]
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._output_names, self._session.run(self._output_names, feed)))
+
+    def _close_impl(self) -> None:
+        del self._session

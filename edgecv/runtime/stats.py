@@ -1,0 +1,86 @@
+"""Latency statistics over the per-call samples of a benchmark.
+
+Definitions (exact, so they can be checked on a fake clock):
+
+* p90, p95, p99: **nearest rank**: the smallest sample such that at least q % of the samples are
+  less than or equal to it, i.e. the ⌈q/100 · N⌉-th smallest (numpy's ``inverted_cdf``). A tail
+  percentile is then always a latency some call really had, never an interpolation between two
+  calls, as in MLPerf LoadGen.
+* median: the usual one (the mean of the two middle samples when N is even).
+* std: the sample standard deviation (N − 1 in the denominator); 0 for a single sample.
+* outliers: samples outside Tukey's fences, Q1 − 1.5·IQR and Q3 + 1.5·IQR, with quartiles
+  interpolated linearly (the convention of matplotlib's box plots, so the report's plot shows the
+  same points as outliers). They are counted and reported, never dropped: every statistic above
+  includes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+TAIL_PERCENTILES = (90, 95, 99)
+TUKEY_K = 1.5
+
+
+def nearest_rank(sorted_samples: np.ndarray, q: float) -> float:
+    return float(np.percentile(sorted_samples, q, method="inverted_cdf"))
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency figures in milliseconds over ``count`` timed calls."""
+
+    count: int
+    min_ms: float
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    std_ms: float
+    outliers_low: int
+    outliers_high: int
+    outlier_fences_ms: tuple[float, float]
+
+    @property
+    def outliers(self) -> int:
+        return self.outliers_low + self.outliers_high
+
+    @classmethod
+    def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> "LatencyStats":
+        ms = np.sort(np.asarray(samples_ns, dtype=np.float64)) / 1e6
+        if ms.size == 0:
+            raise ValueError("no latency samples")
+        q1, q3 = np.percentile(ms, [25, 75])
+        low, high = q1 - TUKEY_K * (q3 - q1), q3 + TUKEY_K * (q3 - q1)
+        return cls(
+            count=int(ms.size),
+            min_ms=float(ms[0]),
+            mean_ms=float(ms.mean()),
+            median_ms=float(np.median(ms)),
+            p90_ms=nearest_rank(ms, 90),
+            p95_ms=nearest_rank(ms, 95),
+            p99_ms=nearest_rank(ms, 99),
+            max_ms=float(ms[-1]),
+            std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+            outliers_low=int((ms < low).sum()),
+            outliers_high=int((ms > high).sum()),
+            outlier_fences_ms=(float(low), float(high)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outlier_fences_ms"] = list(self.outlier_fences_ms)
+        d["outliers"] = self.outliers
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LatencyStats":
+        known = set(cls.__dataclass_fields__)
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["outlier_fences_ms"] = tuple(kw.get("outlier_fences_ms", (float("nan"), float("nan"))))
+        return cls(**kw)

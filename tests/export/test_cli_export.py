@@ -1,0 +1,85 @@
+"""`edgecv export` through the real command line: the happy path, --json, and every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import edgecv
+from tests.conftest import assert_user_error
+
+
+def test_export_json_summary(cli, tmp_path):
+    proc = cli("export", "MobileNet-V2", "--width-mult", "0.35", "--resolution", "64", "--fp16",
+               "--out", tmp_path / "run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert {a["name"] for a in summary["artifacts"]} == {"onnx-fp32", "openvino-fp32", "openvino-fp16"}
+    assert all(a["verification"]["passed"] for a in summary["artifacts"])
+    assert "random weights" in proc.stderr  # the warning reaches the user, not the JSON
+    assert (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_export_human_output_shows_stages_and_table(cli, tmp_path):
+    proc = cli("export", "shufflenetv2", "--width-mult", "0.5", "--resolution", "64", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("export", "simplify", "openvino"):
+        assert stage in proc.stderr
+    assert "onnx-fp32" in proc.stdout and "openvino-fp32" in proc.stdout
+    again = cli("export", "shufflenetv2", "--width-mult", "0.5", "--resolution", "64", "--out", tmp_path)
+    assert again.returncode == 0 and "reused" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["mobilenetv9"], ["unknown model", "mobilenetv"]),
+        (["mobilenetv2", "--width-mult", "-1"], ["width_mult"]),
+        (["mobilenetv2", "--width-mult", "nan"], ["width_mult"]),
+        (["mobilenetv2", "--resolution", "100"], ["multiple of 32"]),
+        (["mobilenetv2", "--num-classes", "0"], ["num_classes"]),
+        (["shufflenetv1", "--groups", "5"], ["groups"]),
+        (["mobilenetv2", "--batch", "0"], ["batch"]),
+        (["mobilenetv2", "--opset", "9"], ["opset"]),
+        (["mobilenetv2", "--backend", "coreml"], ["unknown backend"]),
+        (["mobilenetv2", "--backend", "tensorrt"], ["tensorrt"]),
+        (["mobilenetv2", "--exporter", "magic"], ["exporter"]),
+        (["mobilenetv2", "--calib-method", "median"], ["calib-method"]),
+        (["mobilenetv2", "--int8", "--calib-size", "0"], ["calib-size"]),
+        (["mobilenetv2", "--calib", "x"], ["--int8"]),
+        (["mobilenetv2", "--weights", "/nonexistent/w.pth"], ["does not exist"]),
+        (["mobilenetv2", "--batch", "2", "--dynamic-batch"], ["exclude"]),
+    ],
+)
+def test_bad_input_exits_2(cli, tmp_path, args, fragments):
+    out = tmp_path / "run"
+    proc = cli("export", *args, "--out", out)
+    assert_user_error(proc, *fragments)
+    assert not out.exists() or not any(out.iterdir()), "a refused export must not write anything"
+
+
+def test_weights_that_do_not_fit(cli, tmp_path):
+    torch.save(edgecv.create_model("mobilenetv1").state_dict(), tmp_path / "v1.pth")
+    proc = cli("export", "mobilenetv2", "--weights", tmp_path / "v1.pth", "--out", tmp_path / "run")
+    assert_user_error(proc, "missing")
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_weights(cli, tmp_path):
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint at all")
+    proc = cli("export", "mobilenetv2", "--weights", tmp_path / "bad.pth", "--out", tmp_path / "run")
+    assert_user_error(proc)
+
+
+def test_out_is_a_file(cli, tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert_user_error(cli("export", "mobilenetv2", "--out", tmp_path / "f"), "not a folder")
+
+
+def test_verification_failure_exits_1(cli, tmp_path):
+    proc = cli("export", "mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--atol", "0",
+               "--rtol", "0", "--out", tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "simplify" in proc.stderr and "max abs" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,62 @@
+"""`edgecv models` through the real command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgecv.models import create_model, list_models
+from edgecv.models.complexity import count_complexity
+from edgecv.models.describe import describe_models
+from tests.conftest import assert_user_error
+
+
+def test_json_lists_every_model_with_measured_figures(cli):
+    proc = cli("models", "--json", "--width-mult", "0.5", "--resolution", "64")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [row["name"] for row in rows] == list_models()
+    for row in rows:
+        assert {"name", "family", "task", "params", "macs", "resolution", "width_mult", "input_shape",
+                "variants", "aliases", "note"} <= set(row)
+        assert (row["width_mult"], row["resolution"], row["input_shape"]) == (0.5, 64, [1, 3, 64, 64])
+        model = create_model(row["name"], width_mult=0.5, resolution=64, **row["options"])
+        complexity = count_complexity(model)
+        assert (row["params"], row["macs"]) == (complexity.params, complexity.macs)
+
+
+def test_table_on_stdout_with_notes_below(cli):
+    proc = cli("models", "-a", "0.75", "-r", "160")
+    assert proc.returncode == 0, proc.stderr
+    for name in list_models():
+        assert name in proc.stdout
+    assert "3×160×160" in proc.stdout and "α=0.75" in proc.stdout and "groups=3" in proc.stdout
+    assert "* shufflenetv1: α=0.75 not offered" in proc.stdout
+
+
+def test_width_a_model_does_not_offer_is_noted_not_fatal():
+    rows = {row["name"]: row for row in describe_models(width_mult=0.75, resolution=64)}
+    assert rows["mobilenetv1"]["width_mult"] == 0.75 and rows["mobilenetv1"]["note"] is None
+    shuffle = rows["shufflenetv2"]
+    assert shuffle["width_mult"] == 1.0 and shuffle["resolution"] == 64
+    assert "α=0.75 not offered (0.5/1/1.5/2)" in shuffle["note"]
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--width-mult", "wide"], "--width-mult must be a number, got 'wide'"),
+        (["--width-mult", "0"], "width_mult must be a number > 0"),
+        (["--width-mult", "-1"], "width_mult must be a number > 0"),
+        (["--width-mult", "nan"], "width_mult must be a number > 0"),
+        (["--resolution", "100"], "multiple of 32"),
+        (["--resolution", "16"], "multiple of 32"),
+        (["--resolution", "224px"], "--resolution must be an integer, got '224px'"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(cli, args, fragment):
+    proc = cli("models", *args)
+    assert_user_error(proc, fragment)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""

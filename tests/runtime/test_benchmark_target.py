@@ -1,0 +1,128 @@
+"""``benchmark_target`` over a run folder: every artifact plus the PyTorch baseline, the manifest's
+fidelity figures, batch sweeps, backend filters, skipped artifacts, isolation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+from edgecv.errors import BackendUnavailableError, InputMismatchError, InvalidOptionError
+from edgecv.report import validate_results
+from edgecv.runtime.benchmark import BenchObserver, benchmark_target
+
+QUICK = {"warmup": 1, "iterations": 5}
+
+
+class Recorder(BenchObserver):
+    def __init__(self):
+        self.events = []
+
+    def job_start(self, job):
+        self.events.append(("start", job.label))
+
+    def progress(self, job, batch, done, fraction):
+        self.events.append(("progress", job.label, fraction))
+
+    def job_end(self, job, results):
+        self.events.append(("end", job.label, len(results)))
+
+    def skipped(self, label, reason):
+        self.events.append(("skipped", label, reason))
+
+
+def by_artifact(report):
+    return {(r.artifact, r.batch): r for r in report.results}
+
+
+def test_run_folder_in_process(static_run):
+    observer = Recorder()
+    report = benchmark_target(static_run, isolate=False, observer=observer, **QUICK)
+    results = by_artifact(report)
+    assert set(results) == {("pytorch", 1), ("onnx-fp32", 1), ("openvino-fp32", 1), ("onnx-int8-cpu", 1)}
+    manifest = json.loads((static_run / "manifest.json").read_text())
+    int8_record = next(a for a in manifest["artifacts"] if a["name"] == "onnx-int8-cpu")
+    int8 = results[("onnx-int8-cpu", 1)]
+    assert int8.fidelity == int8_record["fidelity"] and int8.precision == "int8" and int8.artifact_precision == "int8"
+    torch_median = results[("pytorch", 1)].latency.median_ms
+    for r in report.results:
+        assert r.latency.count == 5 and r.load_s > 0 and r.size_bytes > 0
+        assert r.speedup_vs_torch == pytest.approx(torch_median / r.latency.median_ms)
+        assert r.memory["scope"] == "in-process" and r.memory["peak_rss_mb"] is None
+    assert ("end", "onnx-fp32", 1) in observer.events
+    assert [e for e in observer.events if e[0] == "progress"][-1][2] == 1.0
+    doc = validate_results(json.loads(json.dumps(report.to_dict())))
+    assert doc["machine"]["cpu"] and doc["versions"]["onnxruntime"] and doc["settings"]["iterations"] == 5
+
+
+def test_isolated_run_reports_each_artifacts_own_peak(dynamic_run):
+    report = benchmark_target(dynamic_run, backends=["onnxruntime", "openvino"], **QUICK)
+    assert {r.artifact for r in report.results} == {"onnx-fp32", "openvino-fp32"}
+    for r in report.results:
+        memory = r.memory
+        assert memory["scope"] == "subprocess"
+        # A fresh interpreter with one backend: far below the parent test process, which has torch loaded.
+        assert memory["rss_before_load_mb"] < memory["rss_loaded_mb"] <= memory["peak_rss_mb"] < 1000
+
+
+def test_batch_sweep_on_dynamic_artifacts(dynamic_run):
+    report = benchmark_target(dynamic_run, batches=[1, 4], backends=["ort", "torch"], isolate=False, **QUICK)
+    assert set(by_artifact(report)) == {(name, b) for name in ("pytorch", "onnx-fp32") for b in (1, 4)}
+    for r in report.results:
+        assert r.speedup_vs_torch is not None  # each compared with PyTorch at its own batch
+
+
+def test_static_artifact_refuses_a_sweep(static_run):
+    with pytest.raises(InputMismatchError, match="onnx-fp32 has a static batch of 1, asked for batch 4"):
+        benchmark_target(static_run, batches=[1, 4], isolate=False, **QUICK)
+
+
+def test_offline_scenario_uses_the_largest_batch(dynamic_run, static_run):
+    dynamic = benchmark_target(dynamic_run, scenario="offline", backends=["ort"], isolate=False, **QUICK)
+    assert {r.batch for r in dynamic.results} == {32}
+    assert all(r.headline[0] == "throughput" for r in dynamic.results)
+    static = benchmark_target(static_run, scenario="offline", backends=["ort"], isolate=False, baseline=False, **QUICK)
+    assert {r.batch for r in static.results} == {1}
+
+
+def test_precision_hint_goes_to_openvino_only(static_run):
+    report = benchmark_target(static_run, precision="f32", isolate=False, **QUICK)
+    precisions = {r.artifact: r.precision for r in report.results}
+    assert precisions == {"pytorch": "fp32", "onnx-fp32": "fp32", "openvino-fp32": "fp32", "onnx-int8-cpu": "int8"}
+    assert report.settings["precision_hint"] == "fp32"
+
+
+def test_unknown_backend_in_manifest_is_skipped(tmp_path, static_run):
+    run = tmp_path / "run"
+    shutil.copytree(static_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["artifacts"].append({**manifest["artifacts"][0], "name": "tflite-fp32", "backend": "tflite"})
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = benchmark_target(run, backends=["ort"], isolate=False, **QUICK)
+    assert {"artifact": "tflite-fp32", "reason": "no edgecv runtime for backend 'tflite'"} in report.skipped
+
+
+def test_single_artifact_inside_a_run_folder_keeps_its_record(static_run):
+    report = benchmark_target(static_run / "model.int8.cpu.onnx", isolate=False, **QUICK)
+    (result,) = report.results
+    assert result.artifact == "onnx-int8-cpu" and result.fidelity["top1_agreement"] is not None
+    assert report.target["kind"] == "artifact"
+
+
+def test_filters_and_bad_options(static_run):
+    with pytest.raises(InvalidOptionError, match="unknown backend"):
+        benchmark_target(static_run, backends=["tflite"], isolate=False, **QUICK)
+    with pytest.raises(InvalidOptionError, match="threads"):
+        benchmark_target(static_run, threads=0, isolate=False, **QUICK)
+    with pytest.raises(InvalidOptionError, match="nothing to benchmark"):
+        benchmark_target(static_run, backends=["tensorrt"], isolate=False, **QUICK)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+def test_tensorrt_engine_without_tensorrt(tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0")
+    with pytest.raises(BackendUnavailableError, match="pip install"):
+        benchmark_target(engine, **QUICK)

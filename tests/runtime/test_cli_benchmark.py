@@ -1,0 +1,69 @@
+"""`edgecv benchmark` and `edgecv report` as a user runs them: real subprocesses, exit codes, files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import assert_user_error, run_cli
+
+QUICK = ("--warmup", "1", "--iterations", "5")
+
+
+def test_benchmark_writes_report_and_json(dynamic_run, tmp_path):
+    proc = run_cli("benchmark", dynamic_run, "--backend", "onnxruntime", "--batch", "1,2", *QUICK,
+                   "--report", tmp_path / "report", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "edgecv.results/1"
+    assert [(r["artifact"], r["batch"]) for r in doc["results"]] == [("onnx-fp32", 1), ("onnx-fp32", 2)]
+    assert doc["results"][0]["memory"]["scope"] == "subprocess"
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"results.json", "report.md", "report.html"}
+    assert "report.html" in proc.stderr
+
+
+def test_benchmark_prints_a_table(static_run):
+    proc = run_cli("benchmark", static_run, "--in-process", *QUICK, "--precision", "f32")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("pytorch", "onnx-fp32", "openvino-fp32", "onnx-int8-cpu", "SQNR"):
+        assert name in proc.stdout
+
+
+def test_report_compares_runs(static_run, tmp_path):
+    first = run_cli("benchmark", static_run / "model.onnx", *QUICK, "--report", tmp_path / "a")
+    second = run_cli("benchmark", static_run / "model.onnx", *QUICK, "--report", tmp_path / "b")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    proc = run_cli("report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json",
+                   "--out", tmp_path / "cmp", "--json")
+    assert proc.returncode == 0, proc.stderr
+    comparison = json.loads(proc.stdout)
+    assert comparison["baseline"] == "a" and comparison["rows"][0]["ratios"][0] == 1.0
+    assert (tmp_path / "cmp" / "comparison.html").is_file()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("benchmark", "{tmp}/absent.onnx"), ("does not exist",)),
+    (("benchmark", "{tmp}/notes.txt"), ("unknown artifact kind", ".onnx → onnxruntime")),
+    (("benchmark", "{static}", "--batch", "1,4", *QUICK), ("static batch of 1", "--dynamic-batch")),
+    (("benchmark", "{static}/model.onnx", "--batch", "4", *QUICK), ("takes only batch 1, asked for batch 4",)),
+    (("benchmark", "{static}", "--batch", "two"), ("--batch takes positive integers",)),
+    (("benchmark", "{static}", "--scenario", "server"), ("scenario must be one of",)),
+    (("benchmark", "{static}", "--iterations", "5", "--duration", "1"), ("not both",)),
+    (("benchmark", "{static}", "--precision", "fp8"), ("unknown precision",)),
+    (("benchmark", "{static}", "--threads", "x"), ("--threads must be an integer",)),
+    (("benchmark", "{static}", "--backend", "tflite"), ("unknown backend 'tflite'",)),
+    (("report", "{tmp}/absent.json"), ("does not exist",)),
+    (("report", "{static}/manifest.json"), ("this edgecv reads edgecv.results/1",)),
+])
+def test_bad_input_exits_2_with_one_line(args, fragments, static_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    argv = [str(a).format(tmp=tmp_path, static=static_run) for a in args]
+    assert_user_error(run_cli(*argv), *fragments)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+def test_engine_without_tensorrt_names_the_install(tmp_path):
+    (tmp_path / "model.fp16.engine").write_bytes(b"\0" * 8)
+    assert_user_error(run_cli("benchmark", tmp_path / "model.fp16.engine"), "tensorrt", "pip install")
