@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(registry, name)
     if name == "export":
-        from edgecv.export.pipeline import export
+        import edgecv.export as export  # a callable package, see edgecv/export/__init__.py
 
         return export
     if name == "load":

@@ -8,13 +8,14 @@ class here plus its module, not edits across the pipeline.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgecv.errors import VerificationError
 
 from .manifest import ArtifactRecord
-from .runfolder import atomic_path
+from .runfolder import TMP_MARK, atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import ExportContext
@@ -53,14 +54,16 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def verify_or_fail(ctx: "ExportContext", stage: str, artifact: str, backend: str, precision: str, **load_kw):
+def verify_or_fail(
+    ctx: "ExportContext", stage: str, artifact: str, backend: str, precision: str, run_precision: str | None = None
+):
     """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
     from edgecv.runtime import load
 
     from .verify import run_all, verify_outputs
 
     inputs = ctx.verification_inputs()
-    with load(ctx.run_dir / artifact, backend=backend, **load_kw) as rt:
+    with load(ctx.run_dir / artifact, backend=backend, precision=run_precision) as rt:
         actual = run_all(rt.infer, inputs.batches)
         ran = getattr(rt, "precision", None) or precision
     result = verify_outputs(
@@ -73,7 +76,8 @@ def verify_or_fail(ctx: "ExportContext", stage: str, artifact: str, backend: str
     summary["ran_precision"] = ran
     if not result.passed:
         detail = "; ".join(o.summary() for o in result.failures())
-        raise VerificationError(stage, f"{artifact} ({backend}) differs from PyTorch: {detail}", summary)
+        label = artifact.replace(f"{TMP_MARK}{os.getpid()}-", "")
+        raise VerificationError(stage, f"{label} ({backend}) differs from PyTorch: {detail}", summary)
     return summary
 
 
@@ -165,7 +169,7 @@ class _OpenVinoIR(Stage):
             tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
             # f32 hint: on AMX CPUs OpenVINO's default is bf16, which is not what "FP32" means.
             info["verification"] = verify_or_fail(
-                ctx, self.name, tmp_rel, "openvino", self.precision, precision="f32"
+                ctx, self.name, tmp_rel, "openvino", self.precision, run_precision="f32"
             )
             info["verification"]["artifact"] = self.xml
         info["cpu_default_precision"] = ctx.machine.get("openvino_default_precision")

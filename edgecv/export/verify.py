@@ -114,7 +114,10 @@ def compare_arrays(
     top1 = None
     if classification and ref64.ndim == 2:
         top1 = float(np.mean(ref64.argmax(axis=1) == got64.argmax(axis=1)))
-    passed = finite and required <= atol and cos >= min_cosine
+    # Cosine and top-1 say nothing about outputs that are all within atol of zero (random-weight
+    # nets can produce those); the elementwise bound alone decides there.
+    negligible = float(np.max(np.abs(ref64), initial=0.0)) <= atol
+    passed = finite and required <= atol and (cos >= min_cosine or negligible)
     return OutputComparison(
         name=name,
         shape=list(ref64.shape),

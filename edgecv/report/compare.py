@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import plots
 from .format import DASH, fmt, machine_line
 from .html import esc, figure, html_table, page
 from .markdown import md_escape, md_table
-from . import plots
 from .schema import COMPARISON_SCHEMA
 
 

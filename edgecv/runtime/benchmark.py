@@ -31,7 +31,7 @@ from edgecv import errors
 from edgecv.errors import ArtifactError, BackendUnavailableError, EdgecvError, InputMismatchError, InvalidOptionError, StageError
 
 from .base import Runtime, normalize_precision
-from .memory import current_rss_mb, peak_rss_mb
+from .memory import current_rss_mb
 from .registry import BACKENDS, backend_class, backend_name, is_installed
 from .stats import LatencyStats
 

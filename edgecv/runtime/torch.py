@@ -134,7 +134,9 @@ class TorchRuntime(Runtime):
         if isinstance(out, dict):
             return {k: v.detach().cpu().numpy() for k, v in out.items()}
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {info.name: o.detach().cpu().numpy() for info, o in zip(self.outputs, outs)}
+        # Outputs beyond the InputSpec's names are kept, named by position, rather than dropped.
+        names = [info.name for info in self.outputs] + [f"output_{i}" for i in range(len(self.outputs), len(outs))]
+        return {name: o.detach().cpu().numpy() for name, o in zip(names, outs)}
 
     def _close_impl(self) -> None:
         del self._model
