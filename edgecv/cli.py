@@ -29,7 +29,8 @@ app = typer.Typer(
 
 # Human-readable output goes to stderr so `--json` output on stdout stays machine-readable.
 console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False, soft_wrap=True)
+# Piped output gets a wide page rather than rich's 80 columns, so tables stay readable in logs.
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def emit_json(obj: Any) -> None:
@@ -283,7 +284,25 @@ def report_cmd(
 
 
 def main() -> None:
-    app()
+    try:
+        from click.exceptions import Abort, UsageError
+    except ImportError:  # newer typer carries its own copy of click
+        from typer._click.exceptions import UsageError  # type: ignore[no-redef]
+        from typer.exceptions import Abort  # type: ignore[no-redef,assignment]
+    try:
+        rv = app(standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            console.print(exc.format_message(), highlight=False, markup=False)
+            sys.exit(2)
+        # A bad flag or value: one line and exit 2, not click's usage block.
+        hint = f" (see `edgecv {exc.ctx.command_path.split(' ', 1)[-1]} --help`)" if exc.ctx and " " in exc.ctx.command_path else ""
+        console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", soft_wrap=True)
+        sys.exit(2)
+    except (Abort, KeyboardInterrupt):
+        console.print("[bold red]error:[/] interrupted")
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class ExportContext:
     _model_factory: Any = None
     _inputs: VerificationInputs | None = None
     _reference: list | None = None
+    _calibration: Any = None
     stage_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -76,6 +77,19 @@ class ExportContext:
                 self.spec, batch=o.batch, dynamic_batch=o.dynamic_batch, seed=o.seed
             )
         return self._inputs
+
+    def calibration_data(self):
+        if self._calibration is None:
+            from edgecv.calibration.data import load_calibration
+
+            o = self.options
+            # Calibration and hold-out sets use the export's batch-1 preprocessing.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._calibration = load_calibration(o.calib, replace(self.spec, batch=1), size=o.calib_size, seed=o.seed)
+            for message in self._calibration.report.warnings:
+                self.reporter.warn(message)
+        return self._calibration
 
     def reference_outputs(self) -> list[dict]:
         if self._reference is None:
@@ -115,7 +129,7 @@ class ExportResult:
                     "backend": a["backend"],
                     "precision": a["precision"],
                     "intended_for": a["intended_for"],
-                    "size_bytes": m["files"].get(a["path"], {}).get("size_bytes"),
+                    "size_bytes": _artifact_size(m["files"], a["path"]),
                     "verification": _headline(a.get("verification")),
                     "fidelity": a.get("fidelity") or None,
                 }
@@ -124,6 +138,13 @@ class ExportResult:
             "calibration": m.get("calibration"),
             "warnings": m.get("warnings", []),
         }
+
+
+def _artifact_size(files: dict[str, Any], rel: str) -> int | None:
+    """Bytes of an artifact, with OpenVINO's weights (.bin) counted next to its .xml."""
+    sizes = [files.get(r, {}).get("size_bytes") for r in (rel, str(Path(rel).with_suffix(".bin")))]
+    known = [s for s in sizes if s is not None]
+    return sum(known) if known else None
 
 
 def _headline(verification: dict | None) -> dict | None:

@@ -8,6 +8,8 @@ class here plus its module, not edits across the pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -137,7 +139,7 @@ class SimplifyAndVerify(Stage):
         return [
             ArtifactRecord(
                 name="onnx-fp32", path=ONNX, format="onnx", backend="onnxruntime", precision="fp32",
-                intended_for="onnxruntime, tensorrt (fp32/fp16 engines)",
+                intended_for="onnxruntime",
                 description="simplified FP32 ONNX" if info.get("simplified") else "FP32 ONNX (onnxsim failed; raw graph)",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
                 verification=info.get("verification", {}),
@@ -212,6 +214,65 @@ class OpenVinoFP16(_OpenVinoIR):
 
 # --- INT8 (calibration) ---------------------------------------------------------------------------
 # (the INT8 stage is defined here, before the engines that consume its Q/DQ graph)
+@register_stage
+class Int8(Stage):
+    name = "int8"
+    title = "calibrate + INT8 (ONNX Q/DQ, OpenVINO NNCF)"
+    after = ("simplify", "openvino")
+
+    def enabled(self, ctx):
+        return ctx.options.int8
+
+    def key(self, ctx):
+        o = ctx.options
+        return {
+            "data": ctx.calibration_data().fingerprint, "method": o.calib_method,
+            "exclude": list(o.exclude), "openvino": "openvino" in o.backends,
+            "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
+        }
+
+    def outputs(self, ctx):
+        out = ["model.int8.onnx", "model.int8.cpu.onnx", "calibration/report.json"]
+        if "openvino" in ctx.options.backends:
+            out += [f"{OV_DIR}/model.int8.xml", f"{OV_DIR}/model.int8.bin"]
+        return out
+
+    def run(self, ctx):
+        from .int8 import run_int8
+
+        ov = ctx.run_dir / OV_DIR / "model.xml" if "openvino" in ctx.options.backends else None
+        # ORT's calibrator and NNCF print progress on stdout, which belongs to `--json` output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return run_int8(
+                ctx.run_dir, ctx.run_dir / ONNX, ctx.calibration_data(), method=ctx.options.calib_method,
+                exclude=ctx.options.exclude, openvino_xml=ov, progress=ctx.reporter.progress,
+            )
+
+    def artifacts(self, ctx, info):
+        fid = info.get("fidelity", {})
+        records = [
+            ArtifactRecord(
+                name="onnx-int8", path="model.int8.onnx", format="onnx", backend="onnxruntime",
+                precision="int8", intended_for="tensorrt",
+                description="INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8", {}),
+            ),
+            ArtifactRecord(
+                name="onnx-int8-cpu", path="model.int8.cpu.onnx", format="onnx", backend="onnxruntime",
+                precision="int8", intended_for="onnxruntime",
+                description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8-cpu", {}),
+            ),
+        ]
+        if "openvino-int8" in fid:
+            records.append(ArtifactRecord(
+                name="openvino-int8", path=f"{OV_DIR}/model.int8.xml", format="openvino", backend="openvino",
+                precision="int8", intended_for="openvino", description="OpenVINO IR quantized by NNCF",
+                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid["openvino-int8"],
+            ))
+        return records
+
+
 
 
 # --- TensorRT engines -----------------------------------------------------------------------------

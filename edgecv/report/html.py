@@ -74,7 +74,8 @@ def render_html(doc: dict[str, Any]) -> str:
         "<h2>Latency against fidelity</h2>",
         figure(plots.latency_vs_fidelity(results), "latency against fidelity",
                "Top-1 agreement with the FP32 model: INT8 artifacts on held-out calibration inputs, the "
-               "others from the export's verification against PyTorch."),
+               "others from the export's verification against PyTorch, shown only where the benchmark ran "
+               "the precision that was verified (OpenVINO verifies in f32: benchmark with --precision f32)."),
         "<h2>Cold start, memory and spread</h2>",
         html_table(DETAIL_COLUMNS, (detail_row(r) for r in results)),
         f'<p class="meta">{esc(MEMORY_NOTE)}</p>',

@@ -15,11 +15,6 @@ batch, the top of a TensorRT profile, else :data:`OFFLINE_BATCH`) and reports th
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,9 +22,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgecv import errors
-from edgecv.errors import ArtifactError, BackendUnavailableError, EdgecvError, InputMismatchError, InvalidOptionError, StageError
+from edgecv.errors import ArtifactError, BackendUnavailableError, InputMismatchError, InvalidOptionError
 
+from . import load
 from .base import Runtime, normalize_precision
 from .memory import current_rss_mb
 from .registry import BACKENDS, backend_class, backend_name, is_installed
@@ -226,8 +221,6 @@ def benchmark(
             names = ", ".join(k for k, v in given.items() if v is not None)
             raise InvalidOptionError(f"{names} apply when loading; pass them to edgecv.runtime.load()")
         return measure(runtime_or_path, batch, settings, clock=clock, progress=progress)
-    from . import load
-
     with load(runtime_or_path, backend=backend, device=device, threads=threads, precision=precision) as runtime:
         return measure(runtime, batch, settings, clock=clock, progress=progress)
 
@@ -310,8 +303,6 @@ class BenchJob:
 
 def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | None, int, float], None] | None = None) -> list[BenchResult]:
     """Load the artifact, time every batch, close it. Memory figures cover the whole job."""
-    from . import load
-
     # Import the backend's package first, so the RSS growth below is the model's, not the library's.
     backend_class(job.backend)
     rss_before = current_rss_mb()
@@ -352,6 +343,8 @@ def _verification_headline(verification: dict[str, Any] | None) -> dict[str, Any
         "cosine": min(o["cosine"] for o in outputs),
         "top1_agreement": min(top1) if top1 else None,
         "inputs": verification.get("inputs"),
+        # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
+        "ran_precision": verification.get("ran_precision"),
     }
 
 
@@ -360,57 +353,6 @@ def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObse
     for result in results:
         result.memory.update(scope="in-process", peak_rss_mb=None)
         result.notes.append("memory: RSS growth while loaded, in a process that ran other artifacts too (no peak)")
-    return results
-
-
-def _rebuild_error(payload: dict[str, Any]) -> EdgecvError:
-    """The worker's typed error as the same class here, so the CLI picks the same exit code."""
-    cls = getattr(errors, payload.get("type", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, EdgecvError)):
-        return StageError("benchmark", payload.get("message", "the benchmark worker failed"))
-    exc = cls.__new__(cls)  # the subclasses' __init__ signatures differ; the message is what counts
-    exc.args = (payload.get("message", ""),)
-    return exc
-
-
-def _run_isolated(job: BenchJob, settings: BenchSettings, observer: "BenchObserver") -> list[BenchResult]:
-    """Run the job in ``python -m edgecv.runtime.worker``: a fresh process per artifact, so its peak
-    RSS and cold start belong to that artifact alone."""
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    request = json.dumps({"job": asdict(job), "settings": asdict(settings)})
-    results: list[BenchResult] = []
-    error: dict[str, Any] | None = None
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecv.runtime.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
-        )
-        try:
-            proc.stdin.write(request)  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-            for line in proc.stdout:  # type: ignore[union-attr]
-                event = json.loads(line)
-                if event["event"] == "progress":
-                    observer.progress(job, event["batch"], event["done"], event["fraction"])
-                elif event["event"] == "result":
-                    results.append(BenchResult.from_dict(event["result"]))
-                elif event["event"] == "error":
-                    error = event
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if error is not None:
-            raise _rebuild_error(error)
-        if code != 0:
-            stderr.seek(0)
-            tail = [ln for ln in stderr.read().strip().splitlines() if ln.strip()][-1:] or ["no output"]
-            raise StageError("benchmark", f"the worker timing {job.label} exited with code {code}: {tail[0]}")
-    for result in results:
-        result.memory["scope"] = "subprocess"
     return results
 
 
@@ -619,7 +561,10 @@ def benchmark_target(
             skipped.append({"artifact": job.label, "reason": f"{job.backend} is not installed"})
     for item in skipped:
         observer.skipped(item["artifact"], item["reason"])
-    run = _run_isolated if isolate else _run_in_process
+    if isolate:
+        from .worker import run_in_subprocess as run
+    else:
+        run = _run_in_process
     results: list[BenchResult] = []
     for job in jobs:
         observer.job_start(job)
