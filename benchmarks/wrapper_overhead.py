@@ -108,12 +108,16 @@ _MEDIAN_LINE = re.compile(r"Median:\s*([0-9.]+)\s*(ms|us)")
 def benchmark_app_median(xml_path: Path, *, iterations: int, threads: int | None, precision: str | None) -> float:
     """Median latency (ms) that OpenVINO's benchmark_app reports for a sync, latency-hint run."""
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    cmd = [exe, "-m", str(xml_path), "-d", "CPU", "-hint", "latency", "-api", "sync", "-b", "1", "-niter", str(iterations)]
-    if threads is not None:
-        cmd += ["-nthreads", str(threads)]
+    cmd = [exe, "-m", str(xml_path), "-d", "CPU", "-api", "sync", "-b", "1", "-niter", str(iterations)]
+    # benchmark_app refuses -nthreads with a hint; the LATENCY hint means one stream, so spell that out.
+    cmd += ["-hint", "latency"] if threads is None else ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
     if precision is not None:
         cmd += ["-infer_precision", precision]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600).stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    if proc.returncode != 0:
+        errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln] or [proc.stderr[-500:]]
+        raise RuntimeError(f"benchmark_app failed: {errors[0]}")
     match = _MEDIAN_LINE.search(out)
     if match is None:
         raise RuntimeError(f"no median in benchmark_app's output:\n{out[-2000:]}")

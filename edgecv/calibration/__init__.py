@@ -1,0 +1,50 @@
+"""Calibration data, INT8 quantization (ONNX Q/DQ for TensorRT and for CPUs, NNCF for OpenVINO) and
+INT8-vs-FP32 fidelity.
+
+    from edgecv.calibration import load_calibration, quantize_run
+    calib = load_calibration("photos/", spec, size=300)
+    result = quantize_run("run/model.onnx", "run", calib, openvino_xml="run/openvino/model.xml")
+
+Names are imported lazily: importing :mod:`edgecv.calibration.preprocess` (which the runtime and
+verification use) must not pull in ONNX Runtime's quantization tools, NNCF or OpenVINO.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "load_calibration": "data",
+    "CalibrationData": "data",
+    "CalibrationReport": "data",
+    "CalibrationWarning": "data",
+    "quantize_run": "run",
+    "Int8Result": "run",
+    "FidelityReport": "fidelity",
+    "check_tensorrt_qdq": "tensorrt_rules",
+    "Violation": "tensorrt_rules",
+    "rank_layers": "sensitivity",
+    "SensitivityReport": "sensitivity",
+    "quantize_openvino": "openvino_int8",
+    "CALIB_METHODS": "ranges",
+    "DEFAULT_METHOD": "ranges",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import CalibrationData, CalibrationReport, CalibrationWarning, load_calibration
+    from .fidelity import FidelityReport
+    from .openvino_int8 import quantize_openvino
+    from .ranges import CALIB_METHODS, DEFAULT_METHOD
+    from .run import Int8Result, quantize_run
+    from .sensitivity import SensitivityReport, rank_layers
+    from .tensorrt_rules import Violation, check_tensorrt_qdq
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgecv.calibration' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

@@ -89,15 +89,14 @@ def flavour_of(name: str) -> Flavour:
 
 
 def cpu_has_vnni() -> bool:
-    """Whether the CPU multiplies 8-bit integers without the 16-bit intermediate that saturates
-    (x86 VNNI; ARM's dot-product instructions play the same role and are assumed present)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    """Whether the CPU multiplies 8-bit integers without the 16-bit intermediate sum that saturates
+    (x86 VNNI or AMX; non-x86 CPUs do not have ORT's saturating AVX2 path)."""
+    from edgecv.sysinfo import machine_info
+
+    info = machine_info()
+    if info["arch"] not in ("x86_64", "AMD64", "i686"):
         return True
-    if "avx2" not in flags:
-        return True  # not an x86 CPU with the saturating AVX2 path
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ import numpy as np
 from .fidelity import RunFn
 
 
-def ort_session(path: str | Path, threads: int | None = None):
+def ort_session(model: str | Path | bytes, threads: int | None = None):
+    """A CPU session of ``model`` (a path, or a serialized graph)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -22,11 +23,12 @@ def ort_session(path: str | Path, threads: int | None = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(path: str | Path, threads: int | None = None) -> RunFn:
-    session = ort_session(path, threads)
+def ort_runner(model: str | Path | bytes, threads: int | None = None) -> RunFn:
+    session = ort_session(model, threads)
     input_name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
 

@@ -1,0 +1,261 @@
+"""One call for the export pipeline: calibration data + FP32 ONNX (+ OpenVINO IR) → every INT8
+artifact, its fidelity against FP32 on held-out inputs, and ``calibration/report.json``.
+
+    result = quantize_run("runs/x/model.onnx", "runs/x", load_calibration(None, spec),
+                          openvino_xml="runs/x/openvino/model.xml")
+    result.artifacts["onnx-int8-cpu"], result.fidelity["onnx-int8"].to_dict(), result.timings_s
+
+Steps: ONNX Runtime's pre-processing of the simplified graph; activation ranges once (cached in
+``calibration/ranges.json``, reused by a rerun with the same model, data and method); optionally the
+layer sensitivity ranking and the most sensitive layers left in float; each ONNX flavour (the
+TensorRT one only if it passes :func:`check_tensorrt_qdq`); NNCF for OpenVINO; fidelity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgecv.errors import EdgecvError, InvalidOptionError, StageError
+
+from ._atomic import write_json, written_atomically
+from .data import CalibrationData, CalibrationReport
+from .fidelity import FidelityReport, collect, compare
+from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
+from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
+from .runners import fixed_batch, openvino_runner, ort_runner
+from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
+from .tensorrt_rules import check_tensorrt_qdq
+
+Progress = Callable[[str, int, "int | None"], None]
+CALIBRATION_DIR = "calibration"
+RANGES_FILE = f"{CALIBRATION_DIR}/ranges.json"
+REPORT_FILE = f"{CALIBRATION_DIR}/report.json"
+OPENVINO_INT8 = "openvino/model.int8.xml"
+REPORT_SCHEMA = "edgecv.int8-report/1"
+
+
+@dataclass
+class Int8Result:
+    out_dir: Path
+    method: str
+    artifacts: dict[str, Path]  # artifact name ("onnx-int8", "onnx-int8-cpu", "openvino-int8") → file
+    fidelity: dict[str, FidelityReport]
+    calibration: CalibrationReport
+    ranges: dict[str, Any]  # cache path, key, whether it was reused, time
+    flavours: dict[str, dict[str, Any]]
+    excluded: list[str]
+    sensitivity: SensitivityReport | None
+    timings_s: dict[str, float]
+    peak_rss_mb: float  # the process's peak so far (includes what ran before this call)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / REPORT_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "method": self.method,
+            "artifacts": {k: v.relative_to(self.out_dir).as_posix() for k, v in self.artifacts.items()},
+            "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
+            "calibration": self.calibration.to_dict(),
+            "ranges": self.ranges,
+            "flavours": self.flavours,
+            "excluded": self.excluded,
+            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
+            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "warnings": self.warnings,
+        }
+
+
+class _Clock:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _graph_input(model: onnx.ModelProto) -> str:
+    initializers = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def _check_options(method: str, flavours: Sequence[str], keep_fp32: int, sensitivity_inputs: int) -> None:
+    if method not in CALIB_METHODS:
+        raise InvalidOptionError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
+    for name in flavours:
+        flavour_of(name)
+    if keep_fp32 < 0:
+        raise InvalidOptionError(f"keep_fp32 must be 0 or more layers, got {keep_fp32}")
+    if sensitivity_inputs < 1:
+        raise InvalidOptionError(f"sensitivity needs at least 1 input, got {sensitivity_inputs}")
+
+
+def _check_exclude(exclude: Sequence[str], model: onnx.ModelProto, keep_fp32: int) -> None:
+    names = [n.name for n in model.graph.node]
+    unknown = [e for e in exclude if e not in set(names)]
+    if unknown:
+        hints = get_close_matches(unknown[0], names, n=3)
+        hint = f"; did you mean {', '.join(hints)}?" if hints else " (see calibration/report.json's sensitivity ranking)"
+        raise InvalidOptionError(f"no node named {', '.join(unknown)} in the graph{hint}")
+    layers = sum(n.op_type in LAYER_OPS for n in model.graph.node)
+    if keep_fp32 > layers:
+        raise InvalidOptionError(f"--keep-fp32 {keep_fp32}: the model has only {layers} quantizable layers")
+
+
+def _stage_error(step: str, exc: Exception) -> StageError:
+    return StageError("int8", f"{step} failed: {type(exc).__name__}: {exc}")
+
+
+def quantize_run(
+    fp32_onnx: str | Path,
+    out_dir: str | Path,
+    calib: CalibrationData,
+    method: str = DEFAULT_METHOD,
+    *,
+    flavours: Sequence[str] = ("tensorrt", "cpu"),
+    openvino_xml: str | Path | None = None,
+    exclude: Sequence[str] = (),
+    keep_fp32: int = 0,
+    sensitivity: bool = False,
+    sensitivity_inputs: int = DEFAULT_INPUTS,
+    progress: Progress | None = None,
+) -> Int8Result:
+    """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
+
+    ``exclude``: node names kept in float. ``keep_fp32``: also keep that many of the most sensitive
+    layers in float (implies the sensitivity ranking). Every file is written under a temporary name
+    and renamed when complete. Raises :class:`InvalidOptionError` for bad options and
+    :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
+    _check_options(method, flavours, keep_fp32, sensitivity_inputs)
+    fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
+    clock = _Clock()
+    artifacts: dict[str, Path] = {}
+    flavour_info: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="edgecv-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        with clock.step("pre_process"):
+            try:
+                prepare_for_quantization(fp32_onnx, prepared)
+            except Exception as exc:  # ORT's shape inference raises assorted types on odd graphs
+                raise _stage_error("ONNX Runtime's pre-processing", exc) from exc
+        prepared_model = onnx.load(str(prepared), load_external_data=False)
+        _check_exclude(exclude, prepared_model, keep_fp32)
+        input_name, batch = _graph_input(prepared_model), fixed_batch(prepared)
+        del prepared_model
+
+        ranges_path = out_dir / RANGES_FILE
+        with clock.step("ranges"):
+            _, ranges_info = cached_ranges(
+                prepared, calib.calibration, input_name, method, data_fingerprint=calib.fingerprint,
+                cache_path=ranges_path, batch_size=batch, progress=progress,
+            )
+        ranges_info["cache"] = RANGES_FILE
+        holdout = list(calib.holdout.batches(batch))
+        with clock.step("reference"):
+            reference = collect(ort_runner(fp32_onnx), holdout)
+
+        excluded = list(exclude)
+        ranking = None
+        if sensitivity or keep_fp32:
+            with clock.step("sensitivity"):
+                ranking = _rank(
+                    prepared, Path(tmp) / "ranking.int8.onnx", method, ranges_path, excluded, reference, holdout,
+                    sensitivity_inputs, progress,
+                )
+            excluded += [n for n in ranking.most_sensitive(len(ranking.layers)) if n not in excluded][:keep_fp32]
+
+        for name in flavours:
+            flavour = flavour_of(name)
+            with clock.step(f"quantize_{flavour.name}"), written_atomically(out_dir / flavour.filename) as out:
+                flavour_info[flavour.name] = _quantize(prepared, out, flavour, method, ranges_path, excluded)
+            artifacts[flavour.artifact] = out_dir / flavour.filename
+
+    if openvino_xml is not None:
+        with clock.step("nncf_openvino"):
+            flavour_info["openvino"] = _openvino(Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded)
+        artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
+
+    with clock.step("fidelity"):
+        fidelity = {
+            name: compare(reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample)
+            for name, path in artifacts.items()
+        }
+    result = Int8Result(
+        out_dir=out_dir, method=method, artifacts=artifacts, fidelity=fidelity, calibration=calib.report,
+        ranges=ranges_info, flavours=flavour_info, excluded=excluded, sensitivity=ranking,
+        timings_s=clock.timings, peak_rss_mb=_peak_rss_mb(), warnings=list(calib.report.warnings),
+    )
+    write_json(out_dir / REPORT_FILE, result.to_dict())
+    return result
+
+
+def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, excluded: list[str]) -> dict[str, Any]:
+    try:
+        info = quantize_flavour(prepared, out, flavour, ranges_path=ranges, method=method, exclude=tuple(excluded))
+    except EdgecvError:
+        raise
+    except Exception as exc:  # ORT's quantizer: ValueError, RuntimeError, KeyError on odd graphs
+        raise _stage_error(f"quantizing the {flavour.name} flavour", exc) from exc
+    if flavour is TENSORRT:
+        violations = check_tensorrt_qdq(out, exempt=tuple(excluded))
+        if violations:
+            listed = "; ".join(map(str, violations[:5]))
+            more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
+            raise StageError("int8", f"the TensorRT-flavour graph breaks TensorRT's Q/DQ rules: {listed}{more}")
+        info["tensorrt_rules"] = "passed"
+    return info
+
+
+def _rank(prepared: Path, full: Path, method: str, ranges: Path, excluded: list[str], reference, holdout,
+          n_inputs: int, progress) -> SensitivityReport:
+    """Sensitivity on the first ``n_inputs`` held-out inputs, from a fully quantized TensorRT flavour
+    (its dedicated Q/DQ pairs let one layer be put back in float without touching the others)."""
+    _quantize(prepared, full, TENSORRT, method, ranges, excluded)
+    batches = holdout[: max(1, math.ceil(n_inputs / len(holdout[0])))]
+    rows = sum(len(b) for b in batches)
+    return rank_layers(full, {k: v[:rows] for k, v in reference.items()}, batches, progress=progress)
+
+
+def _openvino(fp32_xml: Path, final: Path, calib: CalibrationData, excluded: list[str]) -> dict[str, Any]:
+    from .openvino_int8 import quantize_openvino
+
+    try:
+        # NNCF draws progress bars on stdout, which belongs to `--json` output.
+        with written_atomically(final, companions=(".bin",)) as out, contextlib.redirect_stdout(io.StringIO()):
+            info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded)
+    except EdgecvError:
+        raise
+    except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses
+        raise _stage_error("NNCF quantization for OpenVINO", exc) from exc
+    return info
+
+
+def _runner(path: Path):
+    return openvino_runner(path) if path.suffix == ".xml" else ort_runner(path)
