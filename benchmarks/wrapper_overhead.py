@@ -6,8 +6,10 @@
   openvino wheel) with the same settings: CPU, LATENCY hint, sync API, batch 1, same threads and
   precision. Target: medians within 5 %.
 
-Methods are interleaved in rounds (alternating which goes first) so drift in machine load hits
-both alike. Run: ``python benchmarks/wrapper_overhead.py [--rounds 5] [--iterations 300] [--check]``.
+Methods are interleaved in short rounds (alternating which goes first), and the overhead is the
+median over rounds of each round's ratio of medians: on a shared machine, load comes in bursts
+that last seconds, and a ratio taken within one round sees the same burst on both sides.
+Run: ``python benchmarks/wrapper_overhead.py [--rounds 15] [--iterations 150] [--check]``.
 """
 
 from __future__ import annotations
@@ -80,26 +82,30 @@ def measure_onnxruntime(onnx_path: Path, *, rounds: int, iterations: int, warmup
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    pooled: dict[str, list[float]] = {"bare": [], "edgecv": [], "edgecv_checked": []}
+    per_round: dict[str, list[float]] = {"bare": [], "edgecv": [], "edgecv_checked": []}
     with load(onnx_path, threads=threads, device="cpu") as runtime:
         for r in range(rounds):
             order = ["bare", "edgecv", "edgecv_checked"]
             for method in order if r % 2 == 0 else order[::-1]:
                 if method == "bare":
-                    ns = _bare_ort_loop(session, {"input": x}, warmup, iterations)
+                    ms = [s / 1e6 for s in _bare_ort_loop(session, {"input": x}, warmup, iterations)]
                 elif method == "edgecv":
-                    ns = [int(s * 1e6) for s in benchmark(runtime, warmup=warmup, iterations=iterations).samples_ms]
+                    ms = benchmark(runtime, warmup=warmup, iterations=iterations).samples_ms
                 else:
-                    ns = _checked_call_loop(runtime, x, warmup, iterations)
-                pooled[method] += [s / 1e6 for s in ns]
-    medians = {k: statistics.median(v) for k, v in pooled.items()}
+                    ms = [s / 1e6 for s in _checked_call_loop(runtime, x, warmup, iterations)]
+                per_round[method].append(statistics.median(ms))
     return {
-        "medians_ms": medians,
-        "overhead": medians["edgecv"] / medians["bare"] - 1,
-        "overhead_checked": medians["edgecv_checked"] / medians["bare"] - 1,
+        "medians_ms": {k: statistics.median(v) for k, v in per_round.items()},
+        "per_round_ms": per_round,
+        "overhead": _median_ratio(per_round["edgecv"], per_round["bare"]) - 1,
+        "overhead_checked": _median_ratio(per_round["edgecv_checked"], per_round["bare"]) - 1,
         "target": ORT_TARGET,
         "calls_per_method": rounds * iterations,
     }
+
+
+def _median_ratio(ours: list[float], reference: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(ours, reference))
 
 
 _MEDIAN_LINE = re.compile(r"Median:\s*([0-9.]+)\s*(ms|us)")
@@ -139,17 +145,16 @@ def measure_openvino(xml_path: Path, *, rounds: int, iterations: int, warmup: in
                     app.append(benchmark_app_median(xml_path, iterations=iterations, threads=threads, precision=precision))
                 else:
                     ours.append(benchmark(runtime, warmup=warmup, iterations=iterations).latency.median_ms)
-    medians = {"benchmark_app": statistics.median(app), "edgecv": statistics.median(ours)}
     return {
-        "medians_ms": medians,
+        "medians_ms": {"benchmark_app": statistics.median(app), "edgecv": statistics.median(ours)},
         "per_round_ms": {"benchmark_app": app, "edgecv": ours},
-        "overhead": medians["edgecv"] / medians["benchmark_app"] - 1,
+        "overhead": _median_ratio(ours, app) - 1,
         "precision": ran,
         "target": OPENVINO_TARGET,
     }
 
 
-def run(rounds: int = 5, iterations: int = 300, warmup: int = 20, threads: int | None = None,
+def run(rounds: int = 15, iterations: int = 150, warmup: int = 20, threads: int | None = None,
         precision: str | None = None, folder: Path | None = None) -> dict[str, Any]:
     from edgecv.sysinfo import machine_info
 
@@ -169,8 +174,8 @@ def _verdict(overhead: float, target: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=300, help="timed calls per method per round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--iterations", type=int, default=150, help="timed calls per method per round")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", choices=("f32", "bf16", "f16"), default=None, help="OpenVINO precision hint for both")
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
     else:
         m = figures["machine"]
-        print(f"{figures['model']} on {m['cpu']} ({', '.join(m['flags'])}), {args.rounds} interleaved rounds")
+        print(f"{figures['model']} on {m['cpu']} ({', '.join(m['flags'])}), {args.rounds} interleaved rounds; "
+              "medians of per-round medians, overhead = median of per-round ratios")
         print(
             f"ONNX Runtime: bare session.run {ort_f['medians_ms']['bare']:.3f} ms, "
             f"edgecv benchmark() {ort_f['medians_ms']['edgecv']:.3f} ms {_verdict(ort_f['overhead'], ORT_TARGET)}, "

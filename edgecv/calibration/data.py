@@ -14,7 +14,7 @@ import json
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -143,10 +143,11 @@ class CalibrationData:
         spec = self.spec.to_dict()
         spec.pop("extra", None)
         h.update(json.dumps({"spec": spec, **self.options}, sort_keys=True, default=str).encode())
+        file_digest = lru_cache(maxsize=None)(sources.file_sha256)
         for part in (self.calibration, self.holdout):
             h.update(b"|")
             for s in part.samples:
-                h.update(s.digest())
+                h.update(s.digest(file_digest))
         return h.hexdigest()
 
     def ort_reader(self, input_name: str | None = None, batch_size: int = 1):
@@ -159,14 +160,19 @@ class CalibrationData:
 def split_counts(available: int, size: int, holdout: int) -> tuple[int, int, bool]:
     """(calibration, hold-out, hold-out is in-sample) for ``available`` usable inputs.
 
-    Enough inputs: both as asked. Fewer: the hold-out shrinks to what is left, or to a fifth of the
-    data when the user gave no more than ``size``. Too few to spare even that: fidelity is measured
-    on calibration inputs and the report says so."""
-    if available >= size + holdout:
-        return size, holdout, False
-    hold = min(holdout, max(available - size, available // 5))
-    if holdout > 0 and hold >= min(holdout, MIN_HOLDOUT):
-        return min(size, available - hold), hold, False
+    Enough inputs: both as asked. Otherwise the hold-out is what is left after ``size`` if that is
+    at least a few inputs, else a fifth of the data (calibration gets the rest). With too few to
+    spare even that, or no hold-out asked for, fidelity is measured on calibration inputs and the
+    report says so."""
+    needed = min(holdout, MIN_HOLDOUT)
+    if holdout > 0:
+        if available >= size + holdout:
+            return size, holdout, False
+        if available - size >= needed:
+            return size, min(holdout, available - size), False
+        hold = min(holdout, available // 5)
+        if hold >= needed:
+            return min(size, available - hold), hold, False
     calib = min(size, available)
     return calib, min(holdout or DEFAULT_HOLDOUT, calib), True
 

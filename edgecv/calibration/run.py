@@ -33,6 +33,7 @@ from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from ._atomic import write_json, written_atomically
 from .data import CalibrationData, CalibrationReport
 from .fidelity import FidelityReport, collect, compare
+from .qdq_graph import bypass_input_qdq
 from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
@@ -223,6 +224,10 @@ def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, exc
         raise
     except Exception as exc:  # ORT's quantizer: ValueError, RuntimeError, KeyError on odd graphs
         raise _stage_error(f"quantizing the {flavour.name} flavour", exc) from exc
+    if excluded:
+        model = onnx.load(str(out))
+        info["float_inputs_restored"] = bypass_input_qdq(model, excluded)
+        onnx.save(model, str(out))
     if flavour is TENSORRT:
         violations = check_tensorrt_qdq(out, exempt=tuple(excluded))
         if violations:

@@ -1,8 +1,8 @@
 """Which layers lose the most by running in INT8.
 
 Method: start from the fully quantized TensorRT-flavour graph and, one layer at a time, feed that
-layer its float inputs again (bypass the Q→DQ pairs in front of it, which is what leaving it out of
-quantization does: with dedicated pairs no other node is touched). The gain in output SQNR against
+layer its float inputs again (bypass the Q→DQ pairs in front of it, which is what ``--exclude`` does
+to the artifacts: with dedicated pairs no other node is touched). The gain in output SQNR against
 FP32 on a few held-out inputs ranks the layers. This needs no re-quantization (ONNX Runtime's
 quantizer takes seconds per call; a rewired graph takes a session), so MobileNetV2's 53 layers rank
 in well under a minute on 2 cores with 16 inputs.
@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from .fidelity import OutputFidelity, collect
+from .qdq_graph import bypass_input_qdq
 from .runners import ort_runner
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -69,19 +70,10 @@ def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def with_float_inputs(model: onnx.ModelProto, node_name: str) -> onnx.ModelProto:
-    """A copy of ``model`` in which ``node_name`` reads the float tensors in front of its Q→DQ
-    pairs. The orphaned pairs stay (ONNX Runtime drops unused nodes when it loads the graph)."""
+    """A copy of ``model`` in which ``node_name`` reads the float tensors in front of its Q→DQ pairs."""
     variant = onnx.ModelProto()
     variant.CopyFrom(model)
-    producer = {out: n for n in variant.graph.node for out in n.output}
-    node = next(n for n in variant.graph.node if n.name == node_name)
-    for k, name in enumerate(node.input):
-        dq = producer.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producer.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            node.input[k] = q.input[0]
+    bypass_input_qdq(variant, [node_name])
     return variant
 
 

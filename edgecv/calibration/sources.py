@@ -42,18 +42,16 @@ class Sample(Protocol):
     def tensor(self, spec: InputSpec) -> np.ndarray:
         """The float32 (C, H, W) network input."""
 
-    def digest(self) -> bytes:
-        """A content hash: equal digests mean equal tensors for the same spec."""
+    def digest(self, file_digest: FileDigest) -> bytes:
+        """A content hash: equal digests mean equal tensors for the same spec. ``file_digest``
+        hashes a file (the caller memoizes it: many crops come from one photo)."""
 
 
-@lru_cache(maxsize=4096)
-def _file_sha256(path: Path, size: int, mtime_ns: int) -> bytes:
+FileDigest = Callable[[Path], bytes]
+
+
+def file_sha256(path: Path) -> bytes:
     return hashlib.sha256(path.read_bytes()).digest()
-
-
-def file_digest(path: Path) -> bytes:
-    st = path.stat()
-    return _file_sha256(path, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class ImageFile:
     def tensor(self, spec: InputSpec) -> np.ndarray:
         return preprocess(self.path, spec)
 
-    def digest(self) -> bytes:
+    def digest(self, file_digest: FileDigest) -> bytes:
         return file_digest(self.path)
 
 
@@ -94,7 +92,7 @@ class PhotoCrop:
             img = img[:, ::-1]
         return preprocess(np.ascontiguousarray(img), spec)
 
-    def digest(self) -> bytes:
+    def digest(self, file_digest: FileDigest) -> bytes:
         return hashlib.sha256(file_digest(self.path) + repr((self.box, self.flip)).encode()).digest()
 
 
@@ -107,7 +105,7 @@ class ArrayRow:
     def tensor(self, spec: InputSpec) -> np.ndarray:
         return np.ascontiguousarray(self.array[self.index], dtype=np.float32)
 
-    def digest(self) -> bytes:
+    def digest(self, file_digest: FileDigest) -> bytes:
         return hashlib.sha256(np.ascontiguousarray(self.array[self.index]).tobytes()).digest()
 
 

@@ -216,7 +216,7 @@ def check_tensorrt_qdq(model: onnx.ModelProto | str | Path, *, exempt: tuple[str
         found.append(Violation("opset", "graph", f"opset {opset}; per-channel Q/DQ needs opset ≥ {MIN_OPSET}"))
     qdq = [n for n in graph.nodes if n.op_type in QDQ_OPS]
     if not qdq:
-        found.append(Violation("int8", "graph", "no QuantizeLinear/DequantizeLinear nodes: the graph is not quantized"))
+        return [*found, Violation("int8", "graph", "no QuantizeLinear/DequantizeLinear nodes: the graph is not quantized")]
     for node in qdq:
         found += _check_qdq(graph, node)
     exempt_set = set(exempt)

@@ -172,6 +172,17 @@ class TestOpenVino(RuntimeContract):
         with pytest.raises(BackendUnavailableError, match="no NPU device"):
             load(static_run / "openvino" / "model.xml", device="NPU")
 
+    def test_rebinding_inputs_between_calls(self, dynamic_run):
+        # The runtime keeps the last array bound: alternating arrays, shapes and in-place edits
+        # must each give that array's own result.
+        a, b = random_batch(3, seed=1), random_batch(1, seed=2)
+        with load(dynamic_run / "openvino" / "model.xml", precision="f32") as rt:
+            first = rt(a)["logits"]
+            np.testing.assert_allclose(rt(b)["logits"], torch_logits(dynamic_run, b), atol=1e-4, rtol=1e-3)
+            np.testing.assert_array_equal(rt(a)["logits"], first)
+            a[0] = 0.0
+            np.testing.assert_allclose(rt(a)["logits"], torch_logits(dynamic_run, a), atol=1e-4, rtol=1e-3)
+
     def test_int8_is_not_a_hint(self, static_run):
         with pytest.raises(InvalidOptionError, match="not a compute precision"):
             load(static_run / "openvino" / "model.xml", precision="int8")

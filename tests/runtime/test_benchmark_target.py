@@ -94,14 +94,32 @@ def test_precision_hint_goes_to_openvino_only(static_run):
     assert report.settings["precision_hint"] == "fp32"
 
 
-def test_unknown_backend_in_manifest_is_skipped(tmp_path, static_run):
+def with_extra_artifact(run_dir, tmp_path, **record):
     run = tmp_path / "run"
-    shutil.copytree(static_run, run)
+    shutil.copytree(run_dir, run)
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["artifacts"].append({**manifest["artifacts"][0], "name": "tflite-fp32", "backend": "tflite"})
+    manifest["artifacts"].append({**manifest["artifacts"][0], **record})
     (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_unknown_backend_in_manifest_is_skipped(tmp_path, static_run):
+    run = with_extra_artifact(static_run, tmp_path, name="tflite-fp32", backend="tflite")
     report = benchmark_target(run, backends=["ort"], isolate=False, **QUICK)
     assert {"artifact": "tflite-fp32", "reason": "no edgecv runtime for backend 'tflite'"} in report.skipped
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+def test_engine_in_a_run_folder_is_skipped_without_tensorrt(tmp_path, static_run):
+    run = with_extra_artifact(static_run, tmp_path, name="tensorrt-fp16", backend="tensorrt",
+                              path="tensorrt/model.fp16.engine", format="tensorrt")
+    (run / "tensorrt").mkdir()
+    (run / "tensorrt" / "model.fp16.engine").write_bytes(b"\0")
+    report = benchmark_target(run, isolate=False, **QUICK)
+    assert {"artifact": "tensorrt-fp16", "reason": "tensorrt is not installed"} in report.skipped
+    assert "tensorrt-fp16" not in {r.artifact for r in report.results}
+    with pytest.raises(BackendUnavailableError, match="pip install"):  # asked for by name: an error
+        benchmark_target(run, backends=["tensorrt"], isolate=False, **QUICK)
 
 
 def test_single_artifact_inside_a_run_folder_keeps_its_record(static_run):

@@ -15,7 +15,7 @@ def test_wrapper_overhead_within_targets():
     spec = importlib.util.spec_from_file_location("wrapper_overhead", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    figures = script.run(rounds=3, iterations=200)
+    figures = script.run(rounds=9, iterations=150)
     ort, ov = figures["onnxruntime"], figures["openvino"]
     assert abs(ort["overhead"]) <= script.ORT_TARGET, ort
     assert abs(ov["overhead"]) <= script.OPENVINO_TARGET, ov
