@@ -31,7 +31,7 @@ class OutputFidelity:
     mean_abs: float
 
     @classmethod
-    def compare(cls, name: str, reference: np.ndarray, actual: np.ndarray) -> "OutputFidelity":
+    def compare(cls, name: str, reference: np.ndarray, actual: np.ndarray) -> OutputFidelity:
         if reference.shape != actual.shape:
             raise ValueError(f"output {name!r}: shapes differ, {reference.shape} vs {actual.shape}")
         ref = reference.astype(np.float64).reshape(reference.shape[0], -1)

@@ -173,10 +173,15 @@ def quantize_run(
 
         ranges_path = out_dir / RANGES_FILE
         with clock.step("ranges"):
-            _, ranges_info = cached_ranges(
-                prepared, calib.calibration, input_name, method, data_fingerprint=calib.fingerprint,
-                cache_path=ranges_path, batch_size=batch, progress=progress,
-            )
+            try:
+                _, ranges_info = cached_ranges(
+                    prepared, calib.calibration, input_name, method, data_fingerprint=calib.fingerprint,
+                    cache_path=ranges_path, batch_size=batch, progress=progress,
+                )
+            except EdgecvError:
+                raise
+            except Exception as exc:  # ONNX Runtime's session and collectors on an odd graph
+                raise _stage_error("computing activation ranges", exc) from exc
         ranges_info["cache"] = RANGES_FILE
         holdout = list(calib.holdout.batches(batch))
         with clock.step("reference"):
