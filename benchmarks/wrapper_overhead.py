@@ -44,7 +44,7 @@ def export_mobilenetv2(folder: Path) -> tuple[Path, Path]:
     with torch.no_grad():
         torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(onnx_path), dynamo=False,
                           input_names=["input"], output_names=["logits"], opset_version=17)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path))
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
     return onnx_path, xml_path
 
 

@@ -174,7 +174,7 @@ def export_cmd(
 
         from edgecv.export.options import DEFAULT_CALIB_METHOD
         from edgecv.export.pipeline import export
-        from edgecv.export.progress import RichReporter, artifact_table
+        from edgecv.export.progress import RichReporter, artifact_table, sensitivity_table
 
         options: dict[str, Any] = dict(
             num_classes=num_classes, width_mult=width_mult, resolution=resolution,
@@ -197,6 +197,9 @@ def export_cmd(
             emit_json(result.summary())
         else:
             out_console.print(artifact_table(result))
+            ranking = sensitivity_table(result)
+            if ranking is not None:
+                out_console.print(ranking)
             out_console.print(f"manifest: {result.run_dir / 'manifest.json'}")
 
     guarded(run)

@@ -3,6 +3,14 @@ the ONNX flavours.
 
 NNCF is the OpenVINO path only: its ONNX backend writes UINT8 activations wherever a range is
 non-negative, which TensorRT's GPU path rejects.
+
+Two of NNCF's defaults are changed, on measurements (output SQNR against FP32 on held-out inputs):
+activation ranges are the min/max over all calibration inputs instead of the *mean* of each
+input's min/max (which clips every input whose extremes are above average), and bias correction
+is off. On a MobileNetV2 α 0.35 trained on digits that took OpenVINO INT8 from 16–18 dB to 25–27 dB,
+level with ONNX Runtime's flavours (ONNX Runtime's Q/DQ graphs run in OpenVINO scored the same,
+so the loss was NNCF's ranges, not OpenVINO's kernels); on MobileNetV2 1.0/224 all settings were
+within 0.4 dB, and these were the fastest to calibrate.
 """
 
 from __future__ import annotations
@@ -12,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgecv.errors import InvalidOptionError
+
+from .int8_kernels import nncf_overflow_fix
 
 
 def openvino_names_for(onnx_nodes: Sequence[str], ov_model) -> tuple[list[str], list[str]]:
@@ -33,13 +45,31 @@ def quantize_openvino(
     samples: Sequence[np.ndarray],
     *,
     exclude: Sequence[str] = (),
-    fast_bias_correction: bool = True,
+    activation_ranges: str = "minmax",
+    bias_correction: bool = False,
+    overflow_fix: str | None = None,
 ) -> dict[str, Any]:
     """Quantize the IR at ``fp32_xml`` with NNCF on ``samples`` ((C, H, W) tensors) and save the
-    INT8 IR to ``out_xml`` (its ``.bin`` beside it). ``exclude`` names ONNX nodes to keep in float."""
+    INT8 IR to ``out_xml`` (its ``.bin`` beside it). ``exclude`` names ONNX nodes to keep in float.
+    ``activation_ranges``: ``minmax`` or NNCF's ``mean_minmax`` / ``histogram``. ``overflow_fix``:
+    NNCF's ``enable`` / ``first_layer_only`` / ``disable``; by default what this CPU needs
+    (:func:`edgecv.calibration.int8_kernels.nncf_overflow_fix`)."""
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
+    estimators = {
+        "minmax": RangeEstimatorParametersSet.MINMAX,
+        "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX,
+        "histogram": RangeEstimatorParametersSet.HISTOGRAM,
+    }
+    if activation_ranges not in estimators:
+        raise InvalidOptionError(f"activation_ranges must be one of {', '.join(estimators)}, got {activation_ranges!r}")
+
+    overflow_fix = overflow_fix or nncf_overflow_fix()
+    if overflow_fix not in ("enable", "first_layer_only", "disable"):
+        raise InvalidOptionError(f"overflow_fix must be enable, first_layer_only or disable, got {overflow_fix!r}")
     model = ov.Core().read_model(str(fp32_xml))
     batch_dim = model.inputs[0].get_partial_shape()[0]
     batch = batch_dim.get_length() if batch_dim.is_static else 1
@@ -49,7 +79,14 @@ def quantize_openvino(
         for b in range(n_batches):
             yield np.stack([samples[(b * batch + k) % len(samples)] for k in range(batch)])
 
-    kwargs: dict[str, Any] = {"subset_size": n_batches, "fast_bias_correction": fast_bias_correction}
+    kwargs: dict[str, Any] = {
+        "subset_size": n_batches,
+        "advanced_parameters": nncf.AdvancedQuantizationParameters(
+            activations_range_estimator_params=estimators[activation_ranges],
+            disable_bias_correction=not bias_correction,
+            overflow_fix=OverflowFix(overflow_fix),
+        ),
+    }
     ignored, missing = openvino_names_for(exclude, model) if exclude else ([], [])
     if ignored:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
@@ -61,7 +98,9 @@ def quantize_openvino(
         "nncf": nncf.__version__,
         "openvino": ov.get_version(),
         "subset_size": n_batches * batch,
-        "fast_bias_correction": fast_bias_correction,
+        "activation_ranges": activation_ranges,
+        "bias_correction": bias_correction,
+        "overflow_fix": overflow_fix,
         "excluded": list(exclude),
         "excluded_not_found": missing,
     }

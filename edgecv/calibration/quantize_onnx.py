@@ -26,6 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecv.errors import InvalidOptionError
 
+from .int8_kernels import cpu_has_vnni
 from .ranges import method_of
 
 
@@ -86,17 +87,6 @@ def flavour_of(name: str) -> Flavour:
         return FLAVOURS[name]
     except KeyError:
         raise InvalidOptionError(f"INT8 flavour must be one of {', '.join(FLAVOURS)}, got {name!r}") from None
-
-
-def cpu_has_vnni() -> bool:
-    """Whether the CPU multiplies 8-bit integers without the 16-bit intermediate sum that saturates
-    (x86 VNNI or AMX; non-x86 CPUs do not have ORT's saturating AVX2 path)."""
-    from edgecv.sysinfo import machine_info
-
-    info = machine_info()
-    if info["arch"] not in ("x86_64", "AMD64", "i686"):
-        return True
-    return any(f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 @contextlib.contextmanager

@@ -246,6 +246,7 @@ def write_cache(cache_path: Path, key: str, ranges: TensorsData, meta: dict[str,
     meta_path = cache_path.with_suffix(".meta.json")
     meta_path.unlink(missing_ok=True)
     save_tensors_data(ranges, cache_path)  # atomic (temporary file + rename)
+    cache_path.chmod(0o644)  # its temporary file was private (mkstemp); the run folder's files are not
     write_json(meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta})
 
 

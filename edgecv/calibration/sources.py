@@ -96,7 +96,7 @@ class PhotoCrop:
         return hashlib.sha256(file_digest(self.path) + repr((self.box, self.flip)).encode()).digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: its array is not hashable
 class ArrayRow:
     array: np.ndarray  # (N, C, H, W), possibly memory-mapped
     index: int
@@ -124,6 +124,8 @@ def check_image(path: Path, target: tuple[int, int]) -> str | None:
         with Image.open(io.BytesIO(data)) as im:
             im.draft("RGB", target)
             im.load()
+    except Image.UnidentifiedImageError:
+        return "not a readable image (unknown format or corrupt header)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return f"not a readable image: {exc}"
     return None

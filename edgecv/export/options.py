@@ -60,12 +60,6 @@ class ExportOptions:
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
-        if self.sensitivity or self.keep_fp32:
-            # Refused rather than silently ignored until the layer-sensitivity analysis lands.
-            raise InvalidOptionError(
-                "--sensitivity and --keep-fp32 are not available in this version; "
-                "use --exclude NODE[,NODE...] to keep named layers in float"
-            )
         if not self.int8 and (self.calib or self.sensitivity or self.keep_fp32 or self.exclude):
             raise InvalidOptionError(
                 "--calib, --sensitivity, --keep-fp32 and --exclude only apply with --int8"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -271,7 +272,9 @@ def export(
         from .tensorrt import require_tensorrt
 
         require_tensorrt()
-    run_dir = prepare_run_dir(Path(out) if out is not None else Path(runs_root) / run_name)
+    target = Path(out) if out is not None else Path(runs_root) / run_name
+    created = not target.exists()
+    run_dir = prepare_run_dir(target)
     early_warnings = []
     if model_info.get("random_weights"):
         early_warnings.append("no --weights given: the model has random weights; its engines are for timing only")
@@ -287,6 +290,14 @@ def export(
         run_dir=run_dir, options=opts, spec=spec, model_info=model_info, versions=_versions(),
         machine=_machine(), reporter=reporter, _model_factory=factory,
     )
+    if opts.int8:
+        # Bad calibration data is the user's to fix: refuse it before any stage writes a file.
+        try:
+            ctx.calibration_data()
+        except EdgecvError:
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

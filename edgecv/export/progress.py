@@ -35,6 +35,8 @@ class RichReporter(Reporter):
         extra = ""
         if stage.name == "simplify" and "nodes_before" in info:
             extra = f"  nodes {info['nodes_before']} → {info['nodes_after']}"
+        elif stage.name == "int8" and "timings_s" in info:
+            extra = "  " + int8_note(info)
         self.console.print(f" {mark} {stage.name:<14} {stage.title:<36} {note}{extra}")
 
     def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
@@ -65,4 +67,37 @@ def artifact_table(result: ExportResult) -> Table:
             _fmt(size, ".2f"), _fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"),
             _fmt(v.get("top1_agreement"), ".0%"), fid,
         )
+    return table
+
+
+def int8_note(info: dict[str, Any]) -> str:
+    """One line on how the INT8 stage spent its time and what it kept in float."""
+    calib = info.get("calibration") or {}
+    parts = [f"{calib.get('calibration', '?')} images + {calib.get('holdout', '?')} held out, {info.get('method')}"]
+    if (info.get("ranges") or {}).get("reused"):
+        parts.append("ranges reused")
+    steps = ", ".join(f"{k.replace('quantize_', '')} {v:.1f}s" for k, v in info["timings_s"].items() if v >= 0.05)
+    parts.append(steps)
+    if info.get("excluded"):
+        parts.append(f"{len(info['excluded'])} layer(s) kept in float")
+    return "; ".join(parts)
+
+
+def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
+    """The most INT8-sensitive layers (``--sensitivity``), or None when they were not ranked."""
+    info = result.manifest.get("stages", {}).get("int8", {}).get("info", {})
+    ranking = info.get("sensitivity")
+    if not ranking:
+        return None
+    kept = set(info.get("excluded") or [])
+    table = Table(
+        title=f"INT8 sensitivity: output SQNR gained by leaving one layer in float "
+              f"(all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} held-out inputs)",
+        title_justify="left",
+    )
+    for col in ("#", "layer", "op", "gain dB", "SQNR dB", "kept in float"):
+        table.add_column(col, justify="right" if col in ("#", "gain dB", "SQNR dB") else "left")
+    for i, layer in enumerate(ranking["layers"][:rows], 1):
+        table.add_row(str(i), layer["node"], layer["op_type"], f"{layer['gain_db']:+.2f}", f"{layer['sqnr_db']:.1f}",
+                      "yes" if layer["node"] in kept else "")
     return table

@@ -226,8 +226,8 @@ class Int8(Stage):
     def key(self, ctx):
         o = ctx.options
         return {
-            "data": ctx.calibration_data().fingerprint, "method": o.calib_method,
-            "exclude": list(o.exclude), "openvino": "openvino" in o.backends,
+            "data": ctx.calibration_data().fingerprint, "method": o.calib_method, "exclude": list(o.exclude),
+            "keep_fp32": o.keep_fp32, "sensitivity": o.sensitivity, "openvino": "openvino" in o.backends,
             "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
         }
 
@@ -238,15 +238,22 @@ class Int8(Stage):
         return out
 
     def run(self, ctx):
-        from .int8 import run_int8
+        from edgecv.calibration.run import quantize_run
 
-        ov = ctx.run_dir / OV_DIR / "model.xml" if "openvino" in ctx.options.backends else None
+        o = ctx.options
+        ov = ctx.run_dir / OV_DIR / "model.xml" if "openvino" in o.backends else None
         # ORT's calibrator and NNCF print progress on stdout, which belongs to `--json` output.
         with contextlib.redirect_stdout(io.StringIO()):
-            return run_int8(
-                ctx.run_dir, ctx.run_dir / ONNX, ctx.calibration_data(), method=ctx.options.calib_method,
-                exclude=ctx.options.exclude, openvino_xml=ov, progress=ctx.reporter.progress,
+            result = quantize_run(
+                ctx.run_dir / ONNX, ctx.run_dir, ctx.calibration_data(), o.calib_method, openvino_xml=ov,
+                exclude=o.exclude, keep_fp32=o.keep_fp32, sensitivity=o.sensitivity,
+                progress=ctx.reporter.progress,
             )
+        info = result.to_dict()
+        if result.sensitivity is not None:
+            # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
+            info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
+        return info
 
     def artifacts(self, ctx, info):
         fid = info.get("fidelity", {})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from edgecv.errors import InvalidOptionError, UnknownModelError
@@ -204,9 +205,12 @@ def create_model(
     resolution = entry.default_resolution if resolution is None else resolution
     variant = {**entry.default_variant_options, **variant}
     validate_options(entry, num_classes, width_mult, resolution, variant)
-    model = entry.builder(
-        num_classes=num_classes, width_mult=float(width_mult), resolution=resolution, **variant
-    )
+    # Random weights are seeded: two exports of an untrained model time and quantize the same net.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = entry.builder(
+            num_classes=num_classes, width_mult=float(width_mult), resolution=resolution, **variant
+        )
     spec = getattr(model, "input_spec", None) or InputSpec()
     model.input_spec = _with_resolution(spec, resolution)
     model.model_name = entry.name
@@ -221,7 +225,12 @@ def create_model(
         from .weights import load_weights
 
         load_weights(model, weights, num_classes=num_classes)
-    return model.eval()
+    model.eval()
+    if weights is None:
+        from ._layers import settle_batchnorm
+
+        settle_batchnorm(model, (3, resolution, resolution))
+    return model
 
 
 def _with_resolution(spec: InputSpec, resolution: int) -> InputSpec:

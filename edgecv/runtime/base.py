@@ -153,6 +153,8 @@ class Runtime(abc.ABC):
         self.precision: str | None = None
         # Where quantized layers run in int8 and the rest in float: the float layers' precision.
         self.float_precision: str | None = None
+        # What a reader of a benchmark should know about how this backend was set up.
+        self.notes: list[str] = []
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self._closed = True

@@ -263,6 +263,7 @@ def measure(
         load_s=runtime.load_s,
         first_infer_ms=first_ms,
         size_bytes=runtime.size_bytes,
+        notes=list(runtime.notes),
     )
 
 

@@ -11,6 +11,8 @@ import onnxruntime as ort
 
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError
 
+from edgecv.calibration.int8_kernels import onnxruntime_int8_config
+
 from .base import Runtime, TensorInfo, first_line, require_file
 
 # ONNX Runtime's type strings for the tensor types a vision model has at its boundary.
@@ -73,6 +75,17 @@ class OnnxRuntimeRuntime(Runtime):
         options.log_severity_level = 3
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
+        try:
+            int8_config = onnxruntime_int8_config(path)
+        except Exception as exc:  # onnx's parser on a corrupt file: ORT would refuse it too
+            raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from None
+        for key, value in int8_config.items():
+            options.add_session_config_entry(key, value)
+        if int8_config:
+            self.notes.append(
+                "signed-INT8 activations on a CPU without VNNI: ran ONNX Runtime's S8×S8 kernels "
+                "(its default U8×S8 rewrite saturates and loses accuracy there)"
+            )
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, InvalidProtobuf, …)

@@ -88,7 +88,7 @@ def tiny_ir(tiny_onnx) -> Path:
 
     xml = tiny_onnx.parent / "openvino" / "model.xml"
     xml.parent.mkdir(exist_ok=True)
-    ov.save_model(ov.convert_model(str(tiny_onnx)), str(xml))
+    ov.save_model(ov.convert_model(str(tiny_onnx)), str(xml), compress_to_fp16=False)
     return xml
 
 

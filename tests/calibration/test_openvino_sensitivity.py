@@ -67,3 +67,10 @@ def test_an_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
         tmp.write_text("<xml/>")
         tmp.with_suffix(".bin").write_bytes(np.zeros(4, np.uint8).tobytes())
     assert sorted(p.name for p in final.parent.iterdir()) == ["model.int8.bin", "model.int8.xml"]
+
+
+def test_unknown_activation_range_estimator(tiny_ir, tiny_calib, tmp_path):
+    from edgecv.errors import InvalidOptionError
+
+    with pytest.raises(InvalidOptionError, match="minmax, mean_minmax, histogram"):
+        quantize_openvino(tiny_ir, tmp_path / "x.xml", tiny_calib.calibration, activation_ranges="kl")

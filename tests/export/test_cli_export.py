@@ -83,3 +83,31 @@ def test_verification_failure_exits_1(cli, tmp_path):
                "--rtol", "0", "--out", tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "simplify" in proc.stderr and "max abs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _calib_source(kind: str, tmp_path):
+    import numpy as np
+
+    if kind == "missing":
+        return tmp_path / "no-such-folder"
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind == "no-images":
+        (folder / "notes.txt").write_text("not a picture")
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    if kind == "wrong-shape":
+        np.save(folder / "x.npy", np.zeros((4, 3, 32, 32), np.float32))
+        return folder / "x.npy"
+    return folder
+
+
+@pytest.mark.parametrize(
+    "kind,fragment",
+    [("missing", "not found"), ("empty", "no image"), ("no-images", "could be read"), ("wrong-shape", "shape")],
+)
+def test_bad_calibration_data_exits_2_before_writing(cli, tmp_path, kind, fragment):
+    out = tmp_path / "run"
+    proc = cli("export", "mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--int8",
+               "--calib", _calib_source(kind, tmp_path), "--out", out)
+    assert_user_error(proc, fragment)
+    assert not out.exists(), "a refused export must not write anything"

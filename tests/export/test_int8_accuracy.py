@@ -35,7 +35,7 @@ def digits_as_images(spec):
     return train_test_split(x, d.target, test_size=0.3, random_state=0, stratify=d.target)
 
 
-def train(model, x, y, epochs=12):
+def train(model, x, y, epochs=25):
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * ((len(x) + 63) // 64))
@@ -65,7 +65,7 @@ def digits_run(tmp_path_factory):
     model = edgecv.create_model("mobilenetv2", num_classes=10, width_mult=0.35, resolution=RESOLUTION)
     x_train, x_test, y_train, y_test = digits_as_images(model.input_spec)
     train(model, x_train, y_train)
-    torch.save({"state_dict": model.state_dict(), "epoch": 12}, tmp / "digits.pth")
+    torch.save({"state_dict": model.state_dict(), "epoch": 25}, tmp / "digits.pth")
     np.save(tmp / "calib.npy", x_train)
     run = tmp / "run"
     proc = subprocess.run(

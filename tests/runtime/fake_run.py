@@ -40,7 +40,7 @@ def export_openvino(onnx_path: Path, xml_path: Path) -> None:
     import openvino as ov
 
     xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path))
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
 
 
 def quantize_int8(onnx_path: Path, out_path: Path) -> None:

@@ -1,0 +1,75 @@
+"""`edgecv export --int8` through the real command line: the three INT8 artifacts with their
+fidelity, the sensitivity ranking, --keep-fp32, and a rerun that reuses the calibration ranges."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+
+ARGS = ("mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--int8", "--calib-size", "48")
+
+
+@pytest.fixture(scope="module")
+def int8_run(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("int8") / "run"
+    proc = run_cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out, "--json")
+    return out, proc
+
+
+def test_int8_artifacts_and_report(int8_run):
+    out, proc = int8_run
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    int8 = {a["name"]: a for a in summary["artifacts"] if a["precision"] == "int8"}
+    assert set(int8) == {"onnx-int8", "onnx-int8-cpu", "openvino-int8"}
+    assert int8["onnx-int8"]["intended_for"] == "tensorrt"
+    assert int8["onnx-int8-cpu"]["intended_for"] == "onnxruntime"
+    for a in int8.values():
+        f = a["fidelity"]
+        assert {"top1_agreement", "top5_agreement", "cosine_mean", "sqnr_db"} <= set(f), f
+        assert f["inputs"] > 0 and not f["in_sample"]
+    report = json.loads((out / "calibration" / "report.json").read_text())
+    assert set(report["fidelity"]) == set(int8)
+    assert "default" in report["calibration"]["kind"]  # no --calib: the stock photographs, with a warning
+    assert "calib" in proc.stderr.lower()
+
+
+def test_keep_fp32_leaves_the_top_ranked_layers_in_float(int8_run):
+    out, proc = int8_run
+    report = json.loads((out / "calibration" / "report.json").read_text())
+    ranking = report["sensitivity"]["layers"]
+    assert len(ranking) > 10 and ranking[0]["gain_db"] >= ranking[-1]["gain_db"]
+    top2 = [layer["node"] for layer in ranking[:2]]
+    assert report["excluded"] == top2
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.name in top2:
+            # its activation input comes straight from float, not through a DequantizeLinear
+            assert producers.get(node.input[0]) != "DequantizeLinear", node.name
+
+
+def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli):
+    out, _ = int8_run
+    again = cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert "reused" in again.stderr and "INT8 sensitivity" in again.stdout
+    changed = cli("export", *ARGS, "--keep-fp32", "1", "--out", out, "--json")
+    assert changed.returncode == 0, changed.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    info = manifest["stages"]["int8"]["info"]
+    assert manifest["stages"]["int8"]["status"] == "done"
+    assert info["ranges"]["reused"] is True and len(info["excluded"]) == 1
+
+
+def test_unknown_exclude_names_the_closest_nodes(int8_run, cli):
+    from tests.conftest import assert_user_error
+
+    out, _ = int8_run
+    proc = cli("export", *ARGS, "--exclude", "/features/features.2/conv/conv.0/conv.0.0/Convv", "--out", out)
+    assert_user_error(proc, "no node named", "did you mean")
