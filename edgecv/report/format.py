@@ -7,6 +7,7 @@ from typing import Any
 # (key, header) of the results table, in order.
 COLUMNS = (
     ("artifact", "artifact"),
+    ("intended_for", "built for"),
     ("backend", "backend"),
     ("precision", "precision"),
     ("batch", "batch"),
@@ -60,6 +61,7 @@ def result_row(result: dict[str, Any]) -> dict[str, str]:
     size = result.get("size_bytes")
     return {
         "artifact": str(result["artifact"]),
+        "intended_for": result.get("intended_for") or DASH,
         "backend": str(result["backend"]),
         "precision": precision_label(result),
         "batch": str(result["batch"]),

@@ -83,6 +83,7 @@ class BenchResult:
     precision: str | None = None  # what ran (read back from the backend)
     float_precision: str | None = None  # for INT8 graphs: the precision of the remaining float layers
     artifact_precision: str | None = None  # what the artifact was built as (from the manifest)
+    intended_for: str | None = None  # the engine the artifact was made for (from the manifest)
     threads: int | None = None
     load_s: float | None = None  # load + compile: the cold start before the first call
     first_infer_ms: float | None = None
@@ -327,6 +328,7 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
     for result in results:
         result.artifact = job.label
         result.artifact_precision = record.get("precision")
+        result.intended_for = record.get("intended_for")
         result.fidelity = dict(record.get("fidelity") or {})
         result.verification = _verification_headline(record.get("verification"))
         result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}

@@ -90,6 +90,7 @@ def make_run_folder(root: Path, *, dynamic_batch: bool = False, int8: bool = Fal
         quantize_int8(root / "model.onnx", root / "model.int8.cpu.onnx")
         records.append(ArtifactRecord(
             name="onnx-int8-cpu", path="model.int8.cpu.onnx", format="onnx", backend="onnxruntime", precision="int8",
+            intended_for="onnxruntime",
             fidelity=fidelity(root / "model.onnx", root / "model.int8.cpu.onnx"), **common,
         ))
     files = ["model.onnx", "openvino/model.xml", "openvino/model.bin"] + (["model.int8.cpu.onnx"] if int8 else [])

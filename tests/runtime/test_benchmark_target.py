@@ -46,6 +46,7 @@ def test_run_folder_in_process(static_run):
     int8_record = next(a for a in manifest["artifacts"] if a["name"] == "onnx-int8-cpu")
     int8 = results[("onnx-int8-cpu", 1)]
     assert int8.fidelity == int8_record["fidelity"] and int8.precision == "int8" and int8.artifact_precision == "int8"
+    assert int8.intended_for == "onnxruntime"  # labelled with the engine it was made for
     torch_median = results[("pytorch", 1)].latency.median_ms
     for r in report.results:
         assert r.latency.count == 5 and r.load_s > 0 and r.size_bytes > 0
