@@ -137,8 +137,22 @@ class ExportResult:
                 for a in m["artifacts"]
             ],
             "calibration": m.get("calibration"),
+            "int8": _int8_summary(self.run_dir, m),
             "warnings": m.get("warnings", []),
         }
+
+
+def _int8_summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    info = manifest.get("stages", {}).get("int8", {}).get("info")
+    if not info:
+        return None
+    return {
+        "method": info.get("method"),
+        "excluded": info.get("excluded", []),
+        "timings_s": info.get("timings_s", {}),
+        "peak_rss_mb": info.get("peak_rss_mb"),
+        "report": str(run_dir / "calibration" / "report.json"),
+    }
 
 
 def _artifact_size(files: dict[str, Any], rel: str) -> int | None:

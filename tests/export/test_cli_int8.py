@@ -35,6 +35,9 @@ def test_int8_artifacts_and_report(int8_run):
         assert f["inputs"] > 0 and not f["in_sample"]
     report = json.loads((out / "calibration" / "report.json").read_text())
     assert set(report["fidelity"]) == set(int8)
+    assert summary["int8"]["report"] == str(out / "calibration" / "report.json")
+    assert summary["int8"]["method"] == "percentile" and len(summary["int8"]["excluded"]) == 2
+    assert summary["int8"]["timings_s"]["ranges"] > 0
     assert "default" in report["calibration"]["kind"]  # no --calib: the stock photographs, with a warning
     assert "calib" in proc.stderr.lower()
 
