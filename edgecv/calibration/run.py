@@ -231,7 +231,8 @@ def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, exc
         raise _stage_error(f"quantizing the {flavour.name} flavour", exc) from exc
     if excluded:
         model = onnx.load(str(out))
-        info["float_inputs_restored"] = bypass_input_qdq(model, excluded)
+        reference = onnx.load(str(prepared), load_external_data=False)
+        info["float_inputs_restored"] = bypass_input_qdq(model, excluded, reference)
         onnx.save(model, str(out))
     if flavour is TENSORRT:
         violations = check_tensorrt_qdq(out, exempt=tuple(excluded))

@@ -112,6 +112,30 @@ def test_keep_fp32_leaves_the_most_sensitive_layer_in_float(tiny_onnx, tiny_cali
     assert check_tensorrt_qdq(run / "model.int8.onnx", exempt=tuple(result.excluded)) == []
 
 
+def test_a_layer_kept_in_float_still_sees_its_activation(full_run, tiny_onnx, tiny_calib, tmp_path):
+    """The CPU flavour's quantizer folds a ReLU6 in front of a U8 Q/DQ pair into the pair; a layer
+    kept in float must get the clipped tensor back, not the raw convolution output."""
+    from edgecv.calibration.quantize_onnx import prepare_for_quantization
+
+    prepared = tmp_path / "prepared.onnx"
+    prepare_for_quantization(tiny_onnx, prepared)
+    fp32 = onnx.load(str(prepared)).graph
+    producers = {o: n for n in fp32.node for o in n.output}
+    after_activation = [n.name for n in fp32.node if n.op_type == "Conv"
+                        and getattr(producers.get(n.input[0]), "op_type", None) in ("Clip", "Relu")]
+    assert after_activation, "the tiny net should have a convolution after a ReLU6"
+    (tmp_path / "run").mkdir()
+    run = _run_dir(tmp_path / "run", tiny_onnx)
+    result = quantize_run(run / "model.onnx", run, tiny_calib, exclude=after_activation[:1], flavours=("cpu",))
+    graph = onnx.load(str(run / "model.int8.cpu.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    kept = next(n for n in graph.node if n.name == after_activation[0])
+    assert producer[kept.input[0]].op_type in ("Clip", "Relu")
+    # Keeping a layer in float may not make the artifact follow FP32 worse than keeping none.
+    _, everything = full_run
+    assert result.fidelity["onnx-int8-cpu"].headline.sqnr_db >= everything.fidelity["onnx-int8-cpu"].headline.sqnr_db - 1.0
+
+
 def test_bad_options_are_user_errors(tiny_onnx, tiny_calib, tmp_path):
     run = _run_dir(tmp_path, tiny_onnx)
     with pytest.raises(InvalidOptionError, match="calibration method"):
