@@ -326,8 +326,8 @@ def _from_default_photos(spec, size, seed, holdout):
         report.holdout_in_sample = True
     report.calibration, report.holdout = len(calib), len(held)
     report.warnings.append(
-        f"no calibration data given: calibrating on {len(calib_photos)} stock photographs from "
-        "scikit-image (whole and cropped). INT8 accuracy on your task needs calibration images like "
+        f"no calibration data given: calibrating on {len(calib)} crops of {len(calib_photos)} stock "
+        "photographs from scikit-image. INT8 accuracy on your task needs calibration images like "
         "the ones your model will see: pass --calib with a few hundred of them"
     )
     report.notes.append(

@@ -91,8 +91,8 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
         return None
     kept = set(info.get("excluded") or [])
     table = Table(
-        title=f"INT8 sensitivity: output SQNR gained by leaving one layer in float "
-              f"(all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} held-out inputs)",
+        title=f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
+              f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} held-out inputs)",
         title_justify="left",
     )
     for col in ("#", "layer", "op", "gain dB", "SQNR dB", "kept in float"):

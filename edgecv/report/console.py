@@ -31,13 +31,19 @@ class RichObserver(BenchObserver):
         self._tasks: dict[tuple[str, int | None], TaskID] = {}
 
     def __enter__(self) -> "RichObserver":
-        self.progress_bar.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress_bar.stop()
+        if self._started:
+            self.progress_bar.stop()
+
+    # Started with the first job, so an error before any (a bad path) is one line, not a blank one too.
+    _started = False
 
     def job_start(self, job: BenchJob) -> None:
+        if not self._started:
+            self.progress_bar.start()
+            self._started = True
         for batch in job.batches:
             self._tasks[(job.label, batch)] = self.progress_bar.add_task(
                 f"{job.label} [dim]({job.backend}, batch {_batch_text(batch)})[/]", total=1.0, calls=0
