@@ -26,7 +26,8 @@ class RichObserver(BenchObserver):
         self.console = console
         self.progress_bar = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[calls]} calls"),
-            TimeElapsedColumn(), console=console, transient=False,
+            # Redrawing competes with the timed backend for the same few cores: redraw rarely.
+            TimeElapsedColumn(), console=console, transient=False, refresh_per_second=2,
         )
         self._tasks: dict[tuple[str, int | None], TaskID] = {}
 
