@@ -329,6 +329,11 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
         result.artifact = job.label
         result.artifact_precision = record.get("precision")
         result.intended_for = record.get("intended_for")
+        if result.artifact_precision == "fp16" and result.precision not in (None, "fp16"):
+            result.notes.append(
+                f"{job.label}: FP16-compressed weights; the backend decompresses them at load and computes "
+                f"in {result.precision} on this device: the file is half the size, the arithmetic is not FP16"
+            )
         result.fidelity = dict(record.get("fidelity") or {})
         result.verification = _verification_headline(record.get("verification"))
         result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}

@@ -145,3 +145,16 @@ def test_tensorrt_engine_without_tensorrt(tmp_path):
     engine.write_bytes(b"\0")
     with pytest.raises(BackendUnavailableError, match="pip install"):
         benchmark_target(engine, **QUICK)
+
+
+def test_fp16_weights_computed_in_fp32_are_explained(tmp_path, static_run):
+    import openvino as ov
+
+    run = with_extra_artifact(static_run, tmp_path, name="openvino-fp16", backend="openvino", format="openvino",
+                              precision="fp16", path="openvino/model.fp16.xml")
+    model = ov.Core().read_model(str(run / "openvino" / "model.xml"))
+    ov.save_model(model, str(run / "openvino" / "model.fp16.xml"), compress_to_fp16=True)
+    report = benchmark_target(run, backends=["openvino"], precision="f32", isolate=False, **QUICK)
+    fp16 = by_artifact(report)[("openvino-fp16", 1)]
+    assert fp16.artifact_precision == "fp16" and fp16.precision == "fp32"
+    assert any("FP16-compressed weights" in n for n in fp16.notes)
