@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgecv.calibration.int8_kernels import cpu_has_vnni
 from edgecv.errors import VerificationError
 
 from .manifest import ArtifactRecord
@@ -229,6 +230,8 @@ class Int8(Stage):
             "data": ctx.calibration_data().fingerprint, "method": o.calib_method, "exclude": list(o.exclude),
             "keep_fp32": o.keep_fp32, "sensitivity": o.sensitivity, "openvino": "openvino" in o.backends,
             "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
+            # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU that quantizes.
+            "cpu_vnni": cpu_has_vnni(),
         }
 
     def outputs(self, ctx):
