@@ -311,7 +311,8 @@ def _from_default_photos(spec, size, seed, holdout):
     order = _permutation(len(photos), seed)
     n_hold_photos = 0
     if holdout > 0 and len(photos) >= 2:
-        n_hold_photos = max(1, round(len(photos) * holdout / (size + holdout)))
+        # At least one photo on each side: a tiny --calib-size must still leave photos to calibrate on.
+        n_hold_photos = min(len(photos) - 1, max(1, round(len(photos) * holdout / (size + holdout))))
     calib_photos = [photos[i] for i in sorted(order[n_hold_photos:])]
     hold_photos = [photos[i] for i in sorted(order[:n_hold_photos])]
     report = CalibrationReport(

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -239,6 +240,13 @@ def read_cached(cache_path: Path, key: str) -> TensorsData | None:
         return None
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_cache(cache_path: Path, key: str, ranges: TensorsData, meta: dict[str, Any]) -> None:
     """Write the ranges in ONNX Runtime's own cache format (so ``quantize_static`` and other ORT tools
     read them) and a small sidecar naming what they were computed from. The sidecar goes last and is
@@ -246,7 +254,7 @@ def write_cache(cache_path: Path, key: str, ranges: TensorsData, meta: dict[str,
     meta_path = cache_path.with_suffix(".meta.json")
     meta_path.unlink(missing_ok=True)
     save_tensors_data(ranges, cache_path)  # atomic (temporary file + rename)
-    cache_path.chmod(0o644)  # its temporary file was private (mkstemp); the run folder's files are not
+    cache_path.chmod(_default_file_mode())  # its temporary file was private (mkstemp); the run folder's are not
     write_json(meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta})
 
 

@@ -286,7 +286,7 @@ def export(
         from .tensorrt import require_tensorrt
 
         require_tensorrt()
-    target = Path(out) if out is not None else Path(runs_root) / run_name
+    target = (Path(out) if out is not None else Path(runs_root) / run_name).expanduser()
     created = not target.exists()
     run_dir = prepare_run_dir(target)
     early_warnings = []
@@ -308,8 +308,8 @@ def export(
         # Bad calibration data is the user's to fix: refuse it before any stage writes a file.
         try:
             ctx.calibration_data()
-        except EdgecvError:
-            if created:
+        except BaseException:
+            if created:  # only a folder this call made, and nothing has been written into it yet
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
     manifest: dict[str, Any] = {

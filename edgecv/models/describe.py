@@ -49,7 +49,8 @@ def describe_model(
             f"shown at α={entry.default_width_mult:g}"
         )
         width_mult = None
-    model = create_model(entry.name, width_mult=width_mult, resolution=resolution)
+    # Counting needs the structure only: skip the BatchNorm pass a random-weight model gets.
+    model = create_model(entry.name, width_mult=width_mult, resolution=resolution, settle_batchnorm=False)
     complexity = count_complexity(model)
     config = model.model_config
     return {

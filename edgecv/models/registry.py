@@ -193,6 +193,8 @@ def create_model(
     width_mult: float | None = None,
     resolution: int | None = None,
     weights: str | Path | None = None,
+    *,
+    settle_batchnorm: bool = True,
     **variant: Any,
 ) -> nn.Module:
     """Build a zoo model in eval mode with an ``input_spec`` attribute.
@@ -226,10 +228,10 @@ def create_model(
 
         load_weights(model, weights, num_classes=num_classes)
     model.eval()
-    if weights is None:
-        from ._layers import settle_batchnorm
+    if weights is None and settle_batchnorm:
+        from ._layers import settle_batchnorm as settle
 
-        settle_batchnorm(model, (3, resolution, resolution))
+        settle(model, (model.input_spec.channels, resolution, resolution))
     return model
 
 

@@ -76,7 +76,8 @@ class OnnxRuntimeRuntime(Runtime):
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         try:
-            int8_config = onnxruntime_int8_config(path)
+            # A CPU-kernel setting: other providers compute Q/DQ their own way.
+            int8_config = onnxruntime_int8_config(path) if providers[0] == "CPUExecutionProvider" else {}
         except Exception as exc:  # onnx's parser on a corrupt file: ORT would refuse it too
             raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from None
         for key, value in int8_config.items():

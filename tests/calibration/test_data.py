@@ -241,3 +241,11 @@ def test_holdout_must_not_be_negative():
 
 def test_calibration_data_error_is_a_user_error():
     assert CalibrationDataError("x").exit_code == 2
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_a_tiny_default_set_still_calibrates_on_a_photo(size):
+
+    calib = quiet_calibration(None, SPEC, size=size)
+    assert len(calib.calibration) == size and len(calib.holdout) >= 1
+    assert not calib.report.holdout_in_sample

@@ -178,3 +178,15 @@ def test_default_run_folder_name(tmp_path, monkeypatch):
 def test_unknown_option_is_refused():
     with pytest.raises(InvalidOptionError, match="unknown export option"):
         edgecv.export("mobilenetv2", widht_mult=0.5)
+
+
+def test_a_refused_int8_export_leaves_an_existing_run_alone(tmp_path, monkeypatch):
+    from edgecv.errors import CalibrationDataError
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/run" must be recognised as the existing folder
+    edgecv.export("mobilenetv2", out="~/run", width_mult=0.35, resolution=64)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(CalibrationDataError):
+        edgecv.export("mobilenetv2", out="~/run", width_mult=0.35, resolution=64, int8=True,
+                      calib=str(tmp_path / "missing"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
