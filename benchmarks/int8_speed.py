@@ -84,10 +84,9 @@ def ort_engine(path: Path) -> Callable[[np.ndarray], Any]:
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
     # The settings edgecv's runtime uses (S8×S8 kernels for signed activations on CPUs without VNNI).
-    from edgecv.calibration.int8_kernels import onnxruntime_int8_config
+    from edgecv.calibration.int8_kernels import configure_onnxruntime
 
-    for key, value in onnxruntime_int8_config(path).items():
-        options.add_session_config_entry(key, value)
+    configure_onnxruntime(options, path)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})

@@ -14,6 +14,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import onnx
+
 
 @lru_cache(maxsize=1)
 def cpu_has_vnni() -> bool:
@@ -27,11 +29,14 @@ def cpu_has_vnni() -> bool:
     return any(f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def has_signed_activations(model: str | Path | bytes) -> bool:
+def has_signed_activations(model: str | Path | bytes | onnx.ModelProto) -> bool:
     """Whether a Q/DQ graph quantizes some activation (not an initializer) to INT8."""
-    import onnx
-
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    elif isinstance(model, bytes):
+        proto = onnx.load_from_string(model)
+    else:
+        proto = onnx.load(str(model), load_external_data=False)
     graph = proto.graph
     initializers = {i.name: i for i in graph.initializer}
     constants = {o: n for n in graph.node if n.op_type == "Constant" for o in n.output}
@@ -47,7 +52,7 @@ def has_signed_activations(model: str | Path | bytes) -> bool:
     return False
 
 
-def onnxruntime_int8_config(model: str | Path | bytes) -> dict[str, str]:
+def onnxruntime_int8_config(model: str | Path | bytes | onnx.ModelProto) -> dict[str, str]:
     """ONNX Runtime session config entries for ``model`` on this CPU.
 
     On x86 ONNX Runtime rewrites signed-activation Q/DQ (the TensorRT flavour) to U8×S8 kernels
@@ -56,6 +61,15 @@ def onnxruntime_int8_config(model: str | Path | bytes) -> dict[str, str]:
     if cpu_has_vnni() or not has_signed_activations(model):
         return {}
     return {"session.qdqisint8allowed": "1"}
+
+
+def configure_onnxruntime(options, model: str | Path | bytes | onnx.ModelProto) -> bool:
+    """Add :func:`onnxruntime_int8_config`'s entries to ``options`` (an ``ort.SessionOptions``);
+    True when there were any."""
+    config = onnxruntime_int8_config(model)
+    for key, value in config.items():
+        options.add_session_config_entry(key, value)
+    return bool(config)
 
 
 def nncf_overflow_fix() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .fidelity import RunFn
-from .int8_kernels import onnxruntime_int8_config
+from .int8_kernels import configure_onnxruntime
 
 
 def ort_session(model: str | Path | bytes, threads: int | None = None):
@@ -24,8 +24,7 @@ def ort_session(model: str | Path | bytes, threads: int | None = None):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
-    for key, value in onnxruntime_int8_config(model).items():
-        options.add_session_config_entry(key, value)
+    configure_onnxruntime(options, model)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -286,13 +285,18 @@ def export(
         from .tensorrt import require_tensorrt
 
         require_tensorrt()
-    target = (Path(out) if out is not None else Path(runs_root) / run_name).expanduser()
-    created = not target.exists()
-    run_dir = prepare_run_dir(target)
     early_warnings = []
     if model_info.get("random_weights"):
         early_warnings.append("no --weights given: the model has random weights; its engines are for timing only")
         reporter.warn(early_warnings[-1], RandomWeightsWarning)
+    ctx = ExportContext(
+        run_dir=Path(out) if out is not None else Path(runs_root) / run_name, options=opts, spec=spec,
+        model_info=model_info, versions=_versions(), machine=_machine(), reporter=reporter, _model_factory=factory,
+    )
+    if opts.int8:
+        # Bad calibration data is the user's to fix: refuse it before the run folder is even made.
+        ctx.calibration_data()
+    run_dir = ctx.run_dir = prepare_run_dir(ctx.run_dir)
 
     prev = None
     if (run_dir / MANIFEST_NAME).exists():
@@ -300,18 +304,6 @@ def export(
             prev = read_manifest(run_dir)
         except EdgecvError:
             prev = None  # a corrupt manifest only means nothing can be reused
-    ctx = ExportContext(
-        run_dir=run_dir, options=opts, spec=spec, model_info=model_info, versions=_versions(),
-        machine=_machine(), reporter=reporter, _model_factory=factory,
-    )
-    if opts.int8:
-        # Bad calibration data is the user's to fix: refuse it before any stage writes a file.
-        try:
-            ctx.calibration_data()
-        except BaseException:
-            if created:  # only a folder this call made, and nothing has been written into it yet
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

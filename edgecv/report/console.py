@@ -30,6 +30,8 @@ class RichObserver(BenchObserver):
             TimeElapsedColumn(), console=console, transient=False, refresh_per_second=2,
         )
         self._tasks: dict[tuple[str, int | None], TaskID] = {}
+        # Started with the first job, so an error before any (a bad path) is one line, not a blank one too.
+        self._started = False
 
     def __enter__(self) -> "RichObserver":
         return self
@@ -37,9 +39,6 @@ class RichObserver(BenchObserver):
     def __exit__(self, *exc: Any) -> None:
         if self._started:
             self.progress_bar.stop()
-
-    # Started with the first job, so an error before any (a bad path) is one line, not a blank one too.
-    _started = False
 
     def job_start(self, job: BenchJob) -> None:
         if not self._started:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from edgecv.calibration.int8_kernels import configure_onnxruntime
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError
-
-from edgecv.calibration.int8_kernels import onnxruntime_int8_config
 
 from .base import Runtime, TensorInfo, first_line, require_file
 
@@ -34,12 +34,9 @@ _PROVIDER_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cu
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
-def graph_precision(path: Path) -> str:
+def graph_precision(model: onnx.ModelProto) -> str:
     """``int8`` for a quantized graph, ``fp16`` for one with FP16 weights, else ``fp32``: ONNX
     Runtime computes what the graph says, so this is what runs."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
     graphs = [model.graph]
     while graphs:
         graph = graphs.pop()
@@ -76,13 +73,12 @@ class OnnxRuntimeRuntime(Runtime):
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         try:
-            # A CPU-kernel setting: other providers compute Q/DQ their own way.
-            int8_config = onnxruntime_int8_config(path) if providers[0] == "CPUExecutionProvider" else {}
+            # Parsed once here, for the kernel settings and the precision label.
+            graph = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # onnx's parser on a corrupt file: ORT would refuse it too
             raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from None
-        for key, value in int8_config.items():
-            options.add_session_config_entry(key, value)
-        if int8_config:
+        # A CPU-kernel setting: other providers compute Q/DQ their own way.
+        if providers[0] == "CPUExecutionProvider" and configure_onnxruntime(options, graph):
             self.notes.append(
                 "signed-INT8 activations on a CPU without VNNI: ran ONNX Runtime's S8×S8 kernels "
                 "(its default U8×S8 rewrite saturates and loses accuracy there)"
@@ -94,7 +90,7 @@ class OnnxRuntimeRuntime(Runtime):
         used = self._session.get_providers()
         self.device = _PROVIDER_DEVICES.get(used[0], used[0])
         self.providers = used
-        self.precision = graph_precision(path)
+        self.precision = graph_precision(graph)
         self._require_fixed_precision(precision)
         self.inputs = [_tensor_info(a) for a in self._session.get_inputs()]
         self.outputs = [_tensor_info(a) for a in self._session.get_outputs()]
