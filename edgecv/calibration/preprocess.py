@@ -6,6 +6,7 @@ every stage feeds the network exactly the same tensor for the same picture.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,40 @@ def load_image(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(f"{path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """How an original picture was mapped onto the network input: ``input = original·scale + offset``
+    per axis (a crop gives a negative offset, letterbox padding a positive one). Boxes the model
+    predicts in input pixels map back with :meth:`boxes_to_original`."""
+
+    original_height: int
+    original_width: int
+    scale_x: float
+    scale_y: float
+    offset_x: float
+    offset_y: float
+
+    def boxes_to_original(self, boxes: np.ndarray, clip: bool = True) -> np.ndarray:
+        """``boxes [..., 4]`` (x1, y1, x2, y2 in input pixels) → original-image pixels."""
+        b = np.asarray(boxes, dtype=np.float64).copy()
+        b[..., 0::2] = (b[..., 0::2] - self.offset_x) / self.scale_x
+        b[..., 1::2] = (b[..., 1::2] - self.offset_y) / self.scale_y
+        if clip:
+            b[..., 0::2] = b[..., 0::2].clip(0, self.original_width)
+            b[..., 1::2] = b[..., 1::2].clip(0, self.original_height)
+        return b
+
+    def boxes_to_input(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image pixels → input pixels (the inverse, for ground truth)."""
+        b = np.asarray(boxes, dtype=np.float64).copy()
+        b[..., 0::2] = b[..., 0::2] * self.scale_x + self.offset_x
+        b[..., 1::2] = b[..., 1::2] * self.scale_y + self.offset_y
+        return b
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -65,15 +100,28 @@ def letterbox(img: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tupl
 
 def geometric(img: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Apply the spec's resize policy to an RGB uint8 image."""
+    return geometric_with_transform(img, spec)[0]
+
+
+def geometric_with_transform(img: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ImageTransform]:
+    """The spec's resize policy applied to an RGB uint8 image, and the transform it applied."""
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     if img.shape[2] == 4:
         img = img[..., :3]
+    h, w = img.shape[:2]
     if spec.resize == "resize_crop":
-        return resize_crop(img, spec)
+        target_short = int(round(max(spec.height, spec.width) / spec.crop_ratio))
+        s = target_short / min(h, w)
+        nh, nw = max(spec.height, int(round(h * s))), max(spec.width, int(round(w * s)))
+        top, left = (nh - spec.height) // 2, (nw - spec.width) // 2
+        t = ImageTransform(h, w, nw / w, nh / h, -float(left), -float(top))
+        return resize_crop(img, spec), t
     if spec.resize == "letterbox":
-        return letterbox(img, spec)[0]
-    return _resize(img, spec.width, spec.height)
+        out, s, (left, top) = letterbox(img, spec)
+        nh, nw = int(round(h * s)), int(round(w * s))
+        return out, ImageTransform(h, w, nw / w, nh / h, float(left), float(top))
+    return _resize(img, spec.width, spec.height), ImageTransform(h, w, spec.width / w, spec.height / h, 0.0, 0.0)
 
 
 def normalize(img: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -89,10 +137,17 @@ def normalize(img: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def preprocess(image: np.ndarray | str | Path, spec: InputSpec) -> np.ndarray:
     """One picture (array or path) → a float32 (C, H, W) tensor ready for the network."""
+    return preprocess_with_transform(image, spec)[0]
+
+
+def preprocess_with_transform(image: np.ndarray | str | Path, spec: InputSpec) -> tuple[np.ndarray, ImageTransform]:
+    """One picture → the network's (C, H, W) float32 tensor and the :class:`ImageTransform` that maps
+    its boxes back onto the picture."""
     img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
-    return normalize(geometric(img, spec), spec)
+    pixels, transform = geometric_with_transform(img, spec)
+    return normalize(pixels, spec), transform
 
 
 def preprocess_batch(images: list, spec: InputSpec) -> np.ndarray:

@@ -32,6 +32,8 @@ from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 
 from ._atomic import write_json, written_atomically
 from .data import CalibrationData, CalibrationReport
+from .detection_fidelity import compare_detections as detection_compare
+from .detection_fidelity import is_detection_output
 from .fidelity import FidelityReport, collect, compare
 from .qdq_graph import bypass_input_qdq
 from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
@@ -63,6 +65,13 @@ class Int8Result:
     peak_rss_mb: float  # the process's peak so far (includes what ran before this call)
     warnings: list[str] = field(default_factory=list)
 
+    def fidelity_inputs(self) -> str:
+        """Where the fidelity figures come from, in words a reader of the manifest cannot misread."""
+        n = self.calibration.holdout
+        if self.calibration.holdout_in_sample:
+            return f"in-sample: {n} of the calibration inputs (too few to hold any out; optimistic)"
+        return f"held out: {n} inputs not used for calibration"
+
     @property
     def report_path(self) -> Path:
         return self.out_dir / REPORT_FILE
@@ -77,7 +86,11 @@ class Int8Result:
             "ranges": self.ranges,
             "flavours": self.flavours,
             "excluded": self.excluded,
-            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
+            "sensitivity": (
+                {**self.sensitivity.to_dict(), "in_sample": self.calibration.holdout_in_sample}
+                if self.sensitivity else None
+            ),
+            "fidelity_inputs": self.fidelity_inputs(),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "warnings": self.warnings,
@@ -105,6 +118,21 @@ def _peak_rss_mb() -> float:
 def _graph_input(model: onnx.ModelProto) -> str:
     initializers = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def nodes_in_scopes(model: onnx.ModelProto, scopes: Sequence[str]) -> list[str]:
+    """Nodes exported from the modules at ``scopes`` (dotted paths such as ``decode`` or
+    ``head.cls_preds``). The TorchScript exporter names a node after its module path, one level per
+    segment (``/head/head.cls_preds/head.cls_preds.0/Conv``), so a segment equal to the scope or
+    starting with ``scope.`` places the node inside it."""
+    if not scopes:
+        return []
+    hits = []
+    for node in model.graph.node:
+        parts = node.name.split("/")[1:-1]
+        if any(p == s or p.startswith(s + ".") for p in parts for s in scopes):
+            hits.append(node.name)
+    return hits
 
 
 def _check_options(method: str, flavours: Sequence[str], keep_fp32: int, sensitivity_inputs: int) -> None:
@@ -147,6 +175,7 @@ def quantize_run(
     sensitivity: bool = False,
     sensitivity_inputs: int = DEFAULT_INPUTS,
     progress: Progress | None = None,
+    float_scopes: Sequence[str] = (),
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
@@ -168,6 +197,7 @@ def quantize_run(
                 raise _stage_error("ONNX Runtime's pre-processing", exc) from exc
         prepared_model = onnx.load(str(prepared), load_external_data=False)
         _check_exclude(exclude, prepared_model, keep_fp32)
+        in_scopes = nodes_in_scopes(prepared_model, float_scopes)
         input_name, batch = _graph_input(prepared_model), fixed_batch(prepared)
         del prepared_model
 
@@ -187,7 +217,8 @@ def quantize_run(
         with clock.step("reference"):
             reference = collect(ort_runner(fp32_onnx), holdout)
 
-        excluded = list(exclude)
+        # A detector's decoding, softmax/sigmoid and NMS stay in float in every flavour.
+        excluded = list(dict.fromkeys([*exclude, *in_scopes]))
         ranking = None
         if sensitivity or keep_fp32:
             with clock.step("sensitivity"):
@@ -209,8 +240,9 @@ def quantize_run(
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
     with clock.step("fidelity"):
+        score = detection_compare if is_detection_output(reference) else compare
         fidelity = {
-            name: compare(reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample)
+            name: score(reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample)
             for name, path in artifacts.items()
         }
     result = Int8Result(

@@ -48,7 +48,9 @@ def openvino_runner(xml: str | Path, threads: int | None = None) -> RunFn:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = ov.Core().compile_model(str(xml), "CPU", config)
     request = compiled.create_infer_request()
-    names = [o.get_any_name() for o in compiled.outputs]
+    from edgecv.runtime.openvino import port_name
+
+    names = [port_name(o) for o in compiled.outputs]
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:
         result = request.infer({0: batch})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
+import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import onnx
 import torch
@@ -29,7 +31,11 @@ def validate_export_options(opset: int, batch: int, exporter: str) -> None:
     if exporter not in EXPORTERS:
         raise InvalidOptionError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
-        raise BackendUnavailableError("dynamo exporter", "onnxscript", "torch's dynamo exporter needs it")
+        raise BackendUnavailableError(
+            "dynamo exporter", "onnxscript",
+            "--exporter dynamo needs the onnxscript package, which is not installed (or pip install "
+            "'edgecv[dynamo]'; the default --exporter torchscript needs nothing more)",
+        )
 
 
 def export_onnx(
@@ -48,7 +54,8 @@ def export_onnx(
     output_names = list(spec.output_names)
     dynamic_axes = None
     if dynamic_batch:
-        dynamic_axes = {name: {0: "batch"} for name in input_names + output_names}
+        dynamic_axes = {input_names[0]: {0: "batch"}}
+        dynamic_axes.update({o.name: {o.batch_axis: "batch"} for o in spec.output_specs})
     buf = io.BytesIO()
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
@@ -64,7 +71,10 @@ def export_onnx(
                 proto = onnx.load_from_string(buf.getvalue())
             else:
                 dyn_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
-                program = torch.onnx.export(model, (dummy,), dynamo=True, dynamic_shapes=dyn_shapes, **kwargs)
+                with _quiet_dynamo():
+                    program = torch.onnx.export(
+                        model, (dummy,), dynamo=True, dynamic_shapes=dyn_shapes, verbose=False, **kwargs
+                    )
                 proto = program.model_proto
     except Exception as exc:  # the exporters raise many unrelated types; all mean "this stage failed"
         raise StageError("export", f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {exc}") from exc
@@ -75,15 +85,43 @@ def export_onnx(
     except Exception as exc:
         raise StageError("export", f"the exported graph does not pass onnx's checker: {exc}") from exc
     onnx.save(proto, str(path))
+    written = written_opset(proto)
+    notes = []
+    if written != opset:
+        # The dynamo exporter writes opset 18 at least, and its down-conversion fails on some graphs.
+        notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {written}; the manifest records {written}")
     return {
         "exporter": exporter,
-        "opset": opset,
+        "opset": written,
+        "opset_requested": opset,
+        "warnings": notes,
         "nodes": len(proto.graph.node),
         "inputs": input_names,
         "outputs": output_names,
         "dynamic_batch": dynamic_batch,
         "batch": batch,
     }
+
+
+def written_opset(proto: onnx.ModelProto) -> int | None:
+    """The default-domain opset a graph declares (what was written, not what was asked for)."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+@contextlib.contextmanager
+def _quiet_dynamo() -> Iterator[None]:
+    """The dynamo exporter prints progress on stdout (which belongs to ``--json``) and logs a
+    traceback when its optional opset down-conversion fails, on runs that then succeed."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def count_nodes(path: str | Path) -> int:

@@ -17,9 +17,11 @@ DEFAULT_CALIB_METHOD = "percentile"
 
 @dataclass
 class ExportOptions:
-    num_classes: int = 1000
+    # None: the model's own default (1000 for classifiers, 91 for SSD, 80 for YOLO).
+    num_classes: int | None = None
     width_mult: float | None = None
-    resolution: int | None = None
+    # A side, "HxW" or (h, w); None: the model's default.
+    resolution: int | str | tuple[int, int] | None = None
     weights: str | None = None
     variant: dict[str, Any] = field(default_factory=dict)
     opset: int = 17
@@ -39,6 +41,30 @@ class ExportOptions:
     atol: float | None = None
     rtol: float | None = None
     force: bool = False
+    # Detectors: post-processing baked into the graph (None: the model's default).
+    conf_thres: float | None = None
+    iou_thres: float | None = None
+    max_det: int | None = None
+    nms: bool = True
+    agnostic_nms: bool = False
+
+    def detection_flags_set(self) -> bool:
+        return (
+            any(v is not None for v in (self.conf_thres, self.iou_thres, self.max_det))
+            or not self.nms or self.agnostic_nms
+        )
+
+    def detection_options(self):
+        """The :class:`~edgecv.models.detection.DetectionOptions` these flags ask for."""
+        from edgecv.models.detection import DetectionOptions
+
+        base = DetectionOptions()
+        return DetectionOptions(
+            conf_thres=base.conf_thres if self.conf_thres is None else self.conf_thres,
+            iou_thres=base.iou_thres if self.iou_thres is None else self.iou_thres,
+            max_det=base.max_det if self.max_det is None else self.max_det,
+            nms=self.nms, agnostic=self.agnostic_nms,
+        ).validate()
 
     def validate(self) -> None:
         validate_export_options(self.opset, self.batch, self.exporter)
@@ -60,6 +86,8 @@ class ExportOptions:
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
+        if self.detection_flags_set():
+            self.detection_options()  # range checks: --conf-thres/--iou-thres in [0, 1], --max-det > 0
         if not self.int8 and (self.calib or self.sensitivity or self.keep_fp32 or self.exclude):
             raise InvalidOptionError(
                 "--calib, --sensitivity, --keep-fp32 and --exclude only apply with --int8"
@@ -77,6 +105,18 @@ def format_width(width_mult: float) -> str:
     return text if "." in text or "e" in text else text + ".0"
 
 
-def default_run_name(model: str, width_mult: float, resolution: int, variant: dict[str, Any]) -> str:
+def batch_suffix(batch: int = 1, dynamic_batch: bool = False) -> str:
+    """``-b4`` or ``-dyn``; empty for the default static batch 1 (which keeps the historical name)."""
+    return "-dyn" if dynamic_batch else (f"-b{batch}" if batch != 1 else "")
+
+
+def default_run_name(
+    model: str, width_mult: float, resolution: Any, variant: dict[str, Any], batch: int = 1,
+    dynamic_batch: bool = False,
+) -> str:
+    # Runs with other batch settings get other folders: their artifacts are not interchangeable.
     extra = "".join(f"-{k[0]}{v}" for k, v in sorted(variant.items()))
-    return f"{model}-w{format_width(width_mult)}-r{resolution}{extra}"
+    from edgecv.models.spec import format_resolution
+
+    res = format_resolution(tuple(resolution) if isinstance(resolution, list) else resolution)
+    return f"{model}-w{format_width(width_mult)}-r{res}{extra}{batch_suffix(batch, dynamic_batch)}"

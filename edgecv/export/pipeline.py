@@ -6,13 +6,14 @@ files it lists still have the recorded hashes; ``force=True`` rebuilds everythin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -21,7 +22,7 @@ from edgecv.errors import EdgecvError, InvalidOptionError, StageError, WeightsEr
 from edgecv.models.spec import InputSpec
 
 from .manifest import MANIFEST_NAME, SCHEMA, ArtifactRecord, read_manifest
-from .options import ExportOptions, default_run_name
+from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
 from .runfolder import file_record, prepare_run_dir, sha256_file, sha256_json, write_json_atomic
 from .stages import STAGES, Stage
@@ -43,6 +44,60 @@ class Reporter:
 
 class RandomWeightsWarning(UserWarning):
     """No --weights: the engine runs, but its outputs mean nothing. Fine for timing only."""
+
+
+def _edgecv_warning(category: type[Warning]) -> bool:
+    return category.__module__.split(".", 1)[0] == "edgecv"
+
+
+class _WarningLog(Reporter):
+    """Wraps the caller's reporter for one export: every edgecv warning, whether a stage reports it or
+    library code raises it with :func:`warnings.warn` (the checkpoint's head re-initialised, small
+    calibration sets), reaches the reporter once and the manifest's ``warnings``."""
+
+    def __init__(self, reporter: Reporter):
+        self.inner = reporter
+        self.messages: list[str] = []
+        self._forwarding = False
+
+    def stage_start(self, stage: Stage) -> None:
+        self.inner.stage_start(stage)
+
+    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
+        self.inner.stage_end(stage, status, wall_s, info)
+
+    def progress(self, description: str, completed: int, total: int | None) -> None:
+        self.inner.progress(description, completed, total)
+
+    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
+        if message in self.messages:
+            return
+        self.messages.append(message)
+        self._forwarding = True
+        try:
+            self.inner.warn(message, category)
+        finally:
+            self._forwarding = False
+
+    def record(self, messages: list[str]) -> None:
+        """Messages already shown (a reused stage's) that the manifest must still list."""
+        self.messages.extend(m for m in messages if m not in self.messages)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        # The caller's filters still decide what is shown at all (entering catch_warnings resets the
+        # "once per location" registries, so each export reports its warnings afresh).
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def route(message, category, filename, lineno, file=None, line=None):
+                if self._forwarding or not _edgecv_warning(category):
+                    shown(message, category, filename, lineno, file, line)
+                else:
+                    self.warn(str(message), category)
+
+            warnings.showwarning = route
+            yield
 
 
 @dataclass
@@ -165,12 +220,16 @@ def _headline(verification: dict | None) -> dict | None:
     if not verification or not verification.get("outputs"):
         return None
     outs = verification["outputs"]
-    return {
+    head = {
         "passed": verification.get("passed"),
-        "max_abs": max(o["max_abs"] for o in outs),
-        "cosine": min(o["cosine"] for o in outs),
-        "top1_agreement": min((o["top1_agreement"] for o in outs if o["top1_agreement"] is not None), default=None),
+        "max_abs": max(o.get("max_abs", o.get("max_score_diff", 0.0)) for o in outs),
+        "cosine": min((o["cosine"] for o in outs if "cosine" in o), default=None),
+        "top1_agreement": min((o["top1_agreement"] for o in outs if o.get("top1_agreement") is not None), default=None),
     }
+    detections = [o for o in outs if "matched_share" in o]
+    if detections:
+        head["matched_share"] = min(o["matched_share"] for o in detections)
+    return head
 
 
 def _versions() -> dict[str, Any]:
@@ -198,16 +257,34 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
         name = getattr(model, "model_name", None) or type(model).__name__.lower()
         info = {"name": name, "custom": True, "class": f"{type(model).__module__}.{type(model).__qualname__}",
                 "random_weights": None, "state_sha256": _state_hash(model)}
-        run = f"{name}-r{spec.height}x{spec.width}"
+        run = f"{name}-r{spec.height}x{spec.width}{batch_suffix(options.batch, options.dynamic_batch)}"
         return info, spec, (lambda: model.eval()), run
 
-    from edgecv.models.registry import create_model, get_entry, validate_options
+    from edgecv.models.registry import (
+        apply_alias, check_resolution, create_model, get_entry, validate_options,
+    )
 
     entry = get_entry(model)
-    width = entry.default_width_mult if options.width_mult is None else options.width_mult
+    alias_width, alias_variant = apply_alias(model, options.width_mult, options.variant)
+    width = entry.default_width_mult if alias_width is None else alias_width
     resolution = entry.default_resolution if options.resolution is None else options.resolution
-    variant = {**entry.default_variant_options, **options.variant}
-    validate_options(entry, options.num_classes, width, resolution, variant)
+    num_classes = entry.default_num_classes if options.num_classes is None else options.num_classes
+    variant = {**entry.default_variant_options, **alias_variant}
+    validate_options(entry, num_classes, width, resolution, variant)
+    resolution = check_resolution(resolution, entry)
+    postprocess = None
+    if entry.task == "detection":
+        postprocess = options.detection_options()
+        if postprocess.nms and options.exporter == "dynamo":
+            raise InvalidOptionError(
+                "the dynamo exporter cannot export NMS (pytorch issue 141568); use --exporter torchscript "
+                "(the default) or --no-nms"
+            )
+    elif options.detection_flags_set():
+        raise InvalidOptionError(
+            f"{entry.name} is a {entry.task} model: --conf-thres, --iou-thres, --max-det, --no-nms and "
+            "--agnostic-nms apply to detectors only"
+        )
     weights = None
     weights_sha = None
     if options.weights is not None:
@@ -216,18 +293,34 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
             raise WeightsError(f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file")
         weights, weights_sha = str(wpath.resolve()), sha256_file(wpath)
     factory = functools.partial(
-        create_model, entry.name, num_classes=options.num_classes, width_mult=width,
-        resolution=resolution, weights=weights, **variant,
+        create_model, entry.name, num_classes=num_classes, width_mult=width,
+        resolution=resolution, weights=weights, postprocess=postprocess, **variant,
     )
     # Build once now: bad weights must fail before anything is written.
     built = factory()
     spec = built.input_spec if options.batch == 1 else replace(built.input_spec, batch=options.batch)
     info = {
-        "name": entry.name, "num_classes": options.num_classes, "width_mult": float(width),
-        "resolution": resolution, **variant, "weights": weights, "weights_sha256": weights_sha,
-        "random_weights": weights is None,
+        "name": entry.name, "task": entry.task, "num_classes": num_classes, "width_mult": float(width),
+        "resolution": built.model_config["resolution"], **variant, "weights": weights,
+        "weights_sha256": weights_sha, "random_weights": weights is None,
     }
-    return info, spec, (lambda: built), default_run_name(entry.name, float(width), resolution, variant)
+    if postprocess is not None:
+        info["postprocess"] = built.detection_options.to_dict()
+        info["background_class"] = built.background_class
+        info["float_scopes"] = list(built.float_scopes)
+    run = default_run_name(entry.name, float(width), resolution, variant, options.batch, options.dynamic_batch)
+    return info, spec, (lambda: built), run
+
+
+def _stamp_artifacts(ctx: ExportContext, stage: Stage, info: dict[str, Any]) -> None:
+    """Write task, input spec, model record and precision into each new artifact (before its hash is
+    recorded), so a file copied out of the run folder still knows how to be fed and read."""
+    from edgecv.artifact_metadata import build_metadata, stamp
+
+    for rec in stage.artifacts(ctx, info):
+        meta = build_metadata(ctx.spec, model=ctx.model_info, precision=rec.precision,
+                              intended_for=rec.intended_for, version=__version__)
+        stamp(ctx.run_dir / rec.path, meta)
 
 
 def _state_hash(model: nn.Module) -> str:
@@ -279,16 +372,23 @@ def export(
         options["exclude"] = tuple(options["exclude"])
     opts = ExportOptions(**options)
     opts.validate()
-    reporter = reporter or Reporter()
+    log = _WarningLog(reporter or Reporter())
+    with log.capture():
+        return _export(model, out, input_spec, log, runs_root, opts)
+
+
+def _export(
+    model: str | nn.Module, out: str | Path | None, input_spec: InputSpec | None, reporter: _WarningLog,
+    runs_root: str | Path, opts: ExportOptions,
+) -> ExportResult:
     model_info, spec, factory, run_name = _resolve_model(model, opts, input_spec)
     if "tensorrt" in opts.backends:
         from .tensorrt import require_tensorrt
 
         require_tensorrt()
-    early_warnings = []
     if model_info.get("random_weights"):
-        early_warnings.append("no --weights given: the model has random weights; its engines are for timing only")
-        reporter.warn(early_warnings[-1], RandomWeightsWarning)
+        reporter.warn("no --weights given: the model has random weights; its engines are for timing only",
+                      RandomWeightsWarning)
     ctx = ExportContext(
         run_dir=Path(out) if out is not None else Path(runs_root) / run_name, options=opts, spec=spec,
         model_info=model_info, versions=_versions(), machine=_machine(), reporter=reporter, _model_factory=factory,
@@ -296,6 +396,9 @@ def export(
     if opts.int8:
         # Bad calibration data is the user's to fix: refuse it before the run folder is even made.
         ctx.calibration_data()
+    if model_info.get("custom"):
+        # Your own module: outputs it returns but does not declare are refused before anything is written.
+        ctx.reference_outputs()
     run_dir = ctx.run_dir = prepare_run_dir(ctx.run_dir)
 
     prev = None
@@ -317,8 +420,19 @@ def export(
         "artifacts": [],
         "files": {},
         "calibration": None,
-        "warnings": early_warnings,
+        "warnings": reporter.messages,
+        "caches": [],
+        "stale_files": [],
     }
+    vouched = _vouched(prev)
+
+    def save() -> None:
+        # Until this run finishes, the earlier run's files it has not replaced stay listed as stale, so
+        # an interrupted re-export still knows to remove them next time.
+        kept = set(manifest["files"]) | set(manifest["caches"])
+        manifest["stale_files"] = sorted(vouched - kept)
+        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+
     chain: dict[str, str] = {}
     for stage in STAGES:
         if not stage.enabled(ctx):
@@ -337,21 +451,58 @@ def export(
                 info = stage.run(ctx)
             except EdgecvError:
                 manifest["stages"][stage.name] = {"status": "failed", "key": key}
-                write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+                save()
                 raise
             except MemoryError as exc:
                 raise StageError(stage.name, "out of memory") from exc
             status, wall = "done", time.perf_counter() - start
+            _stamp_artifacts(ctx, stage, info)
         ctx.stage_info[stage.name] = info
         for rel in stage.outputs(ctx):
             manifest["files"][rel] = file_record(run_dir, rel)
         for rec in stage.artifacts(ctx, info):
             manifest["artifacts"].append(rec.to_dict())
-        manifest["warnings"].extend(info.get("warnings", []))
+        if status == "done":
+            for message in info.get("warnings", []):
+                reporter.warn(message)  # once each: what the stage already reported is not repeated
+        else:
+            reporter.record(info.get("warnings", []))
         if "calibration" in info:
             manifest["calibration"] = info["calibration"]
+        cache = (info.get("ranges") or {}).get("cache")
+        if cache:  # the activation-range cache and the key file that vouches for it
+            manifest["caches"] += [cache, Path(cache).with_suffix(".meta.json").as_posix()]
         manifest["stages"][stage.name] = {"status": status, "wall_s": round(wall, 3), "key": key, "info": info}
         # After every stage, so an interrupted export still records what finished.
-        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+        save()
         reporter.stage_end(stage, status, wall, info)
+    # A run folder holds only what its manifest vouches for: what an earlier export with other options
+    # wrote and this one did not goes (files the earlier manifest did not list are never touched).
+    _remove_files(run_dir, manifest["stale_files"])
+    vouched.clear()
+    save()
     return ExportResult(run_dir, manifest)
+
+
+def _vouched(prev: dict[str, Any] | None) -> set[str]:
+    """Files an earlier manifest of this folder answers for: artifacts, caches, and the stale files
+    an interrupted run had yet to remove."""
+    if not prev:
+        return set()
+    listed = [*prev.get("files", {}), *prev.get("caches", []), *prev.get("stale_files", [])]
+    return {rel for rel in listed if isinstance(rel, str)}
+
+
+def _remove_files(run_dir: Path, rels: list[str]) -> None:
+    root = run_dir.resolve()
+    for rel in rels:
+        path = run_dir / rel
+        # A manifest is data: a path that leaves the folder (``..``, a link out) is never followed.
+        if path.name == MANIFEST_NAME or path.is_symlink() or root not in path.resolve().parents:
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
+        parent = path.parent
+        while parent.resolve() != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent

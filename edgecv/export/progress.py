@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 
 from .pipeline import ExportResult, Reporter
 from .stages import Stage
@@ -18,13 +20,13 @@ class RichReporter(Reporter):
         self._status: Status | None = None
 
     def stage_start(self, stage: Stage) -> None:
-        self._status = self.console.status(f"[bold]{stage.name}[/] {stage.title} …", spinner="dots")
+        self._status = self.console.status(f"[bold]{escape(stage.name)}[/] {escape(stage.title)} …", spinner="dots")
         self._status.start()
 
     def progress(self, description: str, completed: int, total: int | None) -> None:
         if self._status is not None:
             of = f"/{total}" if total else ""
-            self._status.update(f"{description} {completed}{of}")
+            self._status.update(Text(f"{description} {completed}{of}"))
 
     def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
         if self._status is not None:
@@ -37,12 +39,13 @@ class RichReporter(Reporter):
             extra = f"  nodes {info['nodes_before']} → {info['nodes_after']}"
         elif stage.name == "int8" and "timings_s" in info:
             extra = "  " + int8_note(info)
-        self.console.print(f" {mark} {stage.name:<14} {stage.title:<36} {note}{extra}")
+        self.console.print(f" {mark} {escape(f'{stage.name:<14} {stage.title:<36} {note}{extra}')}", soft_wrap=True)
 
     def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
         if self._status is not None:
             self._status.stop()
-        self.console.print(f"[bold yellow]warning:[/] {message}", soft_wrap=True)
+        # A Text, not markup: messages quote paths and package extras whose brackets rich would eat.
+        self.console.print(Text.assemble(("warning:", "bold yellow"), " ", message), soft_wrap=True)
         if self._status is not None:
             self._status.start()
 
@@ -52,18 +55,26 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def artifact_table(result: ExportResult) -> Table:
-    table = Table(title=f"artifacts in {result.run_dir}", title_justify="left")
+    table = Table(title=Text(f"artifacts in {result.run_dir}"), title_justify="left")
+    artifacts = result.summary()["artifacts"]
+    files = [str(a["path"]).rsplit(str(result.run_dir), 1)[-1].lstrip("/") for a in artifacts]
+    # Names and file names are what the reader copies: never cut them; the figures' headers wrap instead.
+    whole = {"artifact": [a["name"] for a in artifacts], "file": files, "for": [a["intended_for"] for a in artifacts]}
     for col in ("artifact", "file", "for", "size MB", "max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR"):
-        table.add_column(col, justify="right" if col[0] in "smct I" else "left")
-    for a in result.summary()["artifacts"]:
+        keep = whole.get(col)
+        table.add_column(col, justify="right" if col[0] in "smct I" else "left", no_wrap=keep is not None,
+                         min_width=max(map(len, keep), default=0) if keep else None)
+    for a, file in zip(artifacts, files):
         v = a["verification"] or {}
         f = a["fidelity"] or {}
         fid = "—"
         if f:
             fid = f"{_fmt(f.get('top1_agreement'), '.1%')} / {_fmt(f.get('sqnr_db'), '.1f')} dB"
+            if f.get("in_sample"):
+                fid += " (in-sample)"
         size = a["size_bytes"] / 1e6 if a["size_bytes"] else None
         table.add_row(
-            a["name"], str(a["path"]).rsplit(str(result.run_dir), 1)[-1].lstrip("/"), a["intended_for"],
+            a["name"], Text(file), a["intended_for"],
             _fmt(size, ".2f"), _fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"),
             _fmt(v.get("top1_agreement"), ".0%"), fid,
         )
@@ -73,7 +84,12 @@ def artifact_table(result: ExportResult) -> Table:
 def int8_note(info: dict[str, Any]) -> str:
     """One line on how the INT8 stage spent its time and what it kept in float."""
     calib = info.get("calibration") or {}
-    parts = [f"{calib.get('calibration', '?')} images + {calib.get('holdout', '?')} held out, {info.get('method')}"]
+    if calib.get("holdout_in_sample"):
+        # Too few images to hold any out: fidelity was measured on calibration images and is optimistic.
+        held = f"fidelity in-sample on {calib.get('holdout', '?')} of them"
+    else:
+        held = f"{calib.get('holdout', '?')} held out"
+    parts = [f"{calib.get('calibration', '?')} images + {held}, {info.get('method')}"]
     if (info.get("ranges") or {}).get("reused"):
         parts.append("ranges reused")
     steps = ", ".join(f"{k.replace('quantize_', '')} {v:.1f}s" for k, v in info["timings_s"].items() if v >= 0.05)
@@ -90,14 +106,16 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
     if not ranking:
         return None
     kept = set(info.get("excluded") or [])
+    in_sample = ranking.get("in_sample", (info.get("calibration") or {}).get("holdout_in_sample"))
+    inputs = "calibration inputs (in-sample: too few to hold any out)" if in_sample else "held-out inputs"
     table = Table(
         title=f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
-              f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} held-out inputs)",
+              f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})",
         title_justify="left",
     )
     for col in ("#", "layer", "op", "gain dB", "SQNR dB", "kept in float"):
         table.add_column(col, justify="right" if col in ("#", "gain dB", "SQNR dB") else "left")
     for i, layer in enumerate(ranking["layers"][:rows], 1):
-        table.add_row(str(i), layer["node"], layer["op_type"], f"{layer['gain_db']:+.2f}", f"{layer['sqnr_db']:.1f}",
+        table.add_row(str(i), Text(layer["node"]), layer["op_type"], f"{layer['gain_db']:+.2f}", f"{layer['sqnr_db']:.1f}",
                       "yes" if layer["node"] in kept else "")
     return table

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from edgecv.calibration.preprocess import preprocess
+from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
 
 # Photographs that ship inside scikit-image (no download): real image statistics matter, random
@@ -61,10 +62,30 @@ def verification_inputs(
 
 
 def torch_outputs(model: nn.Module, spec: InputSpec, batches: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """PyTorch's outputs for every batch, named by the spec's declared outputs.
+
+    A model returning another number of tensors than the spec declares is refused: zipping them
+    would drop the extra outputs from verification without a word."""
     results = []
     with torch.inference_mode():
         for b in batches:
             out = model(torch.from_numpy(b))
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            results.append({name: o.detach().cpu().numpy() for name, o in zip(spec.output_names, outs)})
+            outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            if len(outs) != len(spec.output_names):
+                raise InvalidOptionError(
+                    f"the model returns {len(outs)} output(s) but its input spec declares "
+                    f"{len(spec.output_names)} ({', '.join(spec.output_names)}); declare every output "
+                    "(InputSpec.outputs / output_names) so each one is exported and verified"
+                )
+            named = {name: o.detach().cpu().numpy() for name, o in zip(spec.output_names, outs)}
+            nms_inputs = getattr(getattr(model, "postprocess", None), "last_nms_inputs", None)
+            if nms_inputs is not None:
+                # What the detector handed to NMS: verification compares it element-wise.
+                named[NMS_BOXES], named[NMS_SCORES] = (t.cpu().numpy() for t in nms_inputs)
+            results.append(named)
     return results
+
+
+# Keys of the reference that are not graph outputs: the inputs of a detector's NonMaxSuppression.
+NMS_BOXES = "__nms_boxes"
+NMS_SCORES = "__nms_scores"

@@ -63,12 +63,17 @@ def verify_or_fail(
     """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
     from edgecv.runtime import load
 
-    from .verify import run_all, verify_outputs
+    from .reference import NMS_BOXES, NMS_SCORES
+    from .verify import onnx_nms_inputs, run_all, verify_outputs
 
     inputs = ctx.verification_inputs()
     with load(ctx.run_dir / artifact, backend=backend, precision=run_precision) as rt:
         actual = run_all(rt.infer, inputs.batches)
         ran = getattr(rt, "precision", None) or precision
+    if backend == "onnxruntime" and NMS_BOXES in ctx.reference_outputs()[0]:
+        exposed = onnx_nms_inputs(ctx.run_dir / artifact, inputs.batches, (NMS_BOXES, NMS_SCORES))
+        for got, extra in zip(actual, exposed or []):
+            got.update(extra)
     result = verify_outputs(
         artifact, backend, precision, ctx.reference_outputs(), actual,
         inputs=inputs.description, atol=ctx.options.atol if precision == "fp32" else None,
@@ -82,6 +87,14 @@ def verify_or_fail(
         label = artifact.replace(f"{TMP_MARK}{os.getpid()}-", "")
         raise VerificationError(stage, f"{label} ({backend}) differs from PyTorch: {detail}", summary)
     return summary
+
+
+def float_scopes_of(ctx: "ExportContext") -> tuple[str, ...]:
+    """Module paths a detector keeps in float in INT8 (decode, NMS, YOLO's prediction convs)."""
+    scopes = ctx.model_info.get("float_scopes")
+    if scopes is None and ctx.spec.task == "detection":
+        scopes = getattr(ctx.model, "float_scopes", ())
+    return tuple(scopes or ())
 
 
 @register_stage
@@ -228,6 +241,7 @@ class Int8(Stage):
         o = ctx.options
         return {
             "data": ctx.calibration_data().fingerprint, "method": o.calib_method, "exclude": list(o.exclude),
+            "float_scopes": list(float_scopes_of(ctx)),
             "keep_fp32": o.keep_fp32, "sensitivity": o.sensitivity, "openvino": "openvino" in o.backends,
             "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
             # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU that quantizes.
@@ -250,7 +264,7 @@ class Int8(Stage):
             result = quantize_run(
                 ctx.run_dir / ONNX, ctx.run_dir, ctx.calibration_data(), o.calib_method, openvino_xml=ov,
                 exclude=o.exclude, keep_fp32=o.keep_fp32, sensitivity=o.sensitivity,
-                progress=ctx.reporter.progress,
+                progress=ctx.reporter.progress, float_scopes=float_scopes_of(ctx),
             )
         info = result.to_dict()
         if result.sensitivity is not None:
@@ -285,7 +299,46 @@ class Int8(Stage):
 
 
 
-# --- TensorRT engines -----------------------------------------------------------------------------
+# --- TensorRT engines ---------------------------------------------------------------------------
+def _trt_version(ctx) -> str:
+    """The TensorRT to build for: the one installed here, else the preflight's default (JetPack 6)."""
+    from .trt_preflight import DEFAULT_TRT_VERSION
+
+    return getattr(ctx.options, "trt_version", None) or ctx.versions.get("tensorrt") or DEFAULT_TRT_VERSION
+
+
+@register_stage
+class TensorRTPreflight(Stage):
+    """Every ONNX written for TensorRT is checked here (no TensorRT needed); findings go to the manifest."""
+
+    name = "tensorrt-preflight"
+    title = "TensorRT preflight (no GPU needed)"
+    after = ("simplify", "int8")
+
+    def enabled(self, ctx):
+        return ctx.options.int8 or "tensorrt" in ctx.options.backends
+
+    def key(self, ctx):
+        return {"trt_version": _trt_version(ctx), "max_batch": getattr(ctx.options, "max_batch", None)}
+
+    def run(self, ctx):
+        from .tensorrt import INT8_ONNX
+        from .trt_preflight import check_tensorrt
+
+        files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
+        exempt = tuple((ctx.stage_info.get("int8") or {}).get("excluded") or ())
+        reports = {}
+        warnings = []
+        for name in files:
+            report = check_tensorrt(ctx.run_dir / name, _trt_version(ctx), max_batch=getattr(ctx.options, "max_batch", None),
+                                    exempt=exempt if name == INT8_ONNX else ())
+            reports[name] = report.to_dict()
+            if report.errors or report.warnings:
+                warnings.append(f"TensorRT {report.trt_version} preflight of {name}: {report.summary()} "
+                                f"(`edgecv check {ctx.run_dir / name} --target tensorrt`)")
+        return {"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings}
+
+
 @register_stage
 class TensorRTEngines(Stage):
     name = "tensorrt"
@@ -295,40 +348,63 @@ class TensorRTEngines(Stage):
     def enabled(self, ctx):
         return "tensorrt" in ctx.options.backends
 
-    def plan(self, ctx) -> list[tuple[str, str]]:
-        """(precision, source ONNX) pairs to build."""
-        plan = [("fp16" if ctx.options.fp16 else "fp32", ONNX)]
-        if ctx.options.int8:
-            plan.append(("int8", "model.int8.onnx"))
-        return plan
+    def plan(self, ctx):
+        """One build recipe per engine (strongly typed unless --trt-weak-typing on 10.x)."""
+        from .tensorrt import engine_recipe
+
+        o = ctx.options
+        precisions = ["fp16" if o.fp16 else "fp32"] + (["int8"] if o.int8 else [])
+        version = ctx.versions.get("tensorrt") or _trt_version(ctx)  # the TensorRT that builds here
+        return [
+            engine_recipe(version, p, weak_typing=getattr(o, "trt_weak_typing", False),
+                          dla_core=getattr(o, "dla_core", None))
+            for p in precisions
+        ]
+
+    def settings(self, ctx) -> dict[str, Any]:
+        from .tensorrt import MAX_DYNAMIC_BATCH, WORKSPACE_BYTES
+
+        o = ctx.options
+        return {"max_batch": getattr(o, "max_batch", None) or MAX_DYNAMIC_BATCH, "opt_batch": o.batch,
+                "workspace_bytes": getattr(o, "workspace_bytes", None) or WORKSPACE_BYTES}
 
     def key(self, ctx):
-        from .tensorrt import gpu_description, require_tensorrt
+        from .tensorrt import gpu_description
 
-        return {"tensorrt": require_tensorrt().__version__, "gpu": gpu_description(), "plan": self.plan(ctx)}
+        return {"tensorrt": _trt_version(ctx), "gpu": gpu_description(), "plan": [r.to_dict() for r in self.plan(ctx)],
+                **self.settings(ctx)}
 
     def outputs(self, ctx):
+        from .tensorrt import ONNX as FP32_ONNX, INT8_ONNX
+
         out = []
-        for precision, _ in self.plan(ctx):
-            out += [f"tensorrt/model.{precision}.engine", f"tensorrt/model.{precision}.json"]
+        for recipe in self.plan(ctx):
+            out += [f"tensorrt/model.{recipe.precision}.engine", f"tensorrt/model.{recipe.precision}.json"]
+            if recipe.source not in (FP32_ONNX, INT8_ONNX):
+                out.append(recipe.source)
         return out
 
     def run(self, ctx):
-        from .tensorrt import build_engine, write_sidecar
+        from .tensorrt import FP16_ONNX, INT8_FP16_ONNX, INT8_ONNX, TIMING_CACHE, build_engine, write_fp16_copy, write_sidecar
 
         engines = {}
-        for precision, source in self.plan(ctx):
-            final = ctx.run_dir / f"tensorrt/model.{precision}.engine"
+        copies = {FP16_ONNX: ONNX, INT8_FP16_ONNX: INT8_ONNX}
+        for recipe in self.plan(ctx):
+            if recipe.source in copies and not (ctx.run_dir / recipe.source).is_file():
+                with atomic_path(ctx.run_dir / recipe.source) as tmp:
+                    write_fp16_copy(ctx.run_dir / copies[recipe.source], tmp)
+            final = ctx.run_dir / f"tensorrt/model.{recipe.precision}.engine"
             with atomic_path(final, companions=(".json",)) as tmp:
                 info = build_engine(
-                    ctx.run_dir / source, tmp, precision=precision, input_name=ctx.spec.input_name,
-                    input_shape=ctx.spec.shape, dynamic_batch=ctx.options.dynamic_batch,
+                    ctx.run_dir / recipe.source, tmp, precision=recipe.precision, input_name=ctx.spec.input_name,
+                    input_shape=ctx.spec.shape, dynamic_batch=ctx.options.dynamic_batch, recipe=recipe,
+                    timing_cache=ctx.run_dir / "tensorrt" / TIMING_CACHE, **self.settings(ctx),
                 )
-                if precision != "int8":
+                if recipe.precision != "int8":
                     tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
-                    info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "tensorrt", precision)
+                    info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "tensorrt", recipe.precision)
                 write_sidecar(tmp, info)
-            engines[precision] = info
+            engines[recipe.precision] = info
         return {"engines": engines}
 
     def artifacts(self, ctx, info):
@@ -336,10 +412,13 @@ class TensorRTEngines(Stage):
             ArtifactRecord(
                 name=f"tensorrt-{precision}", path=f"tensorrt/model.{precision}.engine", format="tensorrt",
                 backend="tensorrt", precision=precision, intended_for="tensorrt",
-                description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}",
+                description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}"
+                + (" (strongly typed)" if e.get("strongly_typed") else " (weakly typed)"),
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
                 verification=e.get("verification", {}),
                 fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {}) if precision == "int8" else {},
+                extra={"profile": e.get("profile"), "compute_capability": e.get("compute_capability"),
+                       "source_onnx": e.get("source_onnx")},
             )
             for precision, e in info.get("engines", {}).items()
         ]

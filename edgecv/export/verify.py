@@ -11,6 +11,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edgecv.calibration.detection_fidelity import detections_of, match_detections
+
 # Per precision: (atol, rtol, min cosine). Pass when |got - ref| <= atol + rtol*|ref| everywhere
 # (numpy.allclose semantics). FP16/BF16 round every activation to 10/7 mantissa bits, so elementwise
 # bounds are loose and the cosine + top-1 agreement carry the check.
@@ -19,6 +21,9 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float, float]] = {
     "fp16": (5e-2, 5e-2, 0.999),
     "bf16": (2e-1, 1e-1, 0.99),
 }
+
+
+DETECTION_KEYS = frozenset({"num_dets", "boxes", "scores", "labels"})
 
 
 @dataclass
@@ -72,8 +77,8 @@ class VerificationResult:
         """The worst figures over all outputs, for tables."""
         return {
             "max_abs": max(o.max_abs for o in self.outputs),
-            "max_rel": max(o.max_rel for o in self.outputs),
-            "cosine": min(o.cosine for o in self.outputs),
+            "max_rel": max((getattr(o, "max_rel", 0.0) for o in self.outputs), default=0.0),
+            "cosine": min((o.cosine for o in self.outputs if o.cosine == o.cosine), default=float("nan")),
             "top1_agreement": min(
                 (o.top1_agreement for o in self.outputs if o.top1_agreement is not None),
                 default=float("nan"),
@@ -152,7 +157,13 @@ def verify_outputs(
     atol = d_atol if atol is None else atol
     rtol = d_rtol if rtol is None else rtol
     result = VerificationResult(artifact, backend, precision, len(reference), inputs)
-    for name in reference[0]:
+    names = list(reference[0])
+    if DETECTION_KEYS <= set(names):
+        result.outputs.append(compare_detections(reference, actual, precision))
+        names = [n for n in names if n not in DETECTION_KEYS]
+    # Hidden references (a detector's NMS inputs) are compared where the artifact gave them.
+    names = [n for n in names if not n.startswith("__") or n in actual[0]]
+    for name in names:
         ref = np.concatenate([r[name] for r in reference])
         got = np.concatenate([a[name] for a in actual])
         result.outputs.append(
@@ -166,3 +177,97 @@ def verify_outputs(
 
 def run_all(infer: Callable[[np.ndarray], Mapping[str, np.ndarray]], batches: Sequence[np.ndarray]):
     return [dict(infer(b)) for b in batches]
+
+
+def onnx_nms_inputs(path, batches: Sequence[np.ndarray], names: tuple[str, str]) -> list[dict[str, np.ndarray]] | None:
+    """Run an ONNX detector with the inputs of its NonMaxSuppression node exposed as outputs,
+    returned under ``names`` per batch; None when the graph has no single NMS node."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    nms = [n for n in model.graph.node if n.op_type == "NonMaxSuppression"]
+    if len(nms) != 1:
+        return None
+    exposed = list(nms[0].input[:2])
+    known = {o.name for o in model.graph.output}
+    for tensor in exposed:
+        if tensor not in known:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed_name = session.get_inputs()[0].name
+    return [dict(zip(names, session.run(exposed, {feed_name: b}))) for b in batches]
+
+
+# --- detectors ----------------------------------------------------------------------------------
+# Detections after NMS cannot be compared element-wise: a tiny score difference reorders rows. They
+# are matched instead, per image, by class and IoU, like Polygraphy compares outputs that need a
+# custom comparator; the tensors handed to NMS are compared element-wise where the artifact exposes
+# them (ONNX), so a random-weight detector with no detection above threshold is still verified.
+
+# Per precision: (min matched share, min IoU of a matched pair, max score difference).
+DETECTION_TOLERANCES: dict[str, tuple[float, float, float]] = {
+    "fp32": (0.99, 0.999, 1e-3),
+    "fp16": (0.90, 0.95, 5e-2),
+    "bf16": (0.80, 0.90, 1e-1),
+}
+
+
+@dataclass
+class DetectionComparison:
+    name: str
+    images: int
+    reference_detections: int
+    artifact_detections: int
+    matched: int
+    worst_iou: float
+    max_score_diff: float
+    matched_share: float
+    min_matched: float
+    min_iou: float
+    max_score_tolerance: float
+    passed: bool
+
+    @property
+    def max_abs(self) -> float:
+        return self.max_score_diff
+
+    def summary(self) -> str:
+        return (
+            f"{self.name}: matched {self.matched} of {self.reference_detections} PyTorch detections "
+            f"({self.artifact_detections} in the artifact) on {self.images} images, worst IoU "
+            f"{self.worst_iou:.4f}, worst score difference {self.max_score_diff:.3g} (need ≥ "
+            f"{self.min_matched:.0%} matched, IoU ≥ {self.min_iou}, score within {self.max_score_tolerance:g})"
+        )
+
+    @property
+    def cosine(self) -> float:
+        return float("nan")
+
+    top1_agreement = None
+
+
+def compare_detections(
+    reference: Sequence[Mapping[str, np.ndarray]], actual: Sequence[Mapping[str, np.ndarray]], precision: str
+) -> DetectionComparison:
+    min_matched, min_iou, max_diff = DETECTION_TOLERANCES.get(precision, DETECTION_TOLERANCES["fp32"])
+    refs = [d for r in reference for d in detections_of(r)]
+    gots = [d for a in actual for d in detections_of(a)]
+    matched, worst_iou, worst_diff = 0, 1.0, 0.0
+    for ref, got in zip(refs, gots):
+        for r, g, iou in match_detections(ref, got):
+            matched += 1
+            worst_iou = min(worst_iou, iou)
+            worst_diff = max(worst_diff, abs(ref[1][r] - got[1][g]))
+    n_ref = sum(len(r[0]) for r in refs)
+    n_got = sum(len(g[0]) for g in gots)
+    total = max(n_ref, n_got)
+    share = 1.0 if total == 0 else matched / total
+    passed = bool(share >= min_matched and worst_iou >= min_iou and worst_diff <= max_diff)
+    return DetectionComparison(
+        name="detections", images=len(refs), reference_detections=n_ref, artifact_detections=n_got,
+        matched=matched, worst_iou=worst_iou, max_score_diff=worst_diff, matched_share=share, min_matched=min_matched,
+        min_iou=min_iou, max_score_tolerance=max_diff, passed=passed,
+    )

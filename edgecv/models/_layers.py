@@ -116,8 +116,10 @@ def settle_batchnorm(model: nn.Module, input_shape: tuple[int, int, int], batch:
         m.train()  # only the norms: dropout stays off (and off the global RNG)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *input_shape), generator=generator)
+    # A detector's statistics come from its network alone; decoding and NMS hold no BatchNorm.
+    forward = getattr(model, "forward_raw", model)
     try:
-        model(x)
+        forward(x)
     finally:
         for m, momentum, training in saved:
             m.momentum = momentum

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgecv.errors import InvalidOptionError
+
 from .complexity import count_complexity
 from .registry import (
     ModelEntry,
@@ -18,6 +20,7 @@ from .registry import (
     list_models,
     offers_width_mult,
 )
+from .spec import format_resolution
 
 
 def describe_models(
@@ -42,13 +45,17 @@ def describe_model(
 ) -> dict[str, Any]:
     """One row of :func:`describe_models`."""
     entry = get_entry(name)
-    note = None
+    notes = []
     if width_mult is not None and not offers_width_mult(entry, width_mult):
-        note = (
-            f"α={width_mult:g} not offered ({_allowed(entry)}); "
-            f"shown at α={entry.default_width_mult:g}"
-        )
+        notes.append(f"α={width_mult:g} not offered ({_allowed(entry)}); shown at α={entry.default_width_mult:g}")
         width_mult = None
+    if resolution is not None:
+        try:
+            check_resolution(resolution, entry)
+        except InvalidOptionError as exc:
+            notes.append(f"{exc}; shown at {format_resolution(entry.default_resolution)}")
+            resolution = None
+    note = "; ".join(notes) or None
     # Counting needs the structure only: skip the BatchNorm pass a random-weight model gets.
     model = create_model(entry.name, width_mult=width_mult, resolution=resolution, settle_batchnorm=False)
     complexity = count_complexity(model)
@@ -70,6 +77,8 @@ def describe_model(
         },
         "params": complexity.params,
         "macs": complexity.macs,
+        # Boxes a detector scores per image before NMS (SSD's default boxes); None for classifiers.
+        "default_boxes": getattr(model, "num_anchors", None),
         "note": note,
     }
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from edgecv.errors import InvalidOptionError, UnknownModelError
 
-from .spec import InputSpec
+from .spec import InputSpec, format_resolution, parse_resolution, resolution_hw
 
 Builder = Callable[..., nn.Module]
 
@@ -41,6 +41,13 @@ class ModelEntry:
     default_variant_options: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     paper: str = ""
+    # Input sizes the architecture takes: sides that are multiples of ``resolution_stride`` from
+    # ``min_resolution`` up, or exactly ``fixed_resolution`` (SSD300's default boxes fit 300×300).
+    resolution_stride: int = 32
+    min_resolution: int = 32
+    fixed_resolution: tuple[int, int] | None = None
+    # Classes of the head when the user names none (background included where the model has one).
+    default_num_classes: int = 1000
 
     def variants_text(self) -> str:
         parts = []
@@ -55,6 +62,9 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _ALIASES: dict[str, str] = {}
+# Options an alias stands for: torchvision's ``shufflenet_v2_x0_5`` is shufflenetv2 at α 0.5.
+_ALIAS_OPTIONS: dict[str, dict[str, Any]] = {}
+Alias = "str | tuple[str, dict[str, Any]]"
 
 
 def normalize_name(name: str) -> str:
@@ -72,10 +82,18 @@ def register_model(
     default_width_mult: float = 1.0,
     variant_options: dict[str, tuple[Any, ...]] | None = None,
     default_variant_options: dict[str, Any] | None = None,
-    aliases: tuple[str, ...] = (),
+    aliases: tuple[Alias, ...] = (),
     paper: str = "",
+    resolution_stride: int = 32,
+    min_resolution: int = 32,
+    fixed_resolution: tuple[int, int] | None = None,
+    default_num_classes: int = 1000,
 ) -> Callable[[Builder], Builder]:
-    """Register ``builder(num_classes=, width_mult=, resolution=, **variant_options) -> nn.Module``."""
+    """Register ``builder(num_classes=, width_mult=, resolution=, **variant_options) -> nn.Module``.
+
+    An alias is a name, or ``(name, {"width_mult": 0.5, ...})`` for a name that also fixes options."""
+    alias_options = {a[0]: dict(a[1]) for a in aliases if not isinstance(a, str)}
+    aliases = tuple(a if isinstance(a, str) else a[0] for a in aliases)
 
     def wrap(builder: Builder) -> Builder:
         entry = ModelEntry(
@@ -91,10 +109,16 @@ def register_model(
             default_variant_options=dict(default_variant_options or {}),
             aliases=aliases,
             paper=paper,
+            resolution_stride=resolution_stride,
+            min_resolution=min_resolution,
+            fixed_resolution=fixed_resolution,
+            default_num_classes=default_num_classes,
         )
         _REGISTRY[name] = entry
         for alias in (name, *aliases):
             _ALIASES[normalize_name(alias)] = name
+            if alias in alias_options:
+                _ALIAS_OPTIONS[normalize_name(alias)] = alias_options[alias]
         return builder
 
     return wrap
@@ -103,6 +127,8 @@ def register_model(
 def _ensure_loaded() -> None:
     # Importing the families registers them; done lazily to keep `import edgecv` cheap.
     from . import mobilenetv1, mobilenetv2, shufflenetv1, shufflenetv2  # noqa: F401
+    from . import yolov3_tiny, yolox  # noqa: F401
+    from . import mobilenetv3, ssd  # noqa: F401
 
 
 def resolve_name(name: str) -> str:
@@ -111,6 +137,10 @@ def resolve_name(name: str) -> str:
     key = normalize_name(name)
     if key in _ALIASES:
         return _ALIASES[key]
+    # A family name without its version ("shufflenet") names several models: never pick one silently.
+    family = sorted(n for n in _REGISTRY if re.fullmatch(re.escape(key) + r"v\d+", normalize_name(n)))
+    if len(family) > 1:
+        raise InvalidOptionError(f"'{name}' is ambiguous: it could be {' or '.join(family)}; name one (see `edgecv models`)")
     close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
     suggestions = sorted({_ALIASES[c] for c in close}) or sorted(_REGISTRY)
     raise UnknownModelError(name, suggestions)
@@ -118,6 +148,21 @@ def resolve_name(name: str) -> str:
 
 def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[resolve_name(name)]
+
+
+def apply_alias(name: str, width_mult: Any, variant: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``width_mult`` and ``variant`` with the options ``name`` stands for filled in
+    (``shufflenet_v2_x0_5`` → α 0.5); a given value that contradicts the name is an error."""
+    implied = dict(_ALIAS_OPTIONS.get(normalize_name(name), {}))
+    implied_width = implied.pop("width_mult", None)
+    if implied_width is not None:
+        if width_mult is not None and width_mult != implied_width:
+            raise InvalidOptionError(f"{name} is α={implied_width:g}, got width_mult {width_mult}")
+        width_mult = implied_width
+    for key, value in implied.items():
+        if variant.get(key, value) != value:
+            raise InvalidOptionError(f"{name} is {key}={value}, got {key}={variant[key]}")
+    return width_mult, {**implied, **variant}
 
 
 def list_models(filter: str | None = None) -> list[str]:
@@ -145,19 +190,31 @@ def check_width_mult(width_mult: Any) -> float:
     return wm
 
 
-def check_resolution(resolution: Any) -> int:
-    """``resolution`` unchanged, or :class:`InvalidOptionError` unless it is a multiple of 32 ≥ 32."""
-    if (
-        isinstance(resolution, bool)
-        or not isinstance(resolution, int)
-        or resolution < 32
-        or resolution % 32
-    ):
+def check_resolution(resolution: Any, entry: ModelEntry | None = None) -> int | tuple[int, int]:
+    """``resolution`` (int, ``"HxW"`` or (h, w)) as an int (square) or (h, w), or
+    :class:`InvalidOptionError` unless ``entry``'s strides take it (classifiers: multiples of 32)."""
+    try:
+        parsed = parse_resolution(resolution)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from None
+    h, w = resolution_hw(parsed)
+    name = entry.name if entry is not None else "the network"
+    if entry is not None and entry.fixed_resolution is not None:
+        if (h, w) != tuple(entry.fixed_resolution):
+            fh, fw = entry.fixed_resolution
+            raise InvalidOptionError(
+                f"{entry.name} takes only {format_resolution((fh, fw))} (its default boxes are laid out "
+                f"for that size), got {format_resolution(parsed)}"
+            )
+        return parsed
+    stride = entry.resolution_stride if entry is not None else 32
+    low = entry.min_resolution if entry is not None else 32
+    if h < low or w < low or h % stride or w % stride:
         raise InvalidOptionError(
-            f"resolution must be a multiple of 32 from 32 up (the network downsamples by 32), "
-            f"got {resolution!r}"
+            f"resolution must be a multiple of {stride} on each side, from {low} up ({name} "
+            f"downsamples by {stride}), got {format_resolution(parsed)}"
         )
-    return resolution
+    return parsed
 
 
 def offers_width_mult(entry: ModelEntry, width_mult: float) -> bool:
@@ -177,7 +234,7 @@ def validate_options(
     if not offers_width_mult(entry, wm):
         allowed = ", ".join(f"{w:g}" for w in entry.width_mults or ())
         raise InvalidOptionError(f"{entry.name} takes width_mult in {{{allowed}}}, got {wm:g}")
-    check_resolution(resolution)
+    check_resolution(resolution, entry)
     for key, value in variant.items():
         if key not in entry.variant_options:
             known = ", ".join(entry.variant_options) or "none"
@@ -189,24 +246,35 @@ def validate_options(
 
 def create_model(
     name: str,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     width_mult: float | None = None,
     resolution: int | None = None,
     weights: str | Path | None = None,
     *,
     settle_batchnorm: bool = True,
+    postprocess: Any = None,
     **variant: Any,
 ) -> nn.Module:
     """Build a zoo model in eval mode with an ``input_spec`` attribute.
 
     ``weights`` is a path to a state_dict or a checkpoint dict holding one; see
-    :func:`edgecv.models.weights.load_weights`.
+    :func:`edgecv.models.weights.load_weights`. ``resolution`` is a side or ``(height, width)``.
+    ``postprocess`` (:class:`~edgecv.models.detection.DetectionOptions`) sets a detector's
+    thresholds and NMS; a classifier refuses it.
     """
     entry = get_entry(name)
+    width_mult, variant = apply_alias(name, width_mult, variant)
     width_mult = entry.default_width_mult if width_mult is None else width_mult
     resolution = entry.default_resolution if resolution is None else resolution
+    num_classes = entry.default_num_classes if num_classes is None else num_classes
     variant = {**entry.default_variant_options, **variant}
     validate_options(entry, num_classes, width_mult, resolution, variant)
+    resolution = check_resolution(resolution, entry)
+    if postprocess is not None and entry.task != "detection":
+        raise InvalidOptionError(
+            f"{entry.name} is a {entry.task} model: --conf-thres, --iou-thres, --max-det, --no-nms "
+            "and --agnostic-nms apply to detectors only"
+        )
     # Random weights are seeded: two exports of an untrained model time and quantize the same net.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -214,15 +282,22 @@ def create_model(
             num_classes=num_classes, width_mult=float(width_mult), resolution=resolution, **variant
         )
     spec = getattr(model, "input_spec", None) or InputSpec()
-    model.input_spec = _with_resolution(spec, resolution)
+    height, width = resolution_hw(resolution)
+    model.input_spec = spec.with_size(height, width)
+    if entry.task == "detection":
+        from .detection import DetectionOptions
+
+        model.configure_postprocess(postprocess if postprocess is not None else DetectionOptions())
     model.model_name = entry.name
     model.model_config = {
         "name": entry.name,
         "num_classes": num_classes,
         "width_mult": float(width_mult),
-        "resolution": resolution,
+        "resolution": resolution if isinstance(resolution, int) else [height, width],
         **variant,
     }
+    if entry.task == "detection":
+        model.model_config["postprocess"] = model.detection_options.to_dict()
     if weights is not None:
         from .weights import load_weights
 
@@ -231,11 +306,5 @@ def create_model(
     if weights is None and settle_batchnorm:
         from ._layers import settle_batchnorm as settle
 
-        settle(model, (model.input_spec.channels, resolution, resolution))
+        settle(model, (model.input_spec.channels, height, width))
     return model
-
-
-def _with_resolution(spec: InputSpec, resolution: int) -> InputSpec:
-    from dataclasses import replace
-
-    return replace(spec, height=resolution, width=resolution)

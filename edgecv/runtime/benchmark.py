@@ -50,8 +50,12 @@ class BenchSettings:
     duration: float | None = None
     scenario: str = "single-stream"
     seed: int = 0
+    # ``1x3x224x224`` (or ``name:1x3x224x224``): the input shape for artifacts that do not fix it.
+    shape: str | None = None
 
     def __post_init__(self) -> None:
+        if self.shape is not None:
+            parse_shape(self.shape)
         if self.scenario not in SCENARIOS:
             raise InvalidOptionError(f"scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
         if self.iterations is not None and self.duration is not None:
@@ -126,29 +130,75 @@ def scenario_batch(runtime: Runtime, scenario: str) -> int:
     return high if high is not None else max(low, OFFLINE_BATCH)
 
 
-def make_inputs(runtime: Runtime, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+def parse_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """``"1x3x224x224"`` → ``(None, (1, 3, 224, 224))``; ``"input:1x3x224x224"`` names the input
+    (trtexec's ``--shapes``, benchmark_app's ``-shape``; commas work as separators too)."""
+    name, _, dims = str(text).strip().rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.replace(",", "x").replace("×", "x").strip("[]() ").split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise InvalidOptionError(f"--shape takes sizes like 1x3x224x224 (optionally NAME:1x3x224x224), got {text!r}")
+    return name or None, shape
+
+
+def _given_shape(runtime: Runtime, info: Any, shape: str | None) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    name, dims = parse_shape(shape)
+    if name is None and len(runtime.inputs) > 1:
+        raise InvalidOptionError(
+            f"{runtime.name} has {len(runtime.inputs)} inputs; name the one --shape is for (NAME:1x3x224x224)"
+        )
+    if name is not None and name not in {i.name for i in runtime.inputs}:
+        raise InvalidOptionError(f"--shape names input '{name}'; {runtime.name} has {', '.join(i.name for i in runtime.inputs)}")
+    if name is not None and name != info.name:
+        return None
+    fixed = info.shape
+    if fixed is not None and (len(fixed) != len(dims) or any(
+            isinstance(f, int) and f != d for axis, (f, d) in enumerate(zip(fixed, dims)) if axis > 0)):
+        raise InvalidOptionError(f"--shape {'x'.join(map(str, dims))} does not fit input '{info.name}' of {runtime.name}, "
+                                 f"which takes {info.describe()}")
+    return dims
+
+
+def shape_batch(shape: str | None) -> int | None:
+    """The batch a ``--shape`` asks for (its first dimension)."""
+    return None if shape is None else parse_shape(shape)[1][0]
+
+
+def make_inputs(runtime: Runtime, batch: int, seed: int = 0, shape: str | None = None) -> dict[str, np.ndarray]:
     """Random inputs of the model's shapes at ``batch`` (standard normal: what normalised images
-    look like; CNN latency does not depend on the values)."""
+    look like; CNN latency does not depend on the values). ``shape`` (``1x3x224x224``) fills the
+    dimensions an artifact leaves open, as trtexec's ``--shapes`` does."""
     rng = np.random.default_rng(seed)
     feed = {}
     for info in runtime.inputs:
-        if info.shape is None:
-            raise InvalidOptionError(f"input '{info.name}' of {runtime.name} has no known shape to benchmark with")
-        shape = []
-        for axis, dim in enumerate(info.shape):
-            if isinstance(dim, int):
-                shape.append(batch if axis == 0 and dim != batch else dim)
-            elif axis == 0:
-                shape.append(batch)
+        given = _given_shape(runtime, info, shape)
+        if info.shape is None and given is None:
+            raise InvalidOptionError(
+                f"input '{info.name}' of {runtime.name} has no known shape to benchmark with; give it with "
+                "--shape, e.g. --shape 1x3x224x224"
+            )
+        dims = []
+        for axis, dim in enumerate(info.shape if info.shape is not None else given):
+            if axis == 0:
+                dims.append(batch)
+            elif isinstance(dim, int):
+                dims.append(dim)
+            elif given is not None:
+                dims.append(given[axis])
             else:
                 raise InvalidOptionError(
                     f"input '{info.name}' of {runtime.name} has a dynamic dimension {axis} besides the batch; "
-                    "export it with a fixed input size to benchmark it"
+                    "give the size to time with --shape (e.g. --shape 1x3x224x224), or export it with a fixed "
+                    "input size"
                 )
         if np.issubdtype(info.dtype, np.floating):
-            feed[info.name] = rng.standard_normal(shape).astype(info.dtype)
+            feed[info.name] = rng.standard_normal(dims).astype(info.dtype)
         else:
-            feed[info.name] = np.zeros(shape, dtype=info.dtype)
+            feed[info.name] = np.zeros(dims, dtype=info.dtype)
     return feed
 
 
@@ -236,10 +286,10 @@ def measure(
 ) -> BenchResult:
     """:func:`benchmark` on a loaded runtime with validated settings."""
     if batch is None:
-        batch = scenario_batch(runtime, settings.scenario)
+        batch = shape_batch(settings.shape) or scenario_batch(runtime, settings.scenario)
     check_batch_value(batch)
     runtime.check_batch(batch)
-    feed = runtime.prepare(make_inputs(runtime, batch, settings.seed))
+    feed = runtime.prepare(make_inputs(runtime, batch, settings.seed, settings.shape))
     infer = runtime.infer
 
     def call() -> Any:
@@ -347,9 +397,10 @@ def _verification_headline(verification: dict[str, Any] | None) -> dict[str, Any
     top1 = [o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None]
     return {
         "passed": verification.get("passed"),
-        "max_abs": max(o["max_abs"] for o in outputs),
-        "cosine": min(o["cosine"] for o in outputs),
+        "max_abs": max(o.get("max_abs", o.get("max_score_diff", 0.0)) for o in outputs),
+        "cosine": min((o["cosine"] for o in outputs if "cosine" in o), default=None),
         "top1_agreement": min(top1) if top1 else None,
+        "matched_share": min((o["matched_share"] for o in outputs if "matched_share" in o), default=None),
         "inputs": verification.get("inputs"),
         # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
         "ran_precision": verification.get("ran_precision"),
@@ -489,7 +540,7 @@ def plan_jobs(
     if path.exists():
         record, manifest = _find_record(path)
         if batches and record:
-            _check_record_batches(path.name, record, batches)
+            _check_record_batches(path.name, record, batches, single_file=True)
         label = record.get("name") or path.name
         model = (manifest or {}).get("model")
         kind = "artifact"
@@ -499,15 +550,20 @@ def plan_jobs(
     return {"path": str(target), "kind": kind, "model": model}, [job], skipped
 
 
-def _check_record_batches(label: str, record: dict[str, Any], batches: Sequence[int]) -> None:
+def _check_record_batches(label: str, record: dict[str, Any], batches: Sequence[int], single_file: bool = False) -> None:
     if record.get("dynamic_batch"):
         return
     fixed = int(record.get("batch", 1))
     bad = [b for b in batches if b != fixed]
     if bad:
+        advice = (
+            f"time this file at --batch {fixed}, or re-export with --dynamic-batch (runs/<model>-…-dyn) "
+            "and benchmark that file to sweep batch sizes"
+            if single_file else
+            "export with --dynamic-batch to sweep batch sizes, or pick artifacts with --backend"
+        )
         raise InputMismatchError(
-            f"{label} has a static batch of {fixed}, asked for batch {', '.join(map(str, bad))} "
-            "(export with --dynamic-batch to sweep batch sizes, or pick artifacts with --backend)"
+            f"{label} has a static batch of {fixed}, asked for batch {', '.join(map(str, bad))} ({advice})"
         )
 
 
@@ -533,6 +589,7 @@ def benchmark_target(
     isolate: bool = True,
     baseline: bool = True,
     seed: int = 0,
+    shape: str | None = None,
     observer: BenchObserver | None = None,
 ) -> BenchReport:
     """Benchmark a run folder (every artifact in its manifest, plus the PyTorch model it was
@@ -546,7 +603,9 @@ def benchmark_target(
     """
     from edgecv.sysinfo import backend_versions, machine_info, openvino_default_precision
 
-    settings = BenchSettings(warmup=warmup, iterations=iterations, duration=duration, scenario=scenario, seed=seed)
+    settings = BenchSettings(
+        warmup=warmup, iterations=iterations, duration=duration, scenario=scenario, seed=seed, shape=shape
+    )
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads must be a positive integer, got {threads!r}")
     precision = normalize_precision(precision)

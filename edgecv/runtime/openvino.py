@@ -32,9 +32,19 @@ def core() -> ov.Core:
     return _core
 
 
+def port_name(port: Any) -> str:
+    """The graph's own name of a port. A compiled model's port can carry several names (the ONNX
+    output ``num_dets`` and the internal ``/postprocess/ReduceSum_output_0`` it aliases) and
+    ``get_any_name`` may return either; the declared output name is the one users and the
+    manifest know."""
+    names = sorted(port.get_names())
+    public = [n for n in names if not n.startswith("/")]
+    return (public or names or [port.get_any_name()])[0]
+
+
 def _tensor_info(port: Any) -> TensorInfo:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
-    return TensorInfo(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
+    return TensorInfo(port_name(port), shape, np.dtype(port.get_element_type().to_dtype()))
 
 
 def _property(compiled: Any, name: str) -> Any:

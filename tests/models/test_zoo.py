@@ -134,7 +134,7 @@ def test_shufflenetv1_groups_every_pointwise_conv_but_the_first(groups):
 @pytest.mark.parametrize(
     "alias,canonical",
     [("mobilenet_v2", "mobilenetv2"), ("MobileNet-V2", "mobilenetv2"), (" MOBILENETV1 ", "mobilenetv1"),
-     ("shufflenet", "shufflenetv1"), ("ShuffleNet_V2", "shufflenetv2"), ("mobilenet", "mobilenetv1")],
+     ("shufflenet_v1", "shufflenetv1"), ("ShuffleNet_V2", "shufflenetv2"), ("mobilenet", "mobilenetv1")],
 )
 def test_forgiving_names(alias, canonical):
     assert resolve_name(alias) == canonical
@@ -155,8 +155,8 @@ def test_unknown_model_suggests_close_names():
         ("mobilenetv2", {"width_mult": "wide"}, "width_mult must be a number"),
         ("shufflenetv2", {"width_mult": 0.75}, "takes width_mult in {0.5, 1, 1.5, 2}"),
         ("mobilenetv1", {"resolution": 100}, "multiple of 32"),
-        ("mobilenetv1", {"resolution": 0}, "multiple of 32"),
-        ("mobilenetv1", {"resolution": 224.0}, "multiple of 32"),
+        ("mobilenetv1", {"resolution": 0}, "positive integers"),
+        ("mobilenetv1", {"resolution": 224.0}, "an integer or HxW"),
         ("shufflenetv1", {"groups": 5}, "takes groups in {1, 2, 3, 4, 8}"),
         ("mobilenetv2", {"groups": 2}, "has no option 'groups'"),
         ("mobilenetv2", {"num_classes": 0}, "num_classes must be a positive integer"),

@@ -1,0 +1,152 @@
+"""Artifacts that describe themselves: task, input spec, outputs, class names, precision and the
+edgecv version travel inside the file (ONNX ``metadata_props``, OpenVINO ``rt_info``), so an
+artifact copied out of its run folder still preprocesses, benchmarks, predicts and evaluates
+correctly. TensorRT plans stay untouched (metadata in front of a plan breaks trtexec, DeepStream
+and Triton); their ``.json`` sidecar carries the same keys.
+
+Imports only ``edgecv.models.spec`` and ``edgecv.errors``: every layer may read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from edgecv.models.spec import InputSpec
+
+PREFIX = "edgecv."
+RT_INFO_SECTION = "edgecv"
+
+
+def build_metadata(
+    spec: InputSpec, *, model: dict[str, Any], precision: str, intended_for: str = "", version: str = ""
+) -> dict[str, str]:
+    """The string key/value pairs stamped into an artifact."""
+    keep = ("name", "task", "num_classes", "width_mult", "resolution", "postprocess", "background_class",
+            "class_names", "variant", "backbone", "groups")
+    return {
+        f"{PREFIX}version": version,
+        f"{PREFIX}task": spec.task,
+        f"{PREFIX}input_spec": json.dumps(spec.to_dict(), sort_keys=True),
+        f"{PREFIX}model": json.dumps({k: model[k] for k in keep if k in model}, sort_keys=True, default=str),
+        f"{PREFIX}precision": precision,
+        f"{PREFIX}intended_for": intended_for,
+    }
+
+
+def stamp_onnx(path: str | Path, metadata: dict[str, str]) -> None:
+    """Replace edgecv's keys in ``path``'s ``metadata_props`` (rewritten in place, atomically)."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    tmp = path.with_name(f".{path.name}.meta-{os.getpid()}")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
+    """Write edgecv's keys into the IR's ``<rt_info><edgecv>`` section (the form OpenVINO's
+    ``Model.get_rt_info(["edgecv", key])`` reads), in place and atomically."""
+    xml = Path(xml)
+    tree = ET.parse(xml)
+    root = tree.getroot()
+    rt_info = root.find("rt_info")
+    if rt_info is None:
+        rt_info = ET.SubElement(root, "rt_info")
+    for old in rt_info.findall(RT_INFO_SECTION):
+        rt_info.remove(old)
+    section = ET.SubElement(rt_info, RT_INFO_SECTION)
+    for key, value in metadata.items():
+        ET.SubElement(section, key[len(PREFIX):]).set("value", value)
+    tmp = xml.with_name(f".{xml.name}.meta-{os.getpid()}")
+    tree.write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, xml)
+
+
+def stamp(path: str | Path, metadata: dict[str, str]) -> bool:
+    """Stamp an ONNX or OpenVINO artifact; False for kinds that keep metadata elsewhere."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
+        stamp_onnx(path, metadata)
+        return True
+    if suffix == ".xml":
+        stamp_openvino_xml(path, metadata)
+        return True
+    return False
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """edgecv's keys of an artifact (empty when it carries none or cannot be read)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".onnx":
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+            return {p.key: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+        if suffix == ".xml":
+            section = ET.parse(path).getroot().find(f"rt_info/{RT_INFO_SECTION}")
+            if section is None:
+                return {}
+            return {PREFIX + child.tag: child.get("value", "") for child in section}
+        sidecar = path.with_suffix(".json")
+        if suffix == ".engine" and sidecar.is_file():
+            data = json.loads(sidecar.read_text())
+            meta = data.get("metadata", {}) if isinstance(data, dict) else {}
+            return {k: v for k, v in meta.items() if k.startswith(PREFIX)}
+    except Exception:  # an unreadable file simply carries no metadata; loading it will say why
+        return {}
+    return {}
+
+
+def input_spec_of(path: str | Path) -> InputSpec | None:
+    """The input spec an artifact carries, else the one of the run folder's manifest that lists it."""
+    meta = read_metadata(path)
+    if f"{PREFIX}input_spec" in meta:
+        try:
+            return InputSpec.from_dict(json.loads(meta[f"{PREFIX}input_spec"]))
+        except (ValueError, TypeError, KeyError):
+            pass
+    manifest = manifest_listing(path)
+    if manifest is not None and isinstance(manifest[0].get("input_spec"), dict):
+        return InputSpec.from_dict(manifest[0]["input_spec"])
+    return None
+
+
+def model_info_of(path: str | Path) -> dict[str, Any]:
+    """The model record an artifact carries (name, task, classes, post-processing), else its manifest's."""
+    meta = read_metadata(path)
+    if f"{PREFIX}model" in meta:
+        try:
+            return dict(json.loads(meta[f"{PREFIX}model"]))
+        except (ValueError, TypeError):
+            pass
+    manifest = manifest_listing(path)
+    return dict(manifest[0].get("model") or {}) if manifest is not None else {}
+
+
+def manifest_listing(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(manifest, artifact record) of the run folder that lists ``path``, looking up to two levels up."""
+    path = Path(path).resolve()
+    for folder in list(path.parents)[:2]:
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        for record in manifest.get("artifacts", []) if isinstance(manifest, dict) else []:
+            if (folder / record.get("path", "")).resolve() == path:
+                return manifest, record
+    return None
