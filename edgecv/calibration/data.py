@@ -318,9 +318,10 @@ def _from_default_photos(spec, size, seed, holdout):
     report = CalibrationReport(
         "scikit-image sample photographs", "default", size, seed, candidates=len(photos), examined=len(photos)
     )
-    calib = sources.photo_crops(calib_photos, size, seed)
+    min_area = 0.6 if spec.task == "detection" else 0.25
+    calib = sources.photo_crops(calib_photos, size, seed, min_area)
     if hold_photos:
-        held = sources.photo_crops(hold_photos, holdout, seed)
+        held = sources.photo_crops(hold_photos, holdout, seed, min_area)
         report.holdout_in_sample = False
     else:
         held = calib[: min(holdout or DEFAULT_HOLDOUT, len(calib))]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from .detection_fidelity import compare_detections, is_detection_output
 from .fidelity import OutputFidelity, collect
 from .qdq_graph import bypass_input_qdq
 from .runners import ort_runner
@@ -33,9 +34,12 @@ Progress = Callable[[str, int, "int | None"], None]
 class LayerSensitivity:
     node: str
     op_type: str
-    sqnr_db: float  # output SQNR with this layer alone left in float
-    gain_db: float  # … minus the fully quantized graph's SQNR
+    sqnr_db: float | None  # output SQNR with this layer alone left in float (classifiers)
+    gain_db: float | None  # … minus the fully quantized graph's SQNR
     top1_agreement: float | None
+    # Detectors: mAP of the detections against FP32's with this layer alone in float, and its gain.
+    map: float | None = None
+    gain_map: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,16 +49,19 @@ class LayerSensitivity:
 class SensitivityReport:
     method: str
     inputs: int
-    baseline_sqnr_db: float
+    baseline_sqnr_db: float | None
     layers: list[LayerSensitivity]  # most sensitive first
     wall_s: float
+    metric: str = "sqnr_db"  # "map" for detectors
+    baseline_map: float | None = None
 
     def most_sensitive(self, n: int) -> list[str]:
         return [layer.node for layer in self.layers[:n]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "inputs": self.inputs, "baseline_sqnr_db": self.baseline_sqnr_db,
+            "method": self.method, "metric": self.metric, "inputs": self.inputs,
+            "baseline_sqnr_db": self.baseline_sqnr_db, "baseline_map": self.baseline_map,
             "wall_s": round(self.wall_s, 3), "layers": [layer.to_dict() for layer in self.layers],
         }
 
@@ -90,6 +97,8 @@ def rank_layers(
     FP32 outputs for ``inputs`` (a few held-out batches)."""
     start = time.perf_counter()
     model = onnx.load(str(qdq_onnx))
+    if is_detection_output(reference):
+        return _rank_by_map(model, qdq_onnx, reference, inputs, progress, threads, start)
     first = next(iter(reference))
     ref = reference[first]
 
@@ -113,4 +122,31 @@ def rank_layers(
         method="SQNR gain of the output when the layer alone is left in float (TensorRT-flavour graph)",
         inputs=sum(len(b) for b in inputs), baseline_sqnr_db=round(baseline.sqnr_db, 3), layers=results,
         wall_s=time.perf_counter() - start,
+    )
+
+
+def _rank_by_map(model, qdq_onnx, reference, inputs, progress, threads, start) -> SensitivityReport:
+    """Detectors: a layer's sensitivity is the mAP its INT8 detections regain against the FP32
+    detections when it alone runs in float (an SQNR of padded detection rows means nothing)."""
+
+    def score(proto_or_path) -> float:
+        source = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else proto_or_path
+        fid = compare_detections(reference, collect(ort_runner(source, threads), inputs), artifact="ranking")
+        return fid.map if fid.map is not None else 0.0
+
+    baseline = score(qdq_onnx)
+    layers = quantized_layers(model)
+    results = []
+    for i, node in enumerate(layers):
+        value = score(with_float_inputs(model, node.name))
+        results.append(LayerSensitivity(node.name, node.op_type, None, None, None, round(value, 4),
+                                        round(value - baseline, 4)))
+        if progress is not None:
+            progress("ranking layer sensitivity", i + 1, len(layers))
+    results.sort(key=lambda r: r.gain_map, reverse=True)
+    return SensitivityReport(
+        method="mAP gain (INT8 detections against FP32 detections) when the layer alone is left in float "
+               "(TensorRT-flavour graph)",
+        inputs=sum(len(b) for b in inputs), baseline_sqnr_db=None, layers=results,
+        wall_s=time.perf_counter() - start, metric="map", baseline_map=round(baseline, 4),
     )

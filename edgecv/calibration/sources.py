@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 from PIL import Image
 
-from edgecv.calibration.preprocess import IMAGE_SUFFIXES, load_image, preprocess
+from edgecv.preprocess import IMAGE_SUFFIXES, load_image, preprocess
 from edgecv.errors import CalibrationDataError
 from edgecv.models.spec import InputSpec
 
@@ -235,10 +235,11 @@ def default_photo_paths() -> list[Path]:
     return paths
 
 
-def photo_crops(photos: list[Path], count: int, seed: int) -> list[PhotoCrop]:
+def photo_crops(photos: list[Path], count: int, seed: int, min_area: float = 0.25) -> list[PhotoCrop]:
     """``count`` inputs from a handful of photographs: round-robin over the photos, the first pass
-    the whole photo, later passes random crops (¼ to all of the area, aspect ¾ to 4/3) mirrored half
-    of the time. Deterministic for a given ``seed``."""
+    the whole photo, later passes random crops (``min_area`` to all of the area, aspect ¾ to 4/3)
+    mirrored half of the time. Deterministic for a given ``seed``. Detectors ask for large crops:
+    they must calibrate on scenes with several objects and background, not on close-ups."""
     sizes = {p: Image.open(p).size for p in photos}  # header only: (width, height)
     crops = []
     for i in range(count):
@@ -248,7 +249,7 @@ def photo_crops(photos: list[Path], count: int, seed: int) -> list[PhotoCrop]:
             continue
         rng = np.random.default_rng([seed, zlib.crc32(path.name.encode()), variant])
         w, h = sizes[path]
-        area = rng.uniform(0.25, 1.0) * w * h
+        area = rng.uniform(min_area, 1.0) * w * h
         aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
         cw = min(w, max(16, int(round(math.sqrt(area * aspect)))))
         ch = min(h, max(16, int(round(math.sqrt(area / aspect)))))

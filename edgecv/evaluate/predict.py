@@ -127,7 +127,7 @@ class Predictor:
         self.close()
 
     def predict(self, image: str | Path, out_dir: Path | None = None) -> Prediction:
-        from edgecv.calibration.preprocess import UnreadableImage, load_image, preprocess_with_transform
+        from edgecv.preprocess import UnreadableImage, load_image, preprocess_with_transform
 
         try:
             img = load_image(image)

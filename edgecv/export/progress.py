@@ -60,7 +60,10 @@ def artifact_table(result: ExportResult) -> Table:
     files = [str(a["path"]).rsplit(str(result.run_dir), 1)[-1].lstrip("/") for a in artifacts]
     # Names and file names are what the reader copies: never cut them; the figures' headers wrap instead.
     whole = {"artifact": [a["name"] for a in artifacts], "file": files, "for": [a["intended_for"] for a in artifacts]}
-    for col in ("artifact", "file", "for", "size MB", "max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR"):
+    detector = (result.manifest.get("input_spec") or {}).get("task") == "detection"
+    figures = (("max |Δ| vs torch", "dets matched", "", "INT8 mAP vs FP32 / kept") if detector
+               else ("max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR"))
+    for col in ("artifact", "file", "for", "size MB", *[c for c in figures if c]):
         keep = whole.get(col)
         table.add_column(col, justify="right" if col[0] in "smct I" else "left", no_wrap=keep is not None,
                          min_width=max(map(len, keep), default=0) if keep else None)
@@ -68,16 +71,20 @@ def artifact_table(result: ExportResult) -> Table:
         v = a["verification"] or {}
         f = a["fidelity"] or {}
         fid = "—"
-        if f:
+        if f.get("kind") == "detection":
+            fid = f"mAP {_fmt(f.get('map'), '.3f')} / {_fmt(f.get('reproduced'), '.0%')} kept"
+            if f.get("collapsed"):
+                fid += " COLLAPSED: try --sensitivity"
+        elif f:
             fid = f"{_fmt(f.get('top1_agreement'), '.1%')} / {_fmt(f.get('sqnr_db'), '.1f')} dB"
             if f.get("in_sample"):
                 fid += " (in-sample)"
         size = a["size_bytes"] / 1e6 if a["size_bytes"] else None
-        table.add_row(
-            a["name"], Text(file), a["intended_for"],
-            _fmt(size, ".2f"), _fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"),
-            _fmt(v.get("top1_agreement"), ".0%"), fid,
-        )
+        if detector:
+            checks = [_fmt(v.get("max_abs"), ".2e"), _fmt(v.get("matched_share"), ".1%")]
+        else:
+            checks = [_fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"), _fmt(v.get("top1_agreement"), ".0%")]
+        table.add_row(a["name"], Text(file), a["intended_for"], _fmt(size, ".2f"), *checks, fid)
     return table
 
 
@@ -108,14 +115,19 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
     kept = set(info.get("excluded") or [])
     in_sample = ranking.get("in_sample", (info.get("calibration") or {}).get("holdout_in_sample"))
     inputs = "calibration inputs (in-sample: too few to hold any out)" if in_sample else "held-out inputs"
-    table = Table(
-        title=f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
-              f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})",
-        title_justify="left",
-    )
-    for col in ("#", "layer", "op", "gain dB", "SQNR dB", "kept in float"):
-        table.add_column(col, justify="right" if col in ("#", "gain dB", "SQNR dB") else "left")
+    by_map = ranking.get("metric") == "map"
+    if by_map:
+        title = (f"INT8 sensitivity: mAP against FP32 detections gained by leaving one layer in float "
+                 f"(TensorRT-flavour graph, all INT8: {ranking['baseline_map']:.3f} on {ranking['inputs']} {inputs})")
+        columns, keys, formats = ("gain mAP", "mAP"), ("gain_map", "map"), ("{:+.3f}", "{:.3f}")
+    else:
+        title = (f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
+                 f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})")
+        columns, keys, formats = ("gain dB", "SQNR dB"), ("gain_db", "sqnr_db"), ("{:+.2f}", "{:.1f}")
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "layer", "op", *columns, "kept in float"):
+        table.add_column(col, justify="right" if col in ("#", *columns) else "left")
     for i, layer in enumerate(ranking["layers"][:rows], 1):
-        table.add_row(str(i), Text(layer["node"]), layer["op_type"], f"{layer['gain_db']:+.2f}", f"{layer['sqnr_db']:.1f}",
-                      "yes" if layer["node"] in kept else "")
+        figures = [fmt.format(layer[key]) for fmt, key in zip(formats, keys)]
+        table.add_row(str(i), Text(layer["node"]), layer["op_type"], *figures, "yes" if layer["node"] in kept else "")
     return table

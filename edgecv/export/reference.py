@@ -10,28 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgecv.calibration.preprocess import preprocess
+from edgecv.preprocess import preprocess, sample_photos
 from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
-
-# Photographs that ship inside scikit-image (no download): real image statistics matter, random
-# noise alone hides errors that only show on natural inputs (saturated ReLU6, large activations).
-SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-def sample_photos(names: Sequence[str] = SAMPLE_PHOTOS) -> list[np.ndarray]:
-    try:
-        import skimage.data
-    except ImportError:  # pragma: no cover - scikit-image is a core dependency
-        return []
-    photos = []
-    for name in names:
-        try:
-            photos.append(np.asarray(getattr(skimage.data, name)()))
-        except Exception:  # a missing sample file only costs one verification input
-            continue
-    return photos
-
 
 @dataclass
 class VerificationInputs:

@@ -71,21 +71,39 @@ class TensorInfo:
         return f"{shape} {np.dtype(self.dtype).name}"
 
     def mismatch(self, array: np.ndarray) -> str | None:
-        """Why ``array`` cannot be fed as this input, or ``None`` if it can."""
+        """Every reason ``array`` cannot be fed as this input (joined by ``; ``), or ``None`` if it can."""
+        problems = []
         if array.dtype != self.dtype:
-            return "dtype differs"
-        if self.shape is None:
-            return None
-        if array.ndim != len(self.shape):
-            return "rank differs"
-        for axis, (want, got) in enumerate(zip(self.shape, array.shape)):
-            if isinstance(want, int) and want != got:
-                return f"dimension {axis} differs"
-            if self.min_shape is not None and got < self.min_shape[axis]:
-                return f"dimension {axis} is below the engine's minimum {self.min_shape[axis]}"
-            if self.max_shape is not None and got > self.max_shape[axis]:
-                return f"dimension {axis} is above the engine's maximum {self.max_shape[axis]}"
-        return None
+            problems.append(f"dtype {array.dtype.name}, not {np.dtype(self.dtype).name}")
+        if self.shape is not None:
+            if array.ndim != len(self.shape):
+                problems.append(f"rank {array.ndim}, not {len(self.shape)}")
+            else:
+                for axis, (want, got) in enumerate(zip(self.shape, array.shape)):
+                    if isinstance(want, int) and want != got:
+                        problems.append(f"dimension {axis} is {got}, not {want}")
+                    elif self.min_shape is not None and got < self.min_shape[axis]:
+                        problems.append(f"dimension {axis} is below the engine's minimum {self.min_shape[axis]}")
+                    elif self.max_shape is not None and got > self.max_shape[axis]:
+                        problems.append(f"dimension {axis} is above the engine's maximum {self.max_shape[axis]}")
+            problems += self._hints(array)
+        return "; ".join(problems) or None
+
+    def _hints(self, array: np.ndarray) -> list[str]:
+        """What the usual mistakes look like: a channels-last picture, raw 0..255 pixels."""
+        hints = []
+        shape = self.shape or ()
+        if len(shape) == 4 and array.ndim == 4 and isinstance(shape[1], int):
+            channels = shape[1]
+            if array.shape[3] == channels and array.shape[1] != channels:
+                hints.append("the array looks channels-last (NHWC) and the model takes NCHW: "
+                             "transpose it with .transpose(0, 3, 1, 2)")
+        elif len(shape) == 4 and array.ndim == 3 and isinstance(shape[1], int) and array.shape[0] == shape[1]:
+            hints.append("one image without its batch axis: add it with array[None]")
+        if array.dtype == np.uint8 and np.dtype(self.dtype).kind == "f":
+            hints.append("raw 0..255 pixels: normalise them as the export did "
+                         "(edgecv.preprocess.preprocess(image, input_spec))")
+        return hints
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,7 +230,7 @@ class Runtime(abc.ABC):
             if problem is not None:
                 got = f"[{', '.join(map(str, array.shape))}] {array.dtype.name}"
                 raise InputMismatchError(
-                    f"input '{name}' of {self.name}: got {got}, the model takes {info.describe()} ({problem})"
+                    f"input '{name}' of {self.name}: got {got}, the model takes {info.describe()}: {problem}"
                 )
             prepared[name] = np.ascontiguousarray(array)
         return prepared

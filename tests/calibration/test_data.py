@@ -13,7 +13,7 @@ from edgecv.calibration.data import (
     load_calibration,
     split_counts,
 )
-from edgecv.calibration.preprocess import preprocess
+from edgecv.preprocess import preprocess
 from edgecv.errors import CalibrationDataError
 
 from .conftest import quiet_calibration, tiny_spec, write_image

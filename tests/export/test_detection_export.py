@@ -154,7 +154,7 @@ def test_predict_maps_boxes_onto_the_original_picture(det_run, tmp_path):
         assert 0 <= x1 <= x2 <= 600 and 0 <= y1 <= y2 <= 400
     assert (tmp_path / "drawn" / "coffee.pred.png").is_file()
     # the same picture through PyTorch, mapped by hand, gives the same boxes
-    from edgecv.calibration.preprocess import preprocess_with_transform
+    from edgecv.preprocess import preprocess_with_transform
 
     model = TinyDetector()
     x, transform = preprocess_with_transform(np.asarray(Image.open(photo).convert("RGB")), model.input_spec)
@@ -213,3 +213,22 @@ def test_detector_flags_and_resolutions_refused_with_one_line(args, fragment, tm
     assert res.exit_code == 2, res.output
     assert fragment.lower() in res.output.lower() and "Traceback" not in res.output
     assert not (tmp_path / "run").exists()
+
+
+def test_benchmark_feeds_a_detector_photographs(det_run):
+    from edgecv.runtime.benchmark import benchmark
+
+    result = benchmark(str(det_run.run_dir / "model.int8.cpu.onnx"), warmup=1, iterations=3)
+    assert any("sample photographs" in n for n in result.notes)
+
+
+def test_detector_sensitivity_ranks_layers_by_map(tmp_path):
+    model = TinyDetector()
+    result = export(model, out=tmp_path / "run", input_spec=model.input_spec, int8=True, calib_size=24,
+                    sensitivity=True, keep_fp32=1, backends=("onnxruntime",))
+    ranking = result.manifest["stages"]["int8"]["info"]["sensitivity"]
+    assert ranking["metric"] == "map" and ranking["baseline_map"] is not None
+    assert all(layer["map"] is not None and layer["sqnr_db"] is None for layer in ranking["layers"])
+    gains = [layer["gain_map"] for layer in ranking["layers"]]
+    assert gains == sorted(gains, reverse=True)
+    assert ranking["layers"][0]["node"] in result.manifest["stages"]["int8"]["info"]["excluded"]
