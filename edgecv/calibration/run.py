@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -29,12 +27,15 @@ from typing import Any
 import onnx
 
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError
+from edgecv.int8_kernels import target_cpu as cpu_target
+from edgecv.runtime.memory import peak_rss_mb
 
 from ._atomic import write_json, written_atomically
 from .data import CalibrationData, CalibrationReport
 from .detection_fidelity import compare_detections as detection_compare
 from .detection_fidelity import is_detection_output
 from .fidelity import FidelityReport, collect, compare
+from .qdq_dedicate import dedicate_qdq_pairs
 from .qdq_graph import bypass_input_qdq
 from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
@@ -62,8 +63,9 @@ class Int8Result:
     excluded: list[str]
     sensitivity: SensitivityReport | None
     timings_s: dict[str, float]
-    peak_rss_mb: float  # the process's peak so far (includes what ran before this call)
+    peak_rss_mb: float | None  # the process's peak so far (includes what ran before this call)
     warnings: list[str] = field(default_factory=list)
+    target_cpu: str = ""  # the CPU the CPU flavour and the OpenVINO IR were built for
 
     def fidelity_inputs(self) -> str:
         """Where the fidelity figures come from, in words a reader of the manifest cannot misread."""
@@ -92,8 +94,9 @@ class Int8Result:
             ),
             "fidelity_inputs": self.fidelity_inputs(),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
-            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
             "warnings": self.warnings,
+            "target_cpu": self.target_cpu,
         }
 
 
@@ -110,28 +113,48 @@ class _Clock:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
 def _graph_input(model: onnx.ModelProto) -> str:
     initializers = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def name_unnamed_nodes(model: onnx.ModelProto) -> int:
+    """Name every nameless node after its first output (``/decode/Mul_2_output_0`` → ``/decode/Mul_2``).
+
+    Graph optimisers leave some nodes without a name (a decomposed hard-swish, for one). ONNX
+    Runtime's quantizer then treats them as one node: a shared Q→DQ pair where each consumer needs
+    its own, which TensorRT's rules refuse; and excluding by scope cannot find them. Tensor names
+    keep the module path, so the names given here do too. Returns how many nodes were named."""
+    taken = {n.name for n in model.graph.node if n.name}
+    named = 0
+    for node in model.graph.node:
+        if node.name:
+            continue
+        base = node.output[0].removesuffix("_output_0") if node.output else node.op_type
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named
 
 
 def nodes_in_scopes(model: onnx.ModelProto, scopes: Sequence[str]) -> list[str]:
     """Nodes exported from the modules at ``scopes`` (dotted paths such as ``decode`` or
     ``head.cls_preds``). The TorchScript exporter names a node after its module path, one level per
     segment (``/head/head.cls_preds/head.cls_preds.0/Conv``), so a segment equal to the scope or
-    starting with ``scope.`` places the node inside it."""
+    starting with ``scope.`` places the node (or its first output tensor) inside it."""
     if not scopes:
         return []
     hits = []
     for node in model.graph.node:
-        parts = node.name.split("/")[1:-1]
-        if any(p == s or p.startswith(s + ".") for p in parts for s in scopes):
-            hits.append(node.name)
+        # onnxsim renames some nodes (``Mul_2``) but keeps their output tensor's scoped name.
+        for label in (node.name, *node.output[:1]):
+            parts = label.split("/")[1:-1]
+            if any(p == s or p.startswith(s + ".") for p in parts for s in scopes):
+                hits.append(node.name)
+                break
     return hits
 
 
@@ -176,14 +199,17 @@ def quantize_run(
     sensitivity_inputs: int = DEFAULT_INPUTS,
     progress: Progress | None = None,
     float_scopes: Sequence[str] = (),
+    target_cpu: str = "auto",
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
     ``exclude``: node names kept in float. ``keep_fp32``: also keep that many of the most sensitive
-    layers in float (implies the sensitivity ranking). Every file is written under a temporary name
-    and renamed when complete. Raises :class:`InvalidOptionError` for bad options and
+    layers in float (implies the sensitivity ranking). ``target_cpu``: the CPU the ONNX Runtime CPU
+    flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
+    Every file is written under a temporary name and renamed when complete. Raises :class:`InvalidOptionError` for bad options and
     :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
+    target = cpu_target(target_cpu).name
     fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
     clock = _Clock()
     artifacts: dict[str, Path] = {}
@@ -196,6 +222,8 @@ def quantize_run(
             except Exception as exc:  # ORT's shape inference raises assorted types on odd graphs
                 raise _stage_error("ONNX Runtime's pre-processing", exc) from exc
         prepared_model = onnx.load(str(prepared), load_external_data=False)
+        if name_unnamed_nodes(prepared_model):
+            onnx.save(prepared_model, str(prepared))
         _check_exclude(exclude, prepared_model, keep_fp32)
         in_scopes = nodes_in_scopes(prepared_model, float_scopes)
         input_name, batch = _graph_input(prepared_model), fixed_batch(prepared)
@@ -227,16 +255,18 @@ def quantize_run(
                     sensitivity_inputs, progress,
                 )
             excluded += [n for n in ranking.most_sensitive(len(ranking.layers)) if n not in excluded][:keep_fp32]
+        reasons = {n: "--exclude" if n in exclude else f"--keep-fp32 {keep_fp32}: among the most INT8-sensitive layers"
+                   for n in excluded}
 
         for name in flavours:
             flavour = flavour_of(name)
             with clock.step(f"quantize_{flavour.name}"), written_atomically(out_dir / flavour.filename) as out:
-                flavour_info[flavour.name] = _quantize(prepared, out, flavour, method, ranges_path, excluded)
+                flavour_info[flavour.name] = _quantize(prepared, out, flavour, method, ranges_path, excluded, reasons, target)
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
         with clock.step("nncf_openvino"):
-            flavour_info["openvino"] = _openvino(Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded)
+            flavour_info["openvino"] = _openvino(Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target)
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
     with clock.step("fidelity"):
@@ -248,15 +278,17 @@ def quantize_run(
     result = Int8Result(
         out_dir=out_dir, method=method, artifacts=artifacts, fidelity=fidelity, calibration=calib.report,
         ranges=ranges_info, flavours=flavour_info, excluded=excluded, sensitivity=ranking,
-        timings_s=clock.timings, peak_rss_mb=_peak_rss_mb(), warnings=list(calib.report.warnings),
+        timings_s=clock.timings, peak_rss_mb=peak_rss_mb(), warnings=list(calib.report.warnings), target_cpu=target,
     )
     write_json(out_dir / REPORT_FILE, result.to_dict())
     return result
 
 
-def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, excluded: list[str]) -> dict[str, Any]:
+def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, excluded: list[str],
+              reasons: dict[str, str] | None = None, target: str = "auto") -> dict[str, Any]:
     try:
-        info = quantize_flavour(prepared, out, flavour, ranges_path=ranges, method=method, exclude=tuple(excluded))
+        info = quantize_flavour(prepared, out, flavour, ranges_path=ranges, method=method, exclude=tuple(excluded),
+                                reasons=reasons, target=target)
     except EdgecvError:
         raise
     except Exception as exc:  # ORT's quantizer: ValueError, RuntimeError, KeyError on odd graphs
@@ -267,6 +299,10 @@ def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, exc
         info["float_inputs_restored"] = bypass_input_qdq(model, excluded, reference)
         onnx.save(model, str(out))
     if flavour is TENSORRT:
+        model = onnx.load(str(out))
+        info["dedicated_pairs_added"] = dedicate_qdq_pairs(model)
+        if info["dedicated_pairs_added"]:
+            onnx.save(model, str(out))
         violations = check_tensorrt_qdq(out, exempt=tuple(excluded))
         if violations:
             listed = "; ".join(map(str, violations[:5]))
@@ -286,13 +322,13 @@ def _rank(prepared: Path, full: Path, method: str, ranges: Path, excluded: list[
     return rank_layers(full, {k: v[:rows] for k, v in reference.items()}, batches, progress=progress)
 
 
-def _openvino(fp32_xml: Path, final: Path, calib: CalibrationData, excluded: list[str]) -> dict[str, Any]:
+def _openvino(fp32_xml: Path, final: Path, calib: CalibrationData, excluded: list[str], target: str) -> dict[str, Any]:
     from .openvino_int8 import quantize_openvino
 
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
         with written_atomically(final, companions=(".bin",)) as out, contextlib.redirect_stdout(io.StringIO()):
-            info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded)
+            info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded, target=target)
     except EdgecvError:
         raise
     except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses

@@ -59,14 +59,15 @@ def torch_outputs(model: nn.Module, spec: InputSpec, batches: Sequence[np.ndarra
                     "(InputSpec.outputs / output_names) so each one is exported and verified"
                 )
             named = {name: o.detach().cpu().numpy() for name, o in zip(spec.output_names, outs)}
-            nms_inputs = getattr(getattr(model, "postprocess", None), "last_nms_inputs", None)
-            if nms_inputs is not None:
-                # What the detector handed to NMS: verification compares it element-wise.
-                named[NMS_BOXES], named[NMS_SCORES] = (t.cpu().numpy() for t in nms_inputs)
+            decoded = getattr(getattr(model, "postprocess", None), "last_inputs", None)
+            if decoded is not None:
+                # What the detector handed to its post-processing: verified element-wise.
+                named[DECODED_BOXES], named[DECODED_SCORES] = (t.cpu().numpy() for t in decoded)
             results.append(named)
     return results
 
 
-# Keys of the reference that are not graph outputs: the inputs of a detector's NonMaxSuppression.
-NMS_BOXES = "__nms_boxes"
-NMS_SCORES = "__nms_scores"
+# Keys of the reference that are not graph outputs: a detector's decoded boxes and class scores,
+# the tensors its ``decode`` module hands to ``postprocess``.
+DECODED_BOXES = "__decoded_boxes"
+DECODED_SCORES = "__decoded_scores"

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgecv.calibration.int8_kernels import cpu_has_vnni
 from edgecv.errors import VerificationError
+from edgecv.int8_kernels import target_cpu
 
 from .manifest import ArtifactRecord
 from .runfolder import TMP_MARK, atomic_path
@@ -63,15 +63,15 @@ def verify_or_fail(
     """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
     from edgecv.runtime import load
 
-    from .reference import NMS_BOXES, NMS_SCORES
-    from .verify import onnx_nms_inputs, run_all, verify_outputs
+    from .reference import DECODED_BOXES, DECODED_SCORES
+    from .verify import onnx_decoded_outputs, run_all, verify_outputs
 
     inputs = ctx.verification_inputs()
     with load(ctx.run_dir / artifact, backend=backend, precision=run_precision) as rt:
         actual = run_all(rt.infer, inputs.batches)
         ran = getattr(rt, "precision", None) or precision
-    if backend == "onnxruntime" and NMS_BOXES in ctx.reference_outputs()[0]:
-        exposed = onnx_nms_inputs(ctx.run_dir / artifact, inputs.batches, (NMS_BOXES, NMS_SCORES))
+    if backend == "onnxruntime" and DECODED_BOXES in ctx.reference_outputs()[0]:
+        exposed = onnx_decoded_outputs(ctx.run_dir / artifact, inputs.batches, (DECODED_BOXES, DECODED_SCORES))
         for got, extra in zip(actual, exposed or []):
             got.update(extra)
     result = verify_outputs(
@@ -244,8 +244,9 @@ class Int8(Stage):
             "float_scopes": list(float_scopes_of(ctx)),
             "keep_fp32": o.keep_fp32, "sensitivity": o.sensitivity, "openvino": "openvino" in o.backends,
             "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
-            # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU that quantizes.
-            "cpu_vnni": cpu_has_vnni(),
+            # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU built for:
+            # with `auto`, a rerun on another kind of CPU rebuilds.
+            "target_cpu": target_cpu(o.target_cpu).name,
         }
 
     def outputs(self, ctx):
@@ -264,9 +265,10 @@ class Int8(Stage):
             result = quantize_run(
                 ctx.run_dir / ONNX, ctx.run_dir, ctx.calibration_data(), o.calib_method, openvino_xml=ov,
                 exclude=o.exclude, keep_fp32=o.keep_fp32, sensitivity=o.sensitivity,
-                progress=ctx.reporter.progress, float_scopes=float_scopes_of(ctx),
+                progress=ctx.reporter.progress, float_scopes=float_scopes_of(ctx), target_cpu=o.target_cpu,
             )
         info = result.to_dict()
+        info["target_cpu_requested"] = o.target_cpu
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
@@ -274,6 +276,9 @@ class Int8(Stage):
 
     def artifacts(self, ctx, info):
         fid = info.get("fidelity", {})
+        # Only these two depend on the target CPU (the TensorRT flavour is the same for every CPU),
+        # so only they carry it, into their metadata too, for the benchmark to compare.
+        built_for = {"target_cpu": info["target_cpu"]} if info.get("target_cpu") else {}
         records = [
             ArtifactRecord(
                 name="onnx-int8", path="model.int8.onnx", format="onnx", backend="onnxruntime",
@@ -286,6 +291,7 @@ class Int8(Stage):
                 precision="int8", intended_for="onnxruntime",
                 description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8-cpu", {}),
+                extra=dict(built_for),
             ),
         ]
         if "openvino-int8" in fid:
@@ -293,6 +299,7 @@ class Int8(Stage):
                 name="openvino-int8", path=f"{OV_DIR}/model.int8.xml", format="openvino", backend="openvino",
                 precision="int8", intended_for="openvino", description="OpenVINO IR quantized by NNCF",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid["openvino-int8"],
+                extra=dict(built_for),
             ))
         return records
 
@@ -375,7 +382,8 @@ class TensorRTEngines(Stage):
                 **self.settings(ctx)}
 
     def outputs(self, ctx):
-        from .tensorrt import ONNX as FP32_ONNX, INT8_ONNX
+        from .tensorrt import INT8_ONNX
+        from .tensorrt import ONNX as FP32_ONNX
 
         out = []
         for recipe in self.plan(ctx):
@@ -403,6 +411,12 @@ class TensorRTEngines(Stage):
                 if recipe.precision != "int8":
                     tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
                     info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "tensorrt", recipe.precision)
+                # A plan stays untouched: the keys ONNX/OpenVINO artifacts carry inside go to the sidecar.
+                from edgecv import __version__
+                from edgecv.artifact_metadata import build_metadata
+
+                info["metadata"] = build_metadata(ctx.spec, model=ctx.model_info, precision=recipe.precision,
+                                                  intended_for="tensorrt", version=__version__)
                 write_sidecar(tmp, info)
             engines[recipe.precision] = info
         return {"engines": engines}

@@ -137,12 +137,14 @@ class MultiClassNMS(nn.Module):
         super().__init__()
         self.options = options.validate()
         self.background = background
-        # The exact tensors the last eager call handed to NonMaxSuppression; export verification
-        # compares them with the artifact's NMS inputs.
-        self.last_nms_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        # The decoded boxes and class scores of the last eager call: export verification compares
+        # them element-wise with the same tensors in the ONNX graph.
+        self.last_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor):
         o = self.options
+        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            self.last_inputs = (boxes.detach(), scores.detach())
         offset = 0
         if self.background is not None:
             if self.background != 0:
@@ -156,8 +158,6 @@ class MultiClassNMS(nn.Module):
             scores_t, cls = scores_t.max(1, keepdim=True)
         boxes = boxes.contiguous()
         scores_t = scores_t.contiguous()
-        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-            self.last_nms_inputs = (boxes.detach(), scores_t.detach())
         sel = _NonMaxSuppression.apply(boxes, scores_t, o.max_det, float(o.iou_thres), float(o.conf_thres))
         b, c, i = sel[:, 0], sel[:, 1], sel[:, 2]
         det_scores = scores_t[b, c, i]

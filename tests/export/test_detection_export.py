@@ -102,8 +102,8 @@ def test_detector_export_verifies_detections_and_nms_inputs(det_run):
         assert det["matched"] == det["reference_detections"] == det["artifact_detections"]
     # ONNX Runtime also exposes the tensors handed to NMS: compared element-wise with PyTorch's.
     onnx_outputs = {o["name"]: o for o in manifest["stages"]["simplify"]["info"]["verification"]["outputs"]}
-    assert onnx_outputs["__nms_boxes"]["passed"] and onnx_outputs["__nms_scores"]["passed"]
-    assert onnx_outputs["__nms_scores"]["shape"][1] == 3  # [N, classes, anchors]
+    assert onnx_outputs["__decoded_boxes"]["passed"] and onnx_outputs["__decoded_scores"]["passed"]
+    assert onnx_outputs["__decoded_scores"]["shape"][2] == 3  # [N, anchors, classes]
     assert [o["name"] for o in manifest["input_spec"]["outputs"]] == ["num_dets", "boxes", "scores", "labels"]
 
 
