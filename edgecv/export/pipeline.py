@@ -25,7 +25,7 @@ from .manifest import MANIFEST_NAME, SCHEMA, ArtifactRecord, read_manifest
 from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
 from .runfolder import file_record, prepare_run_dir, sha256_file, sha256_json, write_json_atomic
-from .stages import STAGES, Stage
+from .stages import Stage, ordered_stages
 
 
 class Reporter:
@@ -319,7 +319,8 @@ def _stamp_artifacts(ctx: ExportContext, stage: Stage, info: dict[str, Any]) -> 
 
     for rec in stage.artifacts(ctx, info):
         meta = build_metadata(ctx.spec, model=ctx.model_info, precision=rec.precision,
-                              intended_for=rec.intended_for, version=__version__)
+                              intended_for=rec.intended_for, version=__version__,
+                              target_cpu=rec.extra.get("target_cpu", ""))
         stamp(ctx.run_dir / rec.path, meta)
 
 
@@ -434,7 +435,7 @@ def _export(
         write_json_atomic(run_dir / MANIFEST_NAME, manifest)
 
     chain: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in ordered_stages():
         if not stage.enabled(ctx):
             continue
         upstream = {name: chain.get(name) for name in stage.after}

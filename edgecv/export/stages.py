@@ -57,6 +57,30 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
+def ordered_stages(stages: list[Stage] | None = None) -> list[Stage]:
+    """Stages in an order that runs each after everything it names in ``after`` (graphlib), so a
+    new stage class may be defined anywhere in this module. Ties keep registration order."""
+    from graphlib import CycleError, TopologicalSorter
+
+    stages = STAGES if stages is None else stages
+    by_name = {s.name: s for s in stages}
+    unknown = {(s.name, a) for s in stages for a in s.after if a not in by_name}
+    if unknown:
+        raise RuntimeError(f"stages depend on stages that do not exist: {sorted(unknown)}")
+    sorter = TopologicalSorter({s.name: s.after for s in stages})
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        raise RuntimeError(f"export stages depend on each other in a cycle: {exc.args[1]}") from None
+    position = {s.name: i for i, s in enumerate(stages)}
+    order: list[Stage] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order += [by_name[name] for name in ready]
+        sorter.done(*ready)
+    return order
+
+
 def verify_or_fail(
     ctx: "ExportContext", stage: str, artifact: str, backend: str, precision: str, run_precision: str | None = None
 ):
