@@ -256,7 +256,14 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
             spec = replace(spec, batch=options.batch)
         name = getattr(model, "model_name", None) or type(model).__name__.lower()
         info = {"name": name, "custom": True, "class": f"{type(model).__module__}.{type(model).__qualname__}",
-                "random_weights": None, "state_sha256": _state_hash(model)}
+                "task": spec.task, "random_weights": None, "state_sha256": _state_hash(model)}
+        if spec.task == "detection":
+            # What eval, predict and the INT8 stage need to read the detector's outputs.
+            post = getattr(model, "detection_options", None)
+            info["postprocess"] = post.to_dict() if post is not None else None
+            info["background_class"] = getattr(model, "background_class", None)
+            info["float_scopes"] = list(getattr(model, "float_scopes", ()))
+            info["num_classes"] = getattr(model, "num_classes", None)
         run = f"{name}-r{spec.height}x{spec.width}{batch_suffix(options.batch, options.dynamic_batch)}"
         return info, spec, (lambda: model.eval()), run
 

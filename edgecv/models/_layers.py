@@ -116,6 +116,11 @@ def settle_batchnorm(model: nn.Module, input_shape: tuple[int, int, int], batch:
         m.train()  # only the norms: dropout stays off (and off the global RNG)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, *input_shape), generator=generator)
+    # A model fed raw pixels (YOLOX takes 0..255) settles on inputs of that range: statistics from
+    # standard-normal inputs would leave its activations ~100× too large and its boxes infinite.
+    sample = getattr(model, "settle_sample", None)
+    if sample is not None:
+        x = sample(x)
     # A detector's statistics come from its network alone; decoding and NMS hold no BatchNorm.
     forward = getattr(model, "forward_raw", model)
     try:

@@ -88,8 +88,11 @@ def count_complexity(model: nn.Module, input_shape: tuple[int, ...] | None = Non
         model.eval()
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
+        # A detector is counted by its network alone (decoding and NMS are not what papers count,
+        # and NMS on an untrained net's scores is slow); its forward_raw is that network.
+        forward = getattr(model, "forward_raw", model)
         with torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
+            forward(torch.zeros(input_shape, device=device))
     finally:
         for handle in handles:
             handle.remove()

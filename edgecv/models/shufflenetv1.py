@@ -114,7 +114,6 @@ class ShuffleNetV1(ImageClassifier):
     width_mults=SCALES,
     variant_options={"groups": tuple(STAGE_CHANNELS)},
     default_variant_options={"groups": 3},
-    aliases=("shufflenet",),
 )
 def shufflenetv1(num_classes: int, width_mult: float, resolution: int, groups: int = 3) -> ShuffleNetV1:
     scale = min(SCALES, key=lambda s: abs(s - width_mult))

@@ -8,7 +8,9 @@ so a checkpoint that needs more is refused with an explanation unless ``trust_pi
 Keys are matched exactly (after stripping the ``module.`` of DataParallel/DDP and the
 ``_orig_mod.`` of ``torch.compile``). The one tolerated difference is the number of classes:
 a checkpoint trained on another label set loads into the backbone and the classification
-layer is re-initialised, with a :class:`HeadReinitializedWarning`.
+layer is re-initialised, with a :class:`HeadReinitializedWarning`. Detectors are the exception:
+their class layers interleave classes with boxes, so a detector checkpoint for another number of
+classes is refused with the count it holds (the model says it through ``classes_in_checkpoint``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def load_weights(
     Raises :class:`WeightsError` for a missing, unreadable or non-fitting file.
     """
     path = Path(path)
+    if path.suffix.lower() == ".weights":
+        return _load_darknet(model, path, num_classes)
     state = _strip_wrapper_prefixes(read_state_dict(path, trust_pickle=trust_pickle))
+    _refuse_other_class_count(model, state, path)
     if num_classes is not None and getattr(model, "num_classes", num_classes) != num_classes:
         _reset_head(model, num_classes)
     head_keys, checkpoint_classes = _differing_head(model, state)
@@ -75,6 +80,26 @@ def load_weights(
             stacklevel=2,
         )
     return LoadedWeights(path=path, tensors=len(state), reinitialized=tuple(sorted(head_keys)))
+
+
+def _load_darknet(model: nn.Module, path: Path, num_classes: int | None) -> LoadedWeights:
+    """A Darknet ``.weights`` file: values in cfg order, no names, so only a model that knows its
+    cfg (``load_darknet_weights``) can take one."""
+    loader = getattr(model, "load_darknet_weights", None)
+    if loader is None:
+        name = getattr(model, "model_name", type(model).__name__)
+        raise WeightsError(
+            f"{path} is a Darknet .weights file; {name} follows no Darknet cfg "
+            "(yolov3-tiny does): load a state_dict or checkpoint instead"
+        )
+    if num_classes is not None and getattr(model, "num_classes", num_classes) != num_classes:
+        raise InvalidOptionError(
+            f"the model has {model.num_classes} classes, {num_classes} were asked for; build it with "
+            f"num_classes={num_classes} before loading Darknet weights"
+        )
+    loader(path)
+    tensors = sum(len(layer.tensors()) for layer in model.darknet_layers()) if hasattr(model, "darknet_layers") else 0
+    return LoadedWeights(path=path, tensors=tensors)
 
 
 def read_state_dict(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -202,6 +227,20 @@ def _differing_head(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[s
     ):
         return head, int(state[differs[0]].shape[0])
     return set(), None
+
+
+def _refuse_other_class_count(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """WeightsError naming the checkpoint's class count when a detector's differs from the model's."""
+    count = getattr(model, "classes_in_checkpoint", None)
+    held = count(state) if callable(count) else None
+    if held is None or held == getattr(model, "num_classes", held):
+        return
+    background = " (background included)" if getattr(model, "background_class", None) is not None else ""
+    name = getattr(model, "model_name", type(model).__name__)
+    raise WeightsError(
+        f"{path} holds {held} classes{background}, {name} has {model.num_classes}: "
+        f"pass --num-classes {held} to load it"
+    )
 
 
 def _reset_head(model: nn.Module, num_classes: int) -> None:
