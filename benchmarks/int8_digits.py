@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.export
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for benchmarks and tests
 
 
 def main() -> int:
@@ -35,7 +35,11 @@ def main() -> int:
     import edgecv
     from edgecv.calibration import load_calibration, quantize_run
     from edgecv.sysinfo import machine_info
-    from tests.export.test_int8_accuracy import RESOLUTION, accuracy, digits_as_images, train
+    from benchmarks.make_digits_fixture import RESOLUTION, digits_as_images, train
+    from tests.export.test_int8_accuracy import predictions
+
+    def accuracy(path, x, y, **kw):
+        return float(np.mean(predictions(path, x, **kw) == y))
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgecv-digits-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def ort_engine(path: Path) -> Callable[[np.ndarray], Any]:
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
     # The settings edgecv's runtime uses (S8×S8 kernels for signed activations on CPUs without VNNI).
-    from edgecv.calibration.int8_kernels import configure_onnxruntime
+    from edgecv.int8_kernels import configure_onnxruntime
 
     configure_onnxruntime(options, path)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -22,9 +22,11 @@ RT_INFO_SECTION = "edgecv"
 
 
 def build_metadata(
-    spec: InputSpec, *, model: dict[str, Any], precision: str, intended_for: str = "", version: str = ""
+    spec: InputSpec, *, model: dict[str, Any], precision: str, intended_for: str = "", version: str = "",
+    target_cpu: str = "",
 ) -> dict[str, str]:
-    """The string key/value pairs stamped into an artifact."""
+    """The string key/value pairs stamped into an artifact. ``target_cpu``: the ``--target-cpu`` an
+    INT8 artifact whose arithmetic depends on the CPU was built for (left out otherwise)."""
     keep = ("name", "task", "num_classes", "width_mult", "resolution", "postprocess", "background_class",
             "class_names", "variant", "backbone", "groups")
     return {
@@ -34,6 +36,7 @@ def build_metadata(
         f"{PREFIX}model": json.dumps({k: model[k] for k in keep if k in model}, sort_keys=True, default=str),
         f"{PREFIX}precision": precision,
         f"{PREFIX}intended_for": intended_for,
+        **({f"{PREFIX}target_cpu": target_cpu} if target_cpu else {}),
     }
 
 

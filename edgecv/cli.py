@@ -225,7 +225,7 @@ def _split_list(text: Optional[str]) -> tuple[str, ...]:
 @app.command("export", cls=PlainUsage)
 def export_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="zoo model name or alias (see `edgecv models`)"),
-    width_mult: Optional[float] = typer.Option(None, "--width-mult", "-a", help="width multiplier α"),
+    width_mult: Optional[float] = typer.Option(None, "--width-mult", "-a", help="width multiplier α (default: the model's, see `edgecv models`)"),
     resolution: Optional[str] = typer.Option(None, "--resolution", "-r", metavar="INT|HxW", help="input side or height×width (e.g. 224, 384x640); the model's strides decide what is allowed"),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="classes of the head, background included for SSD (default: the model's, 1000 / 91 / 80)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict or checkpoint file"),
@@ -255,6 +255,7 @@ def export_cmd(
     sensitivity: bool = typer.Option(False, "--sensitivity", help="rank layers by INT8 sensitivity"),
     keep_fp32: int = typer.Option(0, "--keep-fp32", help="leave the N most sensitive layers in float"),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated node names to keep in float"),
+    target_cpu: str = typer.Option("auto", "--target-cpu", metavar="auto|x86-vnni|x86-avx2|arm64", help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights"),
     backend: Optional[str] = typer.Option(
         None, "--backend", help="engines to build, comma-separated: onnxruntime,openvino,tensorrt (default onnxruntime,openvino)"
     ),
@@ -278,7 +279,7 @@ def export_cmd(
             dynamic_batch=dynamic_batch, exporter=exporter, fp16=fp16, int8=int8, calib=calib,
             calib_size=calib_size, calib_method=calib_method or DEFAULT_CALIB_METHOD, seed=seed,
             sensitivity=sensitivity, keep_fp32=keep_fp32, exclude=_split_list(exclude), atol=atol,
-            rtol=rtol, force=force,
+            rtol=rtol, force=force, target_cpu=target_cpu,
         )
         chosen = {"groups": groups, "variant": variant, "backbone": backbone}
         if any(v is not None for v in chosen.values()):
@@ -300,6 +301,10 @@ def export_cmd(
             ranking = sensitivity_table(result)
             if ranking is not None:
                 out_console.print(ranking)
+            if int8:
+                from edgecv.int8_kernels import describe_target
+
+                out_console.print(describe_target(target_cpu), markup=False)
             out_console.print(f"manifest: {result.run_dir / 'manifest.json'}", markup=False)
 
     guarded(run)
@@ -316,9 +321,19 @@ def benchmark_cmd(
     duration: Optional[str] = typer.Option(None, "--duration", metavar="S", help="time each batch for S seconds instead"),
     batch: Optional[str] = typer.Option(None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"),
     threads: Optional[str] = typer.Option(None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"),
+    shape: Optional[str] = typer.Option(
+        None, "--shape", metavar="NxCxHxW", help="input shape for artifacts that leave it open, e.g. 1x3x224x224 (NAME:… for one input)"
+    ),
     backend: Optional[str] = typer.Option(None, "--backend", help="only these backends, comma-separated: onnxruntime,openvino,tensorrt,torch"),
     precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO compute precision f32|bf16|fp16 (default: OpenVINO's, bf16 on AMX CPUs)"),
-    scenario: str = typer.Option("single-stream", "--scenario", help="single-stream (headline p90) | offline (largest batch, headline throughput)"),
+    scenario: str = typer.Option(
+        "single-stream", "--scenario",
+        help="single-stream (headline p90) | offline (largest batch, headline throughput) | throughput "
+             "(several inferences in flight: OpenVINO's THROUGHPUT hint, concurrent ONNX Runtime runs)",
+    ),
+    requests: Optional[str] = typer.Option(
+        None, "--requests", metavar="N", help="throughput scenario: inferences in flight (default: the backend's choice)"
+    ),
     report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", help="write results.json, report.md and report.html to DIR"),
     in_process: bool = typer.Option(False, "--in-process", help="run every artifact in this process (faster; no per-artifact peak memory)"),
     as_json: bool = typer.Option(False, "--json", help="print the results document as JSON on stdout"),
@@ -342,6 +357,8 @@ def benchmark_cmd(
                 precision=precision,
                 scenario=scenario,
                 isolate=not in_process,
+                shape=shape,
+                requests=_parse_flag(requests, int, "--requests", "an integer"),
                 observer=observer,
             )
         from edgecv.evaluate.run import attach_accuracy

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import platform
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ X86_FLAGS = (
     "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
 )
 ARM_FEATURES = ("asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2")
+X86_ARCHES = ("x86_64", "amd64", "i686", "i386", "x86")
+ARM64_ARCHES = ("aarch64", "arm64", "armv8l", "armv8b")
 
 # Distribution names to ask importlib.metadata for, per reported tool; the first one installed wins
 # (ONNX Runtime ships as several distributions that import as the same module).
@@ -119,6 +122,27 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+@lru_cache(maxsize=1)
+def cpu_has_vnni() -> bool:
+    """Whether this CPU sums 8-bit products without a saturating 16-bit intermediate (x86 VNNI or
+    AMX; other architectures have no saturating path in ONNX Runtime's or OpenVINO's kernels)."""
+    info = machine_info()
+    if info["arch"].lower() not in X86_ARCHES:
+        return True
+    return any(f in info["flags"] for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def cpu_int8_target() -> str:
+    """This machine as an ``--target-cpu`` value: ``x86-vnni``, ``x86-avx2`` or ``arm64``.
+
+    Other architectures (ppc64le, riscv64, s390x) count as ``arm64``: like ARM's SDOT/I8MM they
+    have no saturating 8-bit path, so the same full 8-bit weights are right for them."""
+    arch = platform.machine().lower()
+    if arch in X86_ARCHES:
+        return "x86-vnni" if cpu_has_vnni() else "x86-avx2"
+    return "arm64"
 
 
 def _version_of(tool: str) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,50 @@ def cli():
     return run_cli
 
 
-def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+@dataclass
+class InProcessResult:
+    """What :func:`invoke_cli` returns: the fields of a ``CompletedProcess`` the tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: str) -> InProcessResult:
+    """Run the `edgecv` command in this process with typer's test runner: the same command code
+    without the ~2 s start of a fresh interpreter importing torch. Option-parsing errors print
+    click's usage block here (``edgecv.cli.main`` turns them into one line): test those with
+    :func:`run_cli`. An exception other than the command's exit is a crash and is raised, so the
+    "no traceback" half of the user-error contract holds by construction."""
+    from typer.testing import CliRunner
+
+    from edgecv.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"EDGECV_DEBUG": None, "COLUMNS": "200"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return InProcessResult(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def cli_in_process():
+    return invoke_cli
+
+
+def assert_user_error_in_process(*args: str, fragments: tuple[str, ...] = ()) -> InProcessResult:
+    """:func:`assert_user_error` for ``edgecv *args`` run in this process, and strictly: exactly one
+    ``error:`` line on stderr, the last (a soft-wrapped message stays one line; warnings and
+    progress before it may show) and nothing on stdout."""
+    result = invoke_cli(*args)
+    assert_user_error(result, *fragments)
+    lines = result.stderr.strip().splitlines()
+    assert [ln.startswith("error:") for ln in lines].count(True) == 1, result.stderr
+    assert lines[-1].startswith("error:"), result.stderr
+    assert result.stdout == "", result.stdout
+    return result
+
+
+def assert_user_error(proc: subprocess.CompletedProcess | InProcessResult, *fragments: str) -> None:
     """Exit code 2, one clear line on stderr, no traceback, nothing on stdout."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr

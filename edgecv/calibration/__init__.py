@@ -5,8 +5,8 @@ INT8-vs-FP32 fidelity.
     calib = load_calibration("photos/", spec, size=300)
     result = quantize_run("run/model.onnx", "run", calib, openvino_xml="run/openvino/model.xml")
 
-Names are imported lazily: importing :mod:`edgecv.calibration.preprocess` (which the runtime and
-verification use) must not pull in ONNX Runtime's quantization tools, NNCF or OpenVINO.
+Names are imported lazily: importing one submodule must not pull in ONNX Runtime's quantization
+tools, NNCF or OpenVINO.
 """
 
 from __future__ import annotations

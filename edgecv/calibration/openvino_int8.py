@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecv.errors import InvalidOptionError
-
-from .int8_kernels import nncf_overflow_fix
+from edgecv.int8_kernels import target_cpu
 
 
 def openvino_names_for(onnx_nodes: Sequence[str], ov_model) -> tuple[list[str], list[str]]:
@@ -48,12 +47,13 @@ def quantize_openvino(
     activation_ranges: str = "minmax",
     bias_correction: bool = False,
     overflow_fix: str | None = None,
+    target: str = "auto",
 ) -> dict[str, Any]:
     """Quantize the IR at ``fp32_xml`` with NNCF on ``samples`` ((C, H, W) tensors) and save the
     INT8 IR to ``out_xml`` (its ``.bin`` beside it). ``exclude`` names ONNX nodes to keep in float.
     ``activation_ranges``: ``minmax`` or NNCF's ``mean_minmax`` / ``histogram``. ``overflow_fix``:
-    NNCF's ``enable`` / ``first_layer_only`` / ``disable``; by default what this CPU needs
-    (:func:`edgecv.calibration.int8_kernels.nncf_overflow_fix`)."""
+    NNCF's ``enable`` / ``first_layer_only`` / ``disable``; by default what the CPU ``target`` (an
+    ``--target-cpu`` value) needs (:data:`edgecv.int8_kernels.TARGETS`)."""
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import OverflowFix
@@ -67,7 +67,7 @@ def quantize_openvino(
     if activation_ranges not in estimators:
         raise InvalidOptionError(f"activation_ranges must be one of {', '.join(estimators)}, got {activation_ranges!r}")
 
-    overflow_fix = overflow_fix or nncf_overflow_fix()
+    overflow_fix = overflow_fix or target_cpu(target).overflow_fix
     if overflow_fix not in ("enable", "first_layer_only", "disable"):
         raise InvalidOptionError(f"overflow_fix must be enable, first_layer_only or disable, got {overflow_fix!r}")
     model = ov.Core().read_model(str(fp32_xml))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .fidelity import RunFn
-from .int8_kernels import configure_onnxruntime
+from edgecv.int8_kernels import configure_onnxruntime
 
 
 def ort_session(model: str | Path | bytes, threads: int | None = None):

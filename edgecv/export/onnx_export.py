@@ -122,7 +122,3 @@ def _quiet_dynamo() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-def count_nodes(path: str | Path) -> int:
-    return len(onnx.load(str(path), load_external_data=False).graph.node)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgecv.errors import InvalidOptionError
+from edgecv.int8_kernels import TARGET_CPUS
 
 from .onnx_export import validate_export_options
 
@@ -37,6 +38,8 @@ class ExportOptions:
     sensitivity: bool = False
     keep_fp32: int = 0
     exclude: tuple[str, ...] = ()
+    # The CPU the INT8 artifacts will run on (auto: this one); see edgecv.int8_kernels.
+    target_cpu: str = "auto"
     backends: tuple[str, ...] = ("onnxruntime", "openvino")
     atol: float | None = None
     rtol: float | None = None
@@ -81,6 +84,10 @@ class ExportOptions:
             )
         if self.calib_size < 1:
             raise InvalidOptionError(f"--calib-size must be ≥ 1, got {self.calib_size}")
+        if self.target_cpu not in TARGET_CPUS:
+            raise InvalidOptionError(
+                f"--target-cpu must be one of {', '.join(TARGET_CPUS)}, got {self.target_cpu!r}"
+            )
         if self.keep_fp32 < 0:
             raise InvalidOptionError(f"--keep-fp32 must be ≥ 0, got {self.keep_fp32}")
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
@@ -88,9 +95,11 @@ class ExportOptions:
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
         if self.detection_flags_set():
             self.detection_options()  # range checks: --conf-thres/--iou-thres in [0, 1], --max-det > 0
-        if not self.int8 and (self.calib or self.sensitivity or self.keep_fp32 or self.exclude):
+        if not self.int8 and (
+            self.calib or self.sensitivity or self.keep_fp32 or self.exclude or self.target_cpu != "auto"
+        ):
             raise InvalidOptionError(
-                "--calib, --sensitivity, --keep-fp32 and --exclude only apply with --int8"
+                "--calib, --sensitivity, --keep-fp32, --exclude and --target-cpu only apply with --int8"
             )
 
     def to_dict(self) -> dict[str, Any]:

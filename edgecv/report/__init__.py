@@ -60,7 +60,7 @@ def compare_files(paths: Sequence[str | Path]) -> dict[str, Any]:
     from .compare import compare_runs, run_labels
 
     docs = [read_results(p) for p in paths]
-    return compare_runs(list(zip(run_labels(paths), docs)))
+    return compare_runs(list(zip(run_labels(paths, docs), docs)))
 
 
 def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

@@ -43,6 +43,28 @@ def precision_label(result: dict[str, Any]) -> str:
     return ran or built or DASH
 
 
+def throughput_cell(result: dict[str, Any]) -> str:
+    """Items/s of one request at a time and, in the throughput scenario, with several in flight."""
+    single = fmt(result.get("throughput_ips"), ".1f")
+    conc = result.get("concurrency") or {}
+    if conc.get("items_per_s") is None:
+        return single
+    return f"{single} → {conc['items_per_s']:.1f} ({conc['requests']} in flight)"
+
+
+def built_for(result: dict[str, Any]) -> str:
+    """The engine an artifact was made for, and where it was timed on another one, that it was: the
+    TensorRT-flavour INT8 ONNX runs in ONNX Runtime only as a slow reference."""
+    intended, backend = result.get("intended_for"), result.get("backend")
+    if not intended:
+        return DASH
+    if intended == backend or backend == "torch":
+        return str(intended)
+    if intended == "tensorrt" and backend == "onnxruntime":
+        return "tensorrt (this INT8 flavour is slow in ONNX Runtime on CPUs; see notes)"
+    return f"{intended} (timed in {backend})"
+
+
 def fidelity_label(fidelity: dict[str, Any] | None) -> str:
     if not fidelity:
         return DASH
@@ -53,6 +75,8 @@ def fidelity_label(fidelity: dict[str, Any] | None) -> str:
         parts.append(f"SQNR {fidelity['sqnr_db']:.1f} dB")
     if not parts and fidelity.get("cosine") is not None:
         parts.append(f"cos {fidelity['cosine']:.4f}")
+    if parts and fidelity.get("in_sample"):
+        parts.append("in-sample")  # measured on calibration inputs: optimistic
     return " · ".join(parts) or DASH
 
 
@@ -61,14 +85,14 @@ def result_row(result: dict[str, Any]) -> dict[str, str]:
     size = result.get("size_bytes")
     return {
         "artifact": str(result["artifact"]),
-        "intended_for": result.get("intended_for") or DASH,
+        "intended_for": built_for(result),
         "backend": str(result["backend"]),
         "precision": precision_label(result),
         "batch": str(result["batch"]),
         "size_mb": fmt(size / 1e6 if size else None, ".2f"),
         "median_ms": fmt(latency["median_ms"], ".3f"),
         "p90_ms": fmt(latency["p90_ms"], ".3f"),
-        "throughput": fmt(result.get("throughput_ips"), ".1f"),
+        "throughput": throughput_cell(result),
         "speedup": fmt(result.get("speedup_vs_torch"), ".2f") + ("×" if result.get("speedup_vs_torch") else ""),
         "fidelity": fidelity_label(result.get("fidelity")),
     }
@@ -135,3 +159,47 @@ def settings_line(doc: dict[str, Any]) -> str:
         f"scenario {s.get('scenario')}, warmup {s.get('warmup')}, {loop} per batch, threads {threads}, "
         f"OpenVINO precision hint {hint}, {s.get('isolation', '')}"
     )
+
+
+# Shown only when `edgecv eval` put an ``accuracy`` dict on some rows.
+ACCURACY_COLUMNS = (("accuracy", "accuracy"), ("accuracy_delta", "Δ vs FP32"))
+ACCURACY_NAMES = {"top1": "top-1", "map": "mAP"}
+
+
+def accuracy_cells(result: dict[str, Any]) -> dict[str, str]:
+    acc = result.get("accuracy") or {}
+    if acc.get("value") is None:
+        return {"accuracy": DASH, "accuracy_delta": DASH}
+    text = f"{ACCURACY_NAMES.get(acc.get('metric'), acc.get('metric', ''))} {100 * acc['value']:.2f}%"
+    if acc.get("conf_thres") is not None:
+        text += f" (conf {acc['conf_thres']:g})"
+    delta = acc.get("delta")
+    return {"accuracy": text, "accuracy_delta": DASH if delta is None else f"{100 * delta:+.2f} pt"}
+
+
+def results_columns(results: list[dict[str, Any]]) -> tuple[tuple[tuple[str, str], ...], list[dict[str, str]]]:
+    """The results table's columns and rows, with the accuracy columns where there is accuracy."""
+    if not any((r.get("accuracy") or {}).get("value") is not None for r in results):
+        return COLUMNS, [result_row(r) for r in results]
+    return COLUMNS + ACCURACY_COLUMNS, [{**result_row(r), **accuracy_cells(r)} for r in results]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (latency, accuracy) points no other point beats on both (faster and at least
+    as accurate), in order of latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_line(results: list[dict[str, Any]]) -> str | None:
+    """The artifacts on the latency–accuracy Pareto front, as a sentence; None without accuracy."""
+    rows = [r for r in results if (r.get("accuracy") or {}).get("value") is not None]
+    if not rows:
+        return None
+    front = pareto_front([(r["latency"]["median_ms"], r["accuracy"]["value"]) for r in rows])
+    return "Latency–accuracy Pareto front (fastest first): " + ", ".join(str(rows[i]["artifact"]) for i in front) + "."

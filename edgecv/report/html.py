@@ -11,7 +11,7 @@ import html
 from typing import Any, Iterable, Sequence
 
 from . import plots
-from .format import COLUMNS, DETAIL_COLUMNS, detail_row, machine_line, result_row, settings_line, versions_line
+from .format import DETAIL_COLUMNS, detail_row, machine_line, results_columns, settings_line, versions_line
 from .markdown import MEMORY_NOTE, NUMERIC
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -66,20 +66,29 @@ def render_html(doc: dict[str, Any]) -> str:
         f'<p class="meta"><b>Machine:</b> {esc(machine_line(doc))}</p>',
         f'<p class="meta"><b>Versions:</b> {esc(versions_line(doc))}</p>',
         f'<p class="meta"><b>Settings:</b> {esc(settings_line(doc))}</p>',
-        html_table(COLUMNS, (result_row(r) for r in results)),
+        html_table(*results_columns(results)),
         "<h2>Latency distribution</h2>",
         figure(plots.latency_distribution(results), "latency distribution per artifact",
                "Boxes: quartiles and median; whiskers: Tukey's 1.5·IQR fences; dots beyond them: outliers "
                "(counted, not dropped); diamonds: p90."),
         "<h2>Latency against fidelity</h2>",
         figure(plots.latency_vs_fidelity(results), "latency against fidelity",
-               "Top-1 agreement with the FP32 model: INT8 artifacts on held-out calibration inputs, the "
+               "Top-1 agreement with the FP32 model: INT8 artifacts on held-out calibration inputs (or, "
+               "marked in-sample, on the calibration inputs themselves when too few were given), the "
                "others from the export's verification against PyTorch, shown only where the benchmark ran "
                "the precision that was verified (OpenVINO verifies in f32: benchmark with --precision f32)."),
         "<h2>Cold start, memory and spread</h2>",
         html_table(DETAIL_COLUMNS, (detail_row(r) for r in results)),
         f'<p class="meta">{esc(MEMORY_NOTE)}</p>',
     ]
+    accuracy_png = plots.latency_vs_accuracy(results)
+    if accuracy_png is not None:  # only where `edgecv eval` measured accuracy
+        parts[-3:-3] = [
+            "<h2>Latency against accuracy</h2>",
+            figure(accuracy_png, "latency against accuracy",
+                   "Accuracy measured by edgecv eval on the user's data; red: the Pareto front (no other artifact "
+                   "is both faster and more accurate)."),
+        ]
     skipped = doc.get("skipped") or []
     if skipped:
         items = "".join(f"<li>{esc(s['artifact'])}: {esc(s['reason'])}</li>" for s in skipped)

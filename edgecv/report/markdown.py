@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable, Sequence
 
-from .format import COLUMNS, DETAIL_COLUMNS, detail_row, machine_line, result_row, settings_line, versions_line
+from .format import DETAIL_COLUMNS, detail_row, machine_line, pareto_line, results_columns, settings_line, versions_line
 
 
 def md_escape(text: Any) -> str:
@@ -44,7 +44,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"- **Versions:** {md_escape(versions_line(doc))}",
         f"- **Settings:** {md_escape(settings_line(doc))}",
         "",
-        md_table(COLUMNS, (result_row(r) for r in results), NUMERIC),
+        md_table(*results_columns(results), NUMERIC),
         "",
         "## Cold start, memory and spread",
         "",
@@ -52,6 +52,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         MEMORY_NOTE,
     ]
+    front = pareto_line(results)
+    if front is not None:  # only where `edgecv eval` measured accuracy
+        lines[lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1] = ["", md_escape(front)]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {md_escape(s['artifact'])}: {md_escape(s['reason'])}" for s in skipped]

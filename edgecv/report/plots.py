@@ -57,42 +57,62 @@ def latency_distribution(results: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+INT8_HELD_OUT = "INT8 fidelity (held-out inputs)"
+INT8_IN_SAMPLE = "INT8 fidelity (in-sample: calibration inputs)"
+VERIFICATION = "verification vs PyTorch"
+
+
 def _fidelity_point(result: dict[str, Any]) -> tuple[float, str] | None:
     """Top-1 agreement with the FP32 model: INT8 fidelity on held-out inputs, else the export's
     verification against PyTorch."""
     fidelity = result.get("fidelity") or {}
     if fidelity.get("top1_agreement") is not None:
-        return float(fidelity["top1_agreement"]), "INT8 fidelity (held-out inputs)"
+        return float(fidelity["top1_agreement"]), INT8_IN_SAMPLE if fidelity.get("in_sample") else INT8_HELD_OUT
     verification = result.get("verification") or {}
     verified_as = verification.get("ran_precision")
     # A figure verified in fp32 says nothing about a bf16 run of the same file.
     if verification.get("top1_agreement") is not None and verified_as in (None, result.get("precision")):
-        return float(verification["top1_agreement"]), "verification vs PyTorch"
+        return float(verification["top1_agreement"]), VERIFICATION
     return None
 
 
 def latency_vs_fidelity(results: list[dict[str, Any]]) -> bytes | None:
+    fig = fidelity_figure(results)
+    return None if fig is None else _png(fig)
+
+
+def fidelity_figure(results: list[dict[str, Any]]) -> Figure | None:
     points = [(r, p) for r in results if (p := _fidelity_point(r)) is not None]
     if not points:
         return None
     batches = {r["batch"] for r, _ in points}
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
-    for kind, marker in (("INT8 fidelity (held-out inputs)", "o"), ("verification vs PyTorch", "s")):
+    for kind, marker in ((INT8_HELD_OUT, "o"), (INT8_IN_SAMPLE, "^"), (VERIFICATION, "s")):
         chosen = [(r, p) for r, p in points if p[1] == kind]
         if chosen:
             ax.scatter([r["latency"]["median_ms"] for r, _ in chosen], [100 * p[0] for _, p in chosen],
                        marker=marker, s=40, label=kind)
-    for r, p in points:
-        ax.annotate(_label(r, batches), (r["latency"]["median_ms"], 100 * p[0]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
     lowest = min(100 * p[0] for _, p in points)
-    ax.set_ylim(max(0.0, lowest - max(2.0, 0.1 * (100 - lowest))), 100.8)
+    bottom = max(0.0, lowest - max(2.0, 0.1 * (100 - lowest)))
+    ax.set_ylim(bottom, 100.8)
+    xs = [r["latency"]["median_ms"] for r, _ in points]
+    left, span = min(xs), (max(xs) - min(xs)) or 1.0
+    placed: list[tuple[float, float]] = []
+    for r, p in sorted(points, key=lambda rp: (rp[0]["latency"]["median_ms"], -rp[1][0])):
+        x, y = r["latency"]["median_ms"], 100 * p[0]
+        # Labels of points in the right part of the plot go to their left, so none runs past the frame;
+        # labels of points that nearly coincide are stacked rather than printed over each other.
+        on_right = x > left + 0.6 * span
+        near = sum(abs(px - x) < 0.12 * span and abs(py - y) < 0.04 * (100.8 - bottom) for px, py in placed)
+        placed.append((x, y))
+        ax.annotate(_label(r, batches), (x, y), fontsize=7, xytext=(-4 if on_right else 4, 4 - 9 * near),
+                    textcoords="offset points", ha="right" if on_right else "left")
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("top-1 agreement with FP32 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _png(fig)
+    return fig
 
 
 def comparison_bars(rows: list[dict[str, Any]], runs: list[str]) -> bytes | None:
@@ -109,5 +129,32 @@ def comparison_bars(rows: list[dict[str, Any]], runs: list[str]) -> bytes | None
     ax.invert_yaxis()
     ax.set_xlabel("median latency (ms)")
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def latency_vs_accuracy(results: list[dict[str, Any]]) -> bytes | None:
+    """Median latency against the accuracy ``edgecv eval`` measured; the Pareto front is marked."""
+    from .format import pareto_front
+
+    rows = [r for r in results if (r.get("accuracy") or {}).get("value") is not None]
+    if not rows:
+        return None
+    metric = {"top1": "top-1 accuracy (%)", "map": "mAP@[.5:.95] (%)"}.get(rows[0]["accuracy"].get("metric"), "accuracy (%)")
+    batches = {r["batch"] for r in rows}
+    points = [(r["latency"]["median_ms"], 100 * r["accuracy"]["value"]) for r in rows]
+    front = pareto_front(points)
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    others = [i for i in range(len(rows)) if i not in front]
+    if others:
+        ax.scatter([points[i][0] for i in others], [points[i][1] for i in others], s=36, color="tab:gray", label="dominated")
+    ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="tab:red", alpha=0.5)
+    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=48, color="tab:red", label="Pareto front")
+    for r, (x, y) in zip(rows, points):
+        ax.annotate(_label(r, batches), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("median latency (ms)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _png(fig)

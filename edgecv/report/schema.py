@@ -49,7 +49,12 @@ def validate_results(doc: Any, source: str = "results") -> dict[str, Any]:
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
+    """A results document; a folder stands for the ``results.json`` in it (``--report DIR``)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / "results.json").is_file():
+            raise ArtifactError(f"{path} is a folder without a results.json (write one with `edgecv benchmark --report {path}`)")
+        path = path / "results.json"
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     try:

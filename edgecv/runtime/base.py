@@ -21,7 +21,8 @@ from edgecv.errors import ArtifactError, InputMismatchError, InvalidOptionError
 # A dimension: a size, or None / a symbolic name (e.g. "batch") where the model takes any size.
 Dim = Union[int, str, None]
 
-# edgecv's precision vocabulary, and the spellings users and backends use for them.
+# edgecv's precision vocabulary (fp32, fp16, bf16, int8), and the spellings users and backends use
+# for them. int8 names an artifact's precision; no backend takes it as a compute hint.
 PRECISION_ALIASES = {
     "fp32": "fp32", "f32": "fp32", "float32": "fp32", "float": "fp32",
     "fp16": "fp16", "f16": "fp16", "float16": "fp16", "half": "fp16",
@@ -36,7 +37,7 @@ def normalize_precision(value: str | None) -> str | None:
         return None
     key = str(value).strip().lower()
     if key not in PRECISION_ALIASES:
-        raise InvalidOptionError(f"unknown precision {value!r}; use one of fp32, bf16, fp16")
+        raise InvalidOptionError(f"unknown precision {value!r}; use one of fp32, bf16, fp16, int8")
     return PRECISION_ALIASES[key]
 
 
@@ -193,6 +194,57 @@ class Runtime(abc.ABC):
 
     def _close_impl(self) -> None:
         """Release backend resources (device memory, sessions)."""
+
+    # --- throughput: several inferences in flight -----------------------------------------------
+
+    def max_concurrency(self) -> int:
+        """How many inferences to keep in flight for throughput: the usable cores, unless the backend
+        knows better (OpenVINO's optimal number of infer requests)."""
+        from edgecv.sysinfo import machine_info
+
+        return max(1, int((machine_info().get("cores") or {}).get("usable") or 1))
+
+    def run_concurrently(
+        self, feed: dict[str, np.ndarray], requests: int, calls: int | None = None, duration_s: float | None = None
+    ) -> tuple[int, float]:
+        """Keep ``requests`` calls of a prepared ``feed`` in flight until ``calls`` have finished (or
+        ``duration_s`` has passed); returns (calls finished, wall seconds). One Python thread per
+        request: the backends release the GIL while they compute, and a session may be run from
+        several threads at once."""
+        import threading
+
+        if calls is None and duration_s is None:
+            raise InvalidOptionError("run_concurrently needs calls or duration_s")
+        lock = threading.Lock()
+        state = {"started": 0, "done": 0}
+        errors: list[BaseException] = []
+        deadline = None if duration_s is None else time.perf_counter() + duration_s
+
+        def worker() -> None:
+            while not errors:
+                with lock:
+                    if (calls is not None and state["started"] >= calls) or (
+                            deadline is not None and time.perf_counter() >= deadline):
+                        return
+                    state["started"] += 1
+                try:
+                    self._infer_impl(feed)
+                except BaseException as exc:  # re-raised in the caller's thread below
+                    errors.append(exc)
+                    return
+                with lock:
+                    state["done"] += 1
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, requests))]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        return state["done"], wall
 
     # --- the interface ---------------------------------------------------------------------------
 

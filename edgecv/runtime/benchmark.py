@@ -30,7 +30,9 @@ from .memory import current_rss_mb
 from .registry import BACKENDS, backend_class, backend_name, is_installed
 from .stats import LatencyStats
 
-SCENARIOS = ("single-stream", "offline")
+SCENARIOS = ("single-stream", "offline", "throughput")
+# Backends whose throughput scenario keeps several inferences in flight (see Runtime.run_concurrently).
+CONCURRENT_BACKENDS = ("onnxruntime", "openvino")
 DEFAULT_WARMUP = 10
 DEFAULT_ITERATIONS = 200
 OFFLINE_BATCH = 32
@@ -52,10 +54,15 @@ class BenchSettings:
     seed: int = 0
     # ``1x3x224x224`` (or ``name:1x3x224x224``): the input shape for artifacts that do not fix it.
     shape: str | None = None
+    # Throughput scenario: inferences in flight (default: the backend's choice).
+    requests: int | None = None
 
     def __post_init__(self) -> None:
         if self.shape is not None:
             parse_shape(self.shape)
+        if self.requests is not None and (isinstance(self.requests, bool) or not isinstance(self.requests, int)
+                                          or self.requests < 1):
+            raise InvalidOptionError(f"requests must be an integer ≥ 1, got {self.requests!r}")
         if self.scenario not in SCENARIOS:
             raise InvalidOptionError(f"scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
         if self.iterations is not None and self.duration is not None:
@@ -97,10 +104,14 @@ class BenchResult:
     verification: dict[str, Any] = field(default_factory=dict)  # vs PyTorch, from the manifest
     speedup_vs_torch: float | None = None
     notes: list[str] = field(default_factory=list)
+    # Throughput scenario: items/s with several inferences in flight, next to the single-stream figure.
+    concurrency: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> tuple[str, float, str]:
         """(figure, value, unit) the scenario reports first."""
+        if self.scenario == "throughput" and self.concurrency:
+            return "throughput", self.concurrency["items_per_s"], "items/s"
         if self.scenario == "offline":
             return "throughput", self.throughput_ips, "items/s"
         return "p90", self.latency.p90_ms, "ms"
@@ -125,7 +136,7 @@ class BenchResult:
 def scenario_batch(runtime: Runtime, scenario: str) -> int:
     """The batch a scenario sends when none is asked for."""
     low, high = runtime.batch_range
-    if low == high or scenario == "single-stream":
+    if low == high or scenario != "offline":  # throughput: one item per request, several in flight
         return low
     return high if high is not None else max(low, OFFLINE_BATCH)
 
@@ -400,8 +411,16 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
         rss_loaded = current_rss_mb()
     finally:
         runtime.close()
+    if settings.scenario == "throughput" and job.backend in CONCURRENT_BACKENDS:
+        measure_concurrency(job, results, settings)
     record = job.record
+    from edgecv.int8_kernels import artifact_target_note
+
+    # INT8 built for another kind of CPU: what that costs here (CPU devices only).
+    cpu_note = artifact_target_note(job.label, job.source, record)
     for result in results:
+        if cpu_note and str(result.device or "cpu").lower().startswith("cpu"):
+            result.notes.append(cpu_note)
         result.artifact = job.label
         result.artifact_precision = record.get("precision")
         result.intended_for = record.get("intended_for")
@@ -410,10 +429,47 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
                 f"{job.label}: FP16-compressed weights; the backend decompresses them at load and computes "
                 f"in {result.precision} on this device: the file is half the size, the arithmetic is not FP16"
             )
+        if result.intended_for == "tensorrt" and result.backend == "onnxruntime":
+            result.notes.append(
+                f"{job.label}: the TensorRT-flavour INT8 graph (signed, symmetric Q/DQ) that TensorRT builds its "
+                "INT8 engine from. ONNX Runtime's CPU kernels run this flavour slower than FP32, so its time here "
+                "is a reference, not a deployment figure; ONNX Runtime's own INT8 artifact is onnx-int8-cpu"
+            )
         result.fidelity = dict(record.get("fidelity") or {})
         result.verification = _verification_headline(record.get("verification"))
         result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}
     return results
+
+
+def _throughput_load(job: BenchJob) -> tuple[dict[str, Any], str]:
+    """How to load an artifact for throughput, and that setup in words for the report."""
+    if job.backend == "openvino":
+        return {"threads": job.threads, "performance_hint": "THROUGHPUT"}, "OpenVINO THROUGHPUT hint, AsyncInferQueue"
+    # One intra-op thread per run, several runs of one session at once: ORT's throughput setup.
+    return {"threads": 1}, "ONNX Runtime, concurrent runs of one session on threads, 1 intra-op thread each"
+
+
+def measure_concurrency(job: BenchJob, results: list[BenchResult], settings: BenchSettings) -> None:
+    """Load ``job``'s artifact set up for throughput and time several inferences in flight at each
+    result's batch; sets ``result.concurrency`` next to the single-stream figures."""
+    options, setup = _throughput_load(job)
+    with load(job.source, backend=job.backend, precision=job.precision, **options) as runtime:
+        requests = settings.requests or runtime.max_concurrency()
+        for result in results:
+            feed = runtime.prepare(make_inputs(runtime, result.batch, settings.seed, settings.shape))
+            runtime.run_concurrently(feed, requests, calls=max(requests * 2, settings.warmup))  # warm every request
+            calls = None if settings.iterations is None else settings.iterations * requests
+            done, wall = runtime.run_concurrently(feed, requests, calls=calls, duration_s=settings.duration)
+            items = result.batch * done / wall if wall > 0 else float("inf")
+            result.concurrency = {
+                "requests": requests,
+                "items_per_s": items,
+                "calls": done,
+                "wall_s": wall,
+                "setup": f"{setup}, {requests} in flight",
+                "vs_single_stream": items / result.throughput_ips if result.throughput_ips else None,
+            }
+            result.notes.append(f"{job.label}: throughput with {setup}; items/s: one request at a time → {requests} in flight")
 
 
 def _verification_headline(verification: dict[str, Any] | None) -> dict[str, Any]:
@@ -503,7 +559,7 @@ def _find_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
 def _planned_batch(record: dict[str, Any], scenario: str) -> int:
     if not record.get("dynamic_batch"):
         return int(record.get("batch", 1))
-    return 1 if scenario == "single-stream" else OFFLINE_BATCH
+    return OFFLINE_BATCH if scenario == "offline" else 1
 
 
 def plan_jobs(
@@ -616,6 +672,7 @@ def benchmark_target(
     baseline: bool = True,
     seed: int = 0,
     shape: str | None = None,
+    requests: int | None = None,
     observer: BenchObserver | None = None,
 ) -> BenchReport:
     """Benchmark a run folder (every artifact in its manifest, plus the PyTorch model it was
@@ -630,7 +687,8 @@ def benchmark_target(
     from edgecv.sysinfo import backend_versions, machine_info, openvino_default_precision
 
     settings = BenchSettings(
-        warmup=warmup, iterations=iterations, duration=duration, scenario=scenario, seed=seed, shape=shape
+        warmup=warmup, iterations=iterations, duration=duration, scenario=scenario, seed=seed, shape=shape,
+        requests=requests,
     )
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads must be a positive integer, got {threads!r}")

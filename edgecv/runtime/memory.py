@@ -1,10 +1,12 @@
-"""Resident memory of this process, for the benchmark's memory figures.
+"""Resident memory of this process: edgecv's one reader of it (the benchmark's memory figures, the
+INT8 report's peak).
 
 Two readings with different meanings: the current RSS (``/proc/self/statm``), which goes down when
 memory is freed, and the peak RSS (``VmHWM`` in ``/proc/self/status``), which never does. A peak is
 only attributable to one artifact in a process that ran nothing else, which is why the benchmark
 runs each artifact in a fresh subprocess unless told otherwise. ``getrusage``'s ``ru_maxrss`` is
-not used on Linux: it survives ``execve``, so a fresh worker would inherit its parent's peak.
+only the fallback where there is no ``/proc`` (macOS): on Linux it survives ``execve``, so a fresh
+worker would report its parent's peak. Where neither exists (Windows) both readings are ``None``.
 """
 
 from __future__ import annotations

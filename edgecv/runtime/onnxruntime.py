@@ -3,15 +3,14 @@ build has them (``onnxruntime-gpu``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgecv.calibration.int8_kernels import configure_onnxruntime
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError
+from edgecv.int8_kernels import configure_onnxruntime
 
 from .base import Runtime, TensorInfo, first_line, require_file
 
@@ -48,6 +47,23 @@ def graph_precision(model: onnx.ModelProto) -> str:
     return "fp32"
 
 
+def default_intra_threads() -> int:
+    """The cores this process may use (affinity mask, container quota), physical ones only."""
+    from edgecv.sysinfo import machine_info
+
+    cores = machine_info()["cores"]
+    usable = cores["usable"] or 1
+    if cores.get("cgroup_limit"):
+        usable = min(usable, max(1, int(cores["cgroup_limit"])))
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        physical = usable
+    return max(1, min(usable, physical))
+
+
 def _tensor_info(node_arg: Any) -> TensorInfo:
     if node_arg.type not in _DTYPES:
         raise ArtifactError(f"tensor '{node_arg.name}' has type {node_arg.type}, which edgecv does not feed")
@@ -58,7 +74,8 @@ def _tensor_info(node_arg: Any) -> TensorInfo:
 
 class OnnxRuntimeRuntime(Runtime):
     """``device``: ``cpu`` (default, or ``cuda`` where onnxruntime-gpu is installed), ``cuda``,
-    ``tensorrt``; ``providers`` overrides the list. ``threads`` sets intra_op_num_threads."""
+    ``tensorrt``; ``providers`` overrides the list. ``threads`` sets intra_op_num_threads (default:
+    :func:`default_intra_threads`)."""
 
     backend = "onnxruntime"
     options = frozenset({"providers"})
@@ -70,8 +87,12 @@ class OnnxRuntimeRuntime(Runtime):
         options = ort.SessionOptions()
         # Warnings about unused initializers and the like are noise in a benchmark's output.
         options.log_severity_level = 3
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
+        # Always an explicit count: ORT's own default (0) takes every physical core of the machine,
+        # ignoring taskset/cgroup limits, and pins its threads to cores, which on a shared or
+        # virtualised CPU stalls a whole operator behind one busy core.
+        if self.threads is None:
+            self.threads = default_intra_threads()
+        options.intra_op_num_threads = self.threads
         try:
             # Parsed once here, for the kernel settings and the precision label.
             graph = onnx.load(str(path), load_external_data=False)

@@ -105,6 +105,30 @@ class OpenVinoRuntime(Runtime):
         self._request = self._compiled.create_infer_request()
         self._bound: list[np.ndarray | None] = [None] * len(self.inputs)
 
+    def max_concurrency(self) -> int:
+        """OpenVINO's own answer: as many requests as the compiled model has streams to fill."""
+        return int(_property(self._compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
+
+    def run_concurrently(
+        self, feed: dict[str, np.ndarray], requests: int, calls: int | None = None, duration_s: float | None = None
+    ) -> tuple[int, float]:
+        """OpenVINO's asynchronous API, as benchmark_app uses it: an AsyncInferQueue of ``requests``
+        infer requests, each started again as soon as it is free."""
+        import time
+
+        if calls is None and duration_s is None:
+            raise InvalidOptionError("run_concurrently needs calls or duration_s")
+        queue = ov.AsyncInferQueue(self._compiled, max(1, requests))
+        inputs = {i: feed[info.name] for i, info in enumerate(self.inputs)}
+        start = time.perf_counter()
+        deadline = None if duration_s is None else start + duration_s
+        sent = 0
+        while (calls is None or sent < calls) and (deadline is None or time.perf_counter() < deadline):
+            queue.start_async(inputs)  # waits for a free request when all are busy
+            sent += 1
+        queue.wait_all()
+        return sent, time.perf_counter() - start
+
     @staticmethod
     def _check_device(device: str) -> None:
         available = core().available_devices

@@ -4,8 +4,11 @@ Uses TensorRT 10's name-based I/O API (``set_input_shape``, ``set_tensor_address
 ``execute_async_v3``), one CUDA stream, pinned host buffers and device buffers from cuda-python,
 all allocated once at load for the largest shapes the engine's optimization profile allows, so a
 call only copies in, enqueues and copies out. Engines only run on the GPU model and TensorRT
-version that built them; the ``.json`` sidecar the export writes names both, and a failed
-deserialization is explained with it.
+version that built them [TRT docs]; the ``.json`` sidecar the export writes names both, and a plan
+whose sidecar names another TensorRT release or GPU is refused before TensorRT is asked to load it.
+
+Imports only TensorRT, cuda-python and numpy: a Jetson board that benchmarks engines needs neither
+PyTorch, ONNX Runtime nor OpenVINO (a test runs this module with those blocked).
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from typing import Any
 import numpy as np
 import tensorrt as trt
 
-try:  # cuda-python ≥ 12.6 moved the runtime bindings; older releases expose cuda.cudart
-    from cuda.bindings import runtime as cudart
-except ImportError:
-    from cuda import cudart
-
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, StageError
+from edgecv.tensorrt_info import cuda_gpu, cuda_runtime_module, plan_mismatch
+
+# cuda-python ≥ 12.6 moved the runtime bindings to cuda.bindings.runtime; older ones have cuda.cudart.
+cudart = cuda_runtime_module()
 
 from .base import Runtime, TensorInfo, require_file
 
@@ -101,11 +103,21 @@ class TensorRTRuntime(Runtime):
         _cuda(cudart.cudaSetDevice(index))
         self.device = f"cuda:{index}"
         sidecar = read_sidecar(path)
+        gpu = cuda_gpu(index)
+        mismatch = plan_mismatch(sidecar, trt.__version__, gpu)
+        if mismatch:
+            # [TRT docs] a plan is tied to the TensorRT release and the GPU that built it; deserializing
+            # it elsewhere fails or, across GPUs of one compute capability, runs untuned.
+            raise ArtifactError(f"{path.name} was {mismatch}: rebuild it on this machine (build_engine.sh or edgecv export)")
+        if sidecar.get("gpu") and gpu and sidecar["gpu"] != gpu.get("gpu"):
+            self.notes.append(f"{path.name} was built on {sidecar['gpu']}, runs on {gpu.get('gpu')}: same compute "
+                              "capability, but TensorRT tuned it for the other GPU")
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._trt_runtime = trt.Runtime(self._logger)
         self._engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            built = f" (built with TensorRT {sidecar.get('tensorrt')} for {sidecar.get('gpu')})" if sidecar else ""
+            built = (f" (built with TensorRT {sidecar.get('tensorrt')} for {sidecar.get('gpu')}, compute capability "
+                     f"{sidecar.get('compute_capability')})") if sidecar else " (no .json sidecar says what built it)"
             raise ArtifactError(
                 f"TensorRT {trt.__version__} could not deserialize {path.name}{built}; "
                 "engines only run on the GPU model and TensorRT version that built them"

@@ -1,13 +1,18 @@
 """`edgecv export --int8` through the real command line: the three INT8 artifacts with their
-fidelity, the sensitivity ranking, --keep-fp32, and a rerun that reuses the calibration ranges."""
+fidelity, the sensitivity ranking, --keep-fp32, a rerun that reuses the calibration ranges, and
+--target-cpu (recorded in the manifest and the artifacts, noted by the benchmark on another CPU)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import onnx
 import pytest
 
+from edgecv.artifact_metadata import read_metadata
+from edgecv.sysinfo import cpu_int8_target
+from tests.conftest import assert_user_error_in_process, invoke_cli
 
 ARGS = ("mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--int8", "--calib-size", "48")
 
@@ -40,6 +45,12 @@ def test_int8_artifacts_and_report(int8_run):
     assert summary["int8"]["timings_s"]["ranges"] > 0
     assert "default" in report["calibration"]["kind"]  # no --calib: the stock photographs, with a warning
     assert "calib" in proc.stderr.lower()
+    manifest = json.loads((out / "manifest.json").read_text())
+    here = cpu_int8_target()
+    assert manifest["options"]["target_cpu"] == "auto" and manifest["stages"]["int8"]["info"]["target_cpu"] == here
+    assert read_metadata(out / "model.int8.cpu.onnx")["edgecv.target_cpu"] == here
+    assert read_metadata(out / "openvino" / "model.int8.xml")["edgecv.target_cpu"] == here
+    assert "edgecv.target_cpu" not in read_metadata(out / "model.int8.onnx")  # the same for every CPU
 
 
 def test_keep_fp32_leaves_the_top_ranked_layers_in_float(int8_run):
@@ -68,6 +79,7 @@ def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli):
     again = cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out)
     assert again.returncode == 0, again.stderr
     assert "INT8 sensitivity" in again.stdout
+    assert f"INT8 built for {cpu_int8_target()} (this machine's CPU: " in again.stdout
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(stages, "reused")
     changed = cli("export", *ARGS, "--keep-fp32", "1", "--out", out, "--json")
@@ -78,9 +90,30 @@ def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli):
     assert info["ranges"]["reused"] is True and len(info["excluded"]) == 1
 
 
-def test_unknown_exclude_names_the_closest_nodes(int8_run, cli):
-    from tests.conftest import assert_user_error
-
+def test_target_cpu_shapes_the_cpu_artifacts_and_the_benchmark_notes_it(int8_run, tmp_path):
+    """Built for an AVX2-only CPU: 7-bit weights in ONNX Runtime's CPU flavour, NNCF's overflow fix on
+    every layer, the target stamped in; on any other CPU the benchmark says what that costs."""
     out, _ = int8_run
-    proc = cli("export", *ARGS, "--exclude", "/features/features.2/conv/conv.0/conv.0.0/Convv", "--out", out)
-    assert_user_error(proc, "no node named", "did you mean")
+    run = tmp_path / "avx2"
+    shutil.copytree(out, run)
+    done = invoke_cli("export", *ARGS, "--target-cpu", "x86-avx2", "--out", run, "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((run / "manifest.json").read_text())
+    info = manifest["stages"]["int8"]["info"]
+    assert manifest["options"]["target_cpu"] == "x86-avx2" and info["target_cpu"] == "x86-avx2"
+    assert info["ranges"]["reused"] is True  # the ranges do not depend on the target
+    assert info["flavours"]["cpu"]["reduce_range"] is True and info["flavours"]["tensorrt"]["reduce_range"] is False
+    assert info["flavours"]["openvino"]["overflow_fix"] == "enable"
+    assert read_metadata(run / "model.int8.cpu.onnx")["edgecv.target_cpu"] == "x86-avx2"
+    bench = invoke_cli("benchmark", run / "model.int8.cpu.onnx", "--in-process", "--warmup", "1", "--iterations", "2",
+                       "--json")
+    assert bench.returncode == 0, bench.stderr
+    notes = json.loads(bench.stdout)["results"][0]["notes"]
+    noted = [n for n in notes if "built for x86-avx2" in n]
+    assert noted if cpu_int8_target() != "x86-avx2" else not noted, notes
+
+
+def test_unknown_exclude_names_the_closest_nodes(int8_run):
+    out, _ = int8_run
+    assert_user_error_in_process("export", *ARGS, "--exclude", "/features/features.2/conv/conv.0/conv.0.0/Convv",
+                                 "--out", out, fragments=("no node named", "did you mean"))

@@ -59,13 +59,20 @@ def test_run_folder_in_process(static_run):
 
 
 def test_isolated_run_reports_each_artifacts_own_peak(dynamic_run):
+    import torch  # noqa: F401  (this process holds torch, the workers do not)
+
+    from edgecv.runtime.memory import current_rss_mb
+
     report = benchmark_target(dynamic_run, backends=["onnxruntime", "openvino"], **QUICK)
+    parent = current_rss_mb()
     assert {r.artifact for r in report.results} == {"onnx-fp32", "openvino-fp32"}
     for r in report.results:
         memory = r.memory
         assert memory["scope"] == "subprocess"
-        # A fresh interpreter with one backend: far below the parent test process, which has torch loaded.
-        assert memory["rss_before_load_mb"] < memory["rss_loaded_mb"] <= memory["peak_rss_mb"] < 1000
+        # A fresh interpreter with one backend stays below this process, which has torch and both
+        # backends loaded; a peak inherited from the parent (getrusage across exec) would not. Relative,
+        # because absolute sizes differ between library versions and machines.
+        assert memory["rss_before_load_mb"] < memory["rss_loaded_mb"] <= memory["peak_rss_mb"] < parent, (memory, parent)
 
 
 def test_batch_sweep_on_dynamic_artifacts(dynamic_run):

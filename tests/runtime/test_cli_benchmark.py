@@ -1,4 +1,5 @@
-"""`edgecv benchmark` and `edgecv report` as a user runs them: real subprocesses, exit codes, files."""
+"""`edgecv benchmark` and `edgecv report` as a user runs them: real subprocesses, exit codes, files; the
+bad inputs in this process (typer's test runner), one of them also as a real subprocess."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, assert_user_error_in_process, run_cli
 
 QUICK = ("--warmup", "1", "--iterations", "5")
 
@@ -64,7 +65,11 @@ def test_bad_input_exits_2_with_one_line(args, fragments, static_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     shutil.copy(static_run / "model.onnx", tmp_path / "loose.onnx")
     argv = [str(a).format(tmp=tmp_path, static=static_run) for a in args]
-    assert_user_error(run_cli(*argv), *fragments)
+    assert_user_error_in_process(*argv, fragments=fragments)
+
+
+def test_bad_input_exits_2_from_the_real_command(static_run):
+    assert_user_error(run_cli("benchmark", static_run, "--batch", "two"), "--batch takes positive integers")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
