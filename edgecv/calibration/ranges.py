@@ -124,6 +124,9 @@ class RangeStatistics:
             )
 
     def update(self, outputs: dict[str, np.ndarray]) -> None:
+        # A detector's NMS outputs are empty for a picture with no detection (they stay in float
+        # and need no range); neither min/max nor ORT's histograms take an empty tensor.
+        outputs = {name: value for name, value in outputs.items() if value.size}
         if self._collector is None:
             for name, value in outputs.items():
                 lo, hi = value.min(), value.max()
@@ -150,8 +153,11 @@ class RangeStatistics:
 
     def _flush(self) -> None:
         if self._pending_inputs:
+            batch = {k: np.concatenate(v) for k, v in self._pending.items()}
+            if self.method == "percentile":
+                batch = {k: _histogrammable(v, self._collector.num_bins) for k, v in batch.items()}
             with _quiet():
-                self._collector.collect({k: np.concatenate(v) for k, v in self._pending.items()})
+                self._collector.collect(batch)
         self._pending, self._pending_inputs = {}, 0
 
     def result(self) -> TensorsData:
@@ -163,6 +169,23 @@ class RangeStatistics:
         self._flush()
         with _quiet():
             return TensorsData(self.calibration_method, self._collector.compute_collection_result())
+
+
+def _histogrammable(values: np.ndarray, num_bins: int) -> np.ndarray:
+    """``values`` with a zero added where ORT's percentile collector could not histogram them.
+
+    Its first histogram of a tensor spans the tensor's own |values|; one that barely varies (the
+    objectness of an untrained detector: |x| from 4.59198 to 4.59215) holds fewer float32 steps
+    than bins and numpy refuses ("Too many bins for data range"), failing the whole export. With a
+    zero the first bins span 0..max (later batches are binned into the first bins, extended
+    upwards only)."""
+    a = np.abs(values)
+    if a.size == 0:
+        return values
+    lo, hi = a.min(), a.max()
+    if hi > lo and hi - lo < num_bins * np.spacing(hi):
+        return np.append(values, values.dtype.type(0))
+    return values
 
 
 def augmented_session(model_path: str | Path, workdir: str | Path, threads: int | None = None):

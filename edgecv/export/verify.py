@@ -196,7 +196,8 @@ def onnx_decoded_outputs(path, batches: Sequence[np.ndarray], names: tuple[str, 
     import onnxruntime as ort
 
     model = onnx.load(str(path))
-    producer = {out: n.name for n in model.graph.node for out in n.output}
+    # Constants folded into the decode scope are not what it computes.
+    producer = {out: n.name for n in model.graph.node if n.op_type != "Constant" for out in n.output}
     crossing: list[str] = []
     for node in model.graph.node:
         if not node.name.startswith("/postprocess/"):

@@ -612,7 +612,10 @@ def install(monkeypatch, version: str = "10.3.0", gpu: dict[str, Any] | None = N
     Modules that imported the real (absent) ones earlier are dropped so they import the fakes."""
     for name, module in modules(version, gpu).items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "edgecv.runtime.tensorrt", raising=False)
+    # edgecv.runtime.tensorrt binds ``tensorrt`` at import: drop it now so it imports the fakes, and
+    # have monkeypatch remove the copy imported during the test, so later tests never see the fakes.
+    monkeypatch.setitem(sys.modules, "edgecv.runtime.tensorrt", None)
+    del sys.modules["edgecv.runtime.tensorrt"]
     return sys.modules["tensorrt"]
 
 
