@@ -4,7 +4,7 @@ artifact copied out of its run folder still preprocesses, benchmarks, predicts a
 correctly. TensorRT plans stay untouched (metadata in front of a plan breaks trtexec, DeepStream
 and Triton); their ``.json`` sidecar carries the same keys.
 
-Imports only ``edgecv.models.spec`` and ``edgecv.errors``: every layer may read it.
+Imports only ``edgecv.models.spec`` and ``edgecv.runfolder``: every layer may read it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.models.spec import InputSpec
+from edgecv.runfolder import find_artifact
 
 PREFIX = "edgecv."
 RT_INFO_SECTION = "edgecv"
@@ -120,9 +121,9 @@ def input_spec_of(path: str | Path) -> InputSpec | None:
             return InputSpec.from_dict(json.loads(meta[f"{PREFIX}input_spec"]))
         except (ValueError, TypeError, KeyError):
             pass
-    manifest = manifest_listing(path)
-    if manifest is not None and isinstance(manifest[0].get("input_spec"), dict):
-        return InputSpec.from_dict(manifest[0]["input_spec"])
+    found = find_artifact(path)
+    if found is not None and isinstance(found[1].get("input_spec"), dict):
+        return InputSpec.from_dict(found[1]["input_spec"])
     return None
 
 
@@ -134,22 +135,5 @@ def model_info_of(path: str | Path) -> dict[str, Any]:
             return dict(json.loads(meta[f"{PREFIX}model"]))
         except (ValueError, TypeError):
             pass
-    manifest = manifest_listing(path)
-    return dict(manifest[0].get("model") or {}) if manifest is not None else {}
-
-
-def manifest_listing(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(manifest, artifact record) of the run folder that lists ``path``, looking up to two levels up."""
-    path = Path(path).resolve()
-    for folder in list(path.parents)[:2]:
-        manifest_path = folder / "manifest.json"
-        if not manifest_path.is_file():
-            continue
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
-            return None
-        for record in manifest.get("artifacts", []) if isinstance(manifest, dict) else []:
-            if (folder / record.get("path", "")).resolve() == path:
-                return manifest, record
-    return None
+    found = find_artifact(path)
+    return dict(found[1].get("model") or {}) if found is not None else {}

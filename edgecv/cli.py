@@ -342,7 +342,8 @@ def benchmark_cmd(
 
     def run() -> None:
         from edgecv.report import write_report
-        from edgecv.report.console import RichObserver, results_table
+        from edgecv.report.console import results_table
+        from edgecv.runtime.rich_progress import RichObserver
         from edgecv.runtime.benchmark import benchmark_target, parse_batches
 
         with RichObserver(console) as observer:

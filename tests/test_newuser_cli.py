@@ -384,7 +384,7 @@ def test_benchmark_shape_for_an_artifact_without_a_fixed_size(invoke, tmp_path):
 
 
 def test_static_batch_advice_fits_a_single_file(invoke, tmp_path):
-    from edgecv.export.manifest import SCHEMA
+    from edgecv.runfolder import SCHEMA
 
     run = tmp_path / "run"
     run.mkdir()

@@ -26,7 +26,7 @@ from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, s
 
 from edgecv.errors import InvalidOptionError
 
-from ._atomic import write_json
+from edgecv.runfolder import write_json_atomic
 
 CALIB_METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
@@ -278,7 +278,7 @@ def write_cache(cache_path: Path, key: str, ranges: TensorsData, meta: dict[str,
     meta_path.unlink(missing_ok=True)
     save_tensors_data(ranges, cache_path)  # atomic (temporary file + rename)
     cache_path.chmod(_default_file_mode())  # its temporary file was private (mkstemp); the run folder's are not
-    write_json(meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta})
+    write_json_atomic(meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta})
 
 
 def cached_ranges(

@@ -30,7 +30,7 @@ from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.int8_kernels import target_cpu as cpu_target
 from edgecv.runtime.memory import peak_rss_mb
 
-from ._atomic import write_json, written_atomically
+from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_path, write_json_atomic
 from .data import CalibrationData, CalibrationReport
 from .detection_fidelity import compare_detections as detection_compare
 from .detection_fidelity import is_detection_output
@@ -44,10 +44,8 @@ from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_laye
 from .tensorrt_rules import check_tensorrt_qdq
 
 Progress = Callable[[str, int, "int | None"], None]
-CALIBRATION_DIR = "calibration"
-RANGES_FILE = f"{CALIBRATION_DIR}/ranges.json"
-REPORT_FILE = f"{CALIBRATION_DIR}/report.json"
-OPENVINO_INT8 = "openvino/model.int8.xml"
+REPORT_FILE = INT8_REPORT_FILE
+OPENVINO_INT8 = OV_INT8_XML
 REPORT_SCHEMA = "edgecv.int8-report/1"
 
 
@@ -260,7 +258,7 @@ def quantize_run(
 
         for name in flavours:
             flavour = flavour_of(name)
-            with clock.step(f"quantize_{flavour.name}"), written_atomically(out_dir / flavour.filename) as out:
+            with clock.step(f"quantize_{flavour.name}"), atomic_path(out_dir / flavour.filename) as out:
                 flavour_info[flavour.name] = _quantize(prepared, out, flavour, method, ranges_path, excluded, reasons, target)
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
@@ -280,7 +278,7 @@ def quantize_run(
         ranges=ranges_info, flavours=flavour_info, excluded=excluded, sensitivity=ranking,
         timings_s=clock.timings, peak_rss_mb=peak_rss_mb(), warnings=list(calib.report.warnings), target_cpu=target,
     )
-    write_json(out_dir / REPORT_FILE, result.to_dict())
+    write_json_atomic(out_dir / REPORT_FILE, result.to_dict())
     return result
 
 
@@ -327,7 +325,7 @@ def _openvino(fp32_xml: Path, final: Path, calib: CalibrationData, excluded: lis
 
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
-        with written_atomically(final, companions=(".bin",)) as out, contextlib.redirect_stdout(io.StringIO()):
+        with atomic_path(final, companions=(".bin",)) as out, contextlib.redirect_stdout(io.StringIO()):
             info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded, target=target)
     except EdgecvError:
         raise

@@ -33,7 +33,7 @@ EXPECTED = {"jetpack": "6.x (TensorRT 10.3) or 7.x (TensorRT 10.13-10.16; Tensor
 
 
 def _run_inputs(run_dir: Path) -> dict[str, Any]:
-    from edgecv.export.manifest import read_manifest
+    from edgecv.runfolder import read_manifest
 
     manifest = read_manifest(run_dir)
     spec = manifest.get("input_spec") or {}

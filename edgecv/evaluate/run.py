@@ -134,7 +134,7 @@ class EvalReport:
     def results_document(self) -> dict[str, Any]:
         """An ``edgecv.results/1`` document: the latency is what the eval loop timed per call."""
         from edgecv import __version__
-        from edgecv.report.schema import RESULTS_SCHEMA
+        from edgecv.runfolder import RESULTS_SCHEMA
         from edgecv.runtime.stats import LatencyStats
         from edgecv.sysinfo import backend_versions, machine_info
 
@@ -170,14 +170,10 @@ class EvalReport:
 
 def _manifest_for(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, Path | None]:
     """(artifact record, manifest, run folder) of an artifact inside a run folder, if it is in one."""
-    from edgecv.runtime.benchmark import _find_record
+    from edgecv.runfolder import find_artifact
 
-    record, manifest = _find_record(path)
-    if manifest is None:
-        return {}, None, None
-    resolved = path.resolve()
-    folder = next(p for p in list(resolved.parents)[:2] if (p / "manifest.json").is_file())
-    return record, manifest, folder
+    found = find_artifact(path)
+    return found if found else ({}, None, None)
 
 
 def plan(
@@ -185,7 +181,7 @@ def plan(
     zoo_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, Path | None, list[EvalItem], list[dict[str, str]]]:
     """(target description, manifest, run folder, items, skipped)."""
-    from edgecv.export.manifest import MANIFEST_NAME, read_manifest
+    from edgecv.runfolder import MANIFEST_NAME, read_manifest
     from edgecv.runtime.registry import BACKENDS, backend_name, is_installed, resolve_backend
 
     wanted = {backend_name(b) for b in backends} if backends else None
@@ -589,7 +585,7 @@ def evaluate(
 def record_eval(run_dir: Path, report: EvalReport) -> Path | None:
     """Keep the figures in ``<run>/eval.json`` (rows of the same data set merge by artifact), so a
     later ``edgecv benchmark --report`` shows them."""
-    from edgecv.export.runfolder import write_json_atomic
+    from edgecv.runfolder import write_json_atomic
 
     path = run_dir / EVAL_FILE
     entries: dict[str, Any] = {}

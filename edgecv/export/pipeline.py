@@ -21,10 +21,10 @@ from edgecv import __version__
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError, WeightsError
 from edgecv.models.spec import InputSpec
 
-from .manifest import MANIFEST_NAME, SCHEMA, ArtifactRecord, read_manifest
+from edgecv.runfolder import MANIFEST_NAME, SCHEMA, ArtifactRecord, read_manifest, verification_headline
 from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
-from .runfolder import file_record, prepare_run_dir, sha256_file, sha256_json, write_json_atomic
+from edgecv.runfolder import file_record, prepare_run_dir, sha256_file, sha256_json, write_json_atomic
 from .stages import Stage, ordered_stages
 
 
@@ -185,7 +185,7 @@ class ExportResult:
                     "precision": a["precision"],
                     "intended_for": a["intended_for"],
                     "size_bytes": _artifact_size(m["files"], a["path"]),
-                    "verification": _headline(a.get("verification")),
+                    "verification": verification_headline(a.get("verification")),
                     "fidelity": a.get("fidelity") or None,
                 }
                 for a in m["artifacts"]
@@ -214,22 +214,6 @@ def _artifact_size(files: dict[str, Any], rel: str) -> int | None:
     sizes = [files.get(r, {}).get("size_bytes") for r in (rel, str(Path(rel).with_suffix(".bin")))]
     known = [s for s in sizes if s is not None]
     return sum(known) if known else None
-
-
-def _headline(verification: dict | None) -> dict | None:
-    if not verification or not verification.get("outputs"):
-        return None
-    outs = verification["outputs"]
-    head = {
-        "passed": verification.get("passed"),
-        "max_abs": max(o.get("max_abs", o.get("max_score_diff", 0.0)) for o in outs),
-        "cosine": min((o["cosine"] for o in outs if "cosine" in o), default=None),
-        "top1_agreement": min((o["top1_agreement"] for o in outs if o.get("top1_agreement") is not None), default=None),
-    }
-    detections = [o for o in outs if "matched_share" in o]
-    if detections:
-        head["matched_share"] = min(o["matched_share"] for o in detections)
-    return head
 
 
 def _versions() -> dict[str, Any]:

@@ -17,15 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from edgecv.errors import VerificationError
 from edgecv.int8_kernels import target_cpu
 
-from .manifest import ArtifactRecord
-from .runfolder import TMP_MARK, atomic_path
+from edgecv.runfolder import ArtifactRecord
+from edgecv.runfolder import INT8_CPU_ONNX, INT8_ONNX, INT8_REPORT_FILE, ONNX, OV_DIR, OV_FP16_XML, OV_INT8_XML, OV_XML, RAW_ONNX, TMP_MARK, atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import ExportContext
 
-RAW_ONNX = "model.raw.onnx"
-ONNX = "model.onnx"
-OV_DIR = "openvino"
 
 
 class Stage:
@@ -233,7 +230,7 @@ class OpenVinoFP32(_OpenVinoIR):
     name = "openvino"
     title = "OpenVINO IR (FP32)"
     compress_to_fp16 = False
-    xml = f"{OV_DIR}/model.xml"
+    xml = OV_XML
     precision = "fp32"
 
 
@@ -242,7 +239,7 @@ class OpenVinoFP16(_OpenVinoIR):
     name = "openvino-fp16"
     title = "OpenVINO IR (FP16 weights)"
     compress_to_fp16 = True
-    xml = f"{OV_DIR}/model.fp16.xml"
+    xml = OV_FP16_XML
     precision = "fp16"
 
     def enabled(self, ctx):
@@ -274,9 +271,9 @@ class Int8(Stage):
         }
 
     def outputs(self, ctx):
-        out = ["model.int8.onnx", "model.int8.cpu.onnx", "calibration/report.json"]
+        out = [INT8_ONNX, INT8_CPU_ONNX, INT8_REPORT_FILE]
         if "openvino" in ctx.options.backends:
-            out += [f"{OV_DIR}/model.int8.xml", f"{OV_DIR}/model.int8.bin"]
+            out += [OV_INT8_XML, str(Path(OV_INT8_XML).with_suffix(".bin"))]
         return out
 
     def run(self, ctx):
@@ -305,13 +302,13 @@ class Int8(Stage):
         built_for = {"target_cpu": info["target_cpu"]} if info.get("target_cpu") else {}
         records = [
             ArtifactRecord(
-                name="onnx-int8", path="model.int8.onnx", format="onnx", backend="onnxruntime",
+                name="onnx-int8", path=INT8_ONNX, format="onnx", backend="onnxruntime",
                 precision="int8", intended_for="tensorrt",
                 description="INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8", {}),
             ),
             ArtifactRecord(
-                name="onnx-int8-cpu", path="model.int8.cpu.onnx", format="onnx", backend="onnxruntime",
+                name="onnx-int8-cpu", path=INT8_CPU_ONNX, format="onnx", backend="onnxruntime",
                 precision="int8", intended_for="onnxruntime",
                 description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8-cpu", {}),
@@ -320,7 +317,7 @@ class Int8(Stage):
         ]
         if "openvino-int8" in fid:
             records.append(ArtifactRecord(
-                name="openvino-int8", path=f"{OV_DIR}/model.int8.xml", format="openvino", backend="openvino",
+                name="openvino-int8", path=OV_INT8_XML, format="openvino", backend="openvino",
                 precision="int8", intended_for="openvino", description="OpenVINO IR quantized by NNCF",
                 dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid["openvino-int8"],
                 extra=dict(built_for),

@@ -29,7 +29,7 @@ def _output_dir(out_dir: str | Path) -> Path:
 
 
 def _write(files: dict[str, str], out_dir: str | Path) -> dict[str, Path]:
-    from edgecv.export.runfolder import write_text_atomic
+    from edgecv.runfolder import write_text_atomic
 
     out = _output_dir(out_dir)
     written = {}

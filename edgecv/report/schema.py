@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import ArtifactError
+from edgecv.runfolder import COMPARISON_SCHEMA, RESULTS_SCHEMA
 
-RESULTS_SCHEMA = "edgecv.results/1"
-COMPARISON_SCHEMA = "edgecv.comparison/1"
+__all__ = ["COMPARISON_SCHEMA", "RESULTS_SCHEMA", "read_results", "validate_results"]
+
 REQUIRED_RESULT_KEYS = ("artifact", "backend", "scenario", "batch", "latency", "throughput_ips")
 REQUIRED_LATENCY_KEYS = ("count", "median_ms", "p90_ms")
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from edgecv.runfolder import find_artifact, verification_headline
 from edgecv.errors import ArtifactError, BackendUnavailableError, InputMismatchError, InvalidOptionError
 
 from . import load
@@ -436,7 +437,11 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
                 "is a reference, not a deployment figure; ONNX Runtime's own INT8 artifact is onnx-int8-cpu"
             )
         result.fidelity = dict(record.get("fidelity") or {})
-        result.verification = _verification_headline(record.get("verification"))
+        verification = record.get("verification") or {}
+        headline = verification_headline(verification)
+        # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
+        result.verification = {**headline, "inputs": verification.get("inputs"),
+                               "ran_precision": verification.get("ran_precision")} if headline else {}
         result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}
     return results
 
@@ -470,23 +475,6 @@ def measure_concurrency(job: BenchJob, results: list[BenchResult], settings: Ben
                 "vs_single_stream": items / result.throughput_ips if result.throughput_ips else None,
             }
             result.notes.append(f"{job.label}: throughput with {setup}; items/s: one request at a time → {requests} in flight")
-
-
-def _verification_headline(verification: dict[str, Any] | None) -> dict[str, Any]:
-    outputs = (verification or {}).get("outputs") or []
-    if not outputs:
-        return {}
-    top1 = [o["top1_agreement"] for o in outputs if o.get("top1_agreement") is not None]
-    return {
-        "passed": verification.get("passed"),
-        "max_abs": max(o.get("max_abs", o.get("max_score_diff", 0.0)) for o in outputs),
-        "cosine": min((o["cosine"] for o in outputs if "cosine" in o), default=None),
-        "top1_agreement": min(top1) if top1 else None,
-        "matched_share": min((o["matched_share"] for o in outputs if "matched_share" in o), default=None),
-        "inputs": verification.get("inputs"),
-        # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
-        "ran_precision": verification.get("ran_precision"),
-    }
 
 
 def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObserver") -> list[BenchResult]:
@@ -524,7 +512,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         from edgecv import __version__
-        from edgecv.report.schema import RESULTS_SCHEMA
+        from edgecv.runfolder import RESULTS_SCHEMA
 
         return {
             "schema": RESULTS_SCHEMA,
@@ -540,20 +528,9 @@ class BenchReport:
 
 
 def _find_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The manifest record of an artifact inside a run folder (looked up two levels up), if any."""
-    from edgecv.export.manifest import MANIFEST_NAME, read_manifest
-
-    resolved = path.resolve()
-    for folder in list(resolved.parents)[:2]:
-        if (folder / MANIFEST_NAME).is_file():
-            try:
-                manifest = read_manifest(folder)
-            except ArtifactError:
-                return {}, None
-            for record in manifest.get("artifacts", []):
-                if (folder / record.get("path", "")).resolve() == resolved:
-                    return record, manifest
-    return {}, None
+    """The manifest record of an artifact inside a run folder, and the manifest, if any."""
+    found = find_artifact(path)
+    return (found[0], found[1]) if found else ({}, None)
 
 
 def _planned_batch(record: dict[str, Any], scenario: str) -> int:
@@ -573,7 +550,7 @@ def plan_jobs(
     baseline: bool = True,
 ) -> tuple[dict[str, Any], list[BenchJob], list[dict[str, str]]]:
     """What to run for ``target``: (target description, jobs, skipped artifacts with reasons)."""
-    from edgecv.export.manifest import MANIFEST_NAME, read_manifest
+    from edgecv.runfolder import MANIFEST_NAME, read_manifest
 
     wanted = {backend_name(b) for b in backends} if backends else None
     skipped: list[dict[str, str]] = []

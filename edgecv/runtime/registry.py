@@ -102,7 +102,7 @@ def resolve_backend(source: Any, backend: str | None = None) -> str:
         raise ArtifactError(f"cannot run a {type(source).__name__}: pass a file path, a zoo model name or an nn.Module")
     path = Path(source).expanduser()
     if path.is_dir():
-        from edgecv.export.manifest import MANIFEST_NAME
+        from edgecv.runfolder import MANIFEST_NAME
 
         if (path / MANIFEST_NAME).is_file():
             raise ArtifactError(

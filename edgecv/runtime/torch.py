@@ -33,7 +33,7 @@ def _is_torchscript(path: Path) -> bool:
 
 def model_from_manifest(run_dir: Path) -> tuple[nn.Module, InputSpec, str]:
     """Rebuild the zoo model a run folder was exported from (with its weights, if it had any)."""
-    from edgecv.export.manifest import read_manifest
+    from edgecv.runfolder import read_manifest
     from edgecv.models.registry import create_model
 
     manifest = read_manifest(run_dir)

@@ -7,7 +7,7 @@ import onnx
 import openvino as ov
 import pytest
 
-from edgecv.calibration._atomic import written_atomically
+from edgecv.runfolder import atomic_path
 from edgecv.calibration.fidelity import collect, compare
 from edgecv.calibration.openvino_int8 import openvino_names_for, quantize_openvino
 from edgecv.calibration.qdq_graph import bypass_input_qdq
@@ -58,12 +58,12 @@ def test_sensitivity_variants_touch_one_layer_only():
 def test_an_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
     final = tmp_path / "openvino" / "model.int8.xml"
     with pytest.raises(RuntimeError, match="killed"):
-        with written_atomically(final, companions=(".bin",)) as tmp:
+        with atomic_path(final, companions=(".bin",)) as tmp:
             tmp.write_text("<xml/>")
             tmp.with_suffix(".bin").write_bytes(b"\0")
             raise RuntimeError("killed")
     assert list(tmp_path.rglob("*")) == [tmp_path / "openvino"]
-    with written_atomically(final, companions=(".bin",)) as tmp:
+    with atomic_path(final, companions=(".bin",)) as tmp:
         tmp.write_text("<xml/>")
         tmp.with_suffix(".bin").write_bytes(np.zeros(4, np.uint8).tobytes())
     assert sorted(p.name for p in final.parent.iterdir()) == ["model.int8.bin", "model.int8.xml"]

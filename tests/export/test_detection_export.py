@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from edgecv.artifact_metadata import input_spec_of, model_info_of
+from edgecv.artifact_metadata import input_spec_of
 from edgecv.cli import app
 from edgecv.errors import InvalidOptionError
 from edgecv.export.pipeline import export

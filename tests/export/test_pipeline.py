@@ -13,7 +13,6 @@ from torch import nn
 
 import edgecv
 from edgecv.errors import InvalidOptionError, OutputPathError, VerificationError
-from edgecv.export import pipeline as pipeline_mod
 from edgecv.models import InputSpec
 from edgecv.runtime import load
 

@@ -94,7 +94,7 @@ def test_tensorrt_flavour_timed_in_onnxruntime_says_why_it_is_slow(results_doc, 
 def test_benchmark_notes_what_the_tensorrt_flavour_is_for(tmp_path):
     import torch
 
-    from edgecv.export.manifest import SCHEMA
+    from edgecv.runfolder import SCHEMA
     from edgecv.runtime.benchmark import benchmark_target
 
     run = tmp_path / "run"

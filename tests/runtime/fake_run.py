@@ -1,6 +1,6 @@
 """A small run folder built here, independently of the export pipeline: a tiny MobileNetV2 exported
 to ONNX and OpenVINO IR, optionally a calibrated INT8 Q/DQ ONNX with real fidelity figures, and a
-``manifest.json`` that follows ``edgecv.export.manifest``'s schema."""
+``manifest.json`` that follows ``edgecv.runfolder``'s schema."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 import edgecv
-from edgecv.export.manifest import MANIFEST_NAME, SCHEMA, ArtifactRecord
-from edgecv.export.runfolder import file_record
+from edgecv.runfolder import MANIFEST_NAME, SCHEMA, ArtifactRecord
+from edgecv.runfolder import file_record
 from edgecv.sysinfo import backend_versions, machine_info
 
 WIDTH, RESOLUTION, CLASSES = 0.35, 64, 10
