@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEMO_MODEL ?= mobilenetv2
 DEMO_RUN   := runs/$(DEMO_MODEL)-w1.0-r224
 
-.PHONY: demo test test-all benchmark venv clean
+.PHONY: demo test lint test-all benchmark venv clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,11 @@ demo: $(STAMP)
 	@echo
 	@echo "report: $(DEMO_RUN)/report/report.html (also report.md and results.json)"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check edgecv tests benchmarks
+	$(PY) -m ruff format --check edgecv tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q
 
 benchmark: $(STAMP)

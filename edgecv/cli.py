@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand
 from rich.text import Text
+from typer.core import TyperCommand
 
 from edgecv.errors import EdgecvError
 
@@ -237,6 +237,10 @@ def export_cmd(
     max_det: Optional[int] = typer.Option(None, "--max-det", help="detectors: detections kept per image, outputs padded to it (100)"),
     no_nms: bool = typer.Option(False, "--no-nms", help="detectors: export decoded boxes and per-class scores, without NMS"),
     agnostic_nms: bool = typer.Option(False, "--agnostic-nms", help="detectors: class-agnostic NMS"),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="TensorRT: the optimisation profile's largest batch (with --dynamic-batch; default 32)"),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="TensorRT: build for this DLA core (Jetson Orin), falling back to the GPU"),
+    workspace: Optional[int] = typer.Option(None, "--workspace", metavar="MIB", help="TensorRT: builder workspace limit in MiB"),
+    trt_weak_typing: bool = typer.Option(False, "--trt-weak-typing", help="TensorRT 10 only: weakly typed build with --fp16/--int8 builder flags"),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="run folder (default runs/<model>-w<α>-r<res>, + -b<N> or -dyn for other batch settings)"
     ),
@@ -285,7 +289,9 @@ def export_cmd(
         if any(v is not None for v in chosen.values()):
             options["variant"] = {k: v for k, v in chosen.items() if v is not None}
         options.update(conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det, nms=not no_nms,
-                       agnostic_nms=agnostic_nms)
+                       agnostic_nms=agnostic_nms, max_batch=max_batch, dla_core=dla_core,
+                       workspace_bytes=workspace * (1 << 20) if workspace is not None else None,
+                       trt_weak_typing=trt_weak_typing)
         if backend is not None:
             options["backends"] = _split_list(backend)
         reporter = RichReporter(console)
@@ -343,8 +349,8 @@ def benchmark_cmd(
     def run() -> None:
         from edgecv.report import write_report
         from edgecv.report.console import results_table
-        from edgecv.runtime.rich_progress import RichObserver
         from edgecv.runtime.benchmark import benchmark_target, parse_batches
+        from edgecv.runtime.rich_progress import RichObserver
 
         with RichObserver(console) as observer:
             result = benchmark_target(
@@ -654,7 +660,8 @@ def eval_cmd(
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from edgecv.evaluate.run import EvalObserver, evaluate, save_predictions as save_preds, write_eval_report
+        from edgecv.evaluate.run import EvalObserver, evaluate, write_eval_report
+        from edgecv.evaluate.run import save_predictions as save_preds
         from edgecv.models.spec import parse_resolution
 
         res = None

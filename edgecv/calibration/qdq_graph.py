@@ -18,7 +18,6 @@ from collections.abc import Iterable
 
 import onnx
 
-
 ACTIVATIONS = ("Relu", "Clip")
 
 

@@ -25,7 +25,6 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 
 from edgecv.errors import InvalidOptionError
-
 from edgecv.runfolder import write_json_atomic
 
 CALIB_METHODS: dict[str, CalibrationMethod] = {

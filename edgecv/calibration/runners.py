@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fidelity import RunFn
 from edgecv.int8_kernels import configure_onnxruntime
+
+from .fidelity import RunFn
 
 
 def ort_session(model: str | Path | bytes, threads: int | None = None):

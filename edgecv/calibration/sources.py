@@ -21,9 +21,9 @@ from typing import Callable, Protocol
 import numpy as np
 from PIL import Image
 
-from edgecv.preprocess import IMAGE_SUFFIXES, load_image, preprocess
 from edgecv.errors import CalibrationDataError
 from edgecv.models.spec import InputSpec
+from edgecv.preprocess import IMAGE_SUFFIXES, load_image, preprocess
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgecv.preprocess import IMAGE_SUFFIXES
 from edgecv.errors import UserInputError
+from edgecv.preprocess import IMAGE_SUFFIXES
 
 LABELS_FILE = "labels.txt"
 NPZ_INPUT_KEYS = ("inputs", "x", "images", "data")

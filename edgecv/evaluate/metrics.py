@@ -103,7 +103,7 @@ class CategoryMapping:
                 for part in filter(None, (p.strip() for p in text.split(","))):
                     key, sep, value = part.partition(":")
                     if not sep:
-                        raise InvalidOptionError(f"--category-map takes label:category_id pairs like 0:1,1:3, got {part!r}")
+                        raise InvalidOptionError(f"--category-map takes label:category_id pairs like 0:1,1:3, got {part!r}") from None
                     raw[key.strip()] = value.strip()
         if isinstance(raw, list):
             raw = {i: v for i, v in enumerate(raw)}

@@ -18,12 +18,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgecv.preprocess import UnreadableImage, preprocess_with_transform
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, OutputPathError
 from edgecv.models.spec import InputSpec, detection_outputs
+from edgecv.preprocess import UnreadableImage, preprocess_with_transform
 
 from .datasets import (
-    ClassCountError, CocoDataset, DatasetError, ImageFolderDataset, NpzDataset, TaskMismatchError, open_dataset,
+    ClassCountError,
+    CocoDataset,
+    DatasetError,
+    ImageFolderDataset,
+    NpzDataset,
+    TaskMismatchError,
+    open_dataset,
 )
 from .metrics import CategoryMapping, NmsSettings, TopKMeter, coco_map, coco_results, nms_numpy
 

@@ -50,6 +50,12 @@ class ExportOptions:
     max_det: int | None = None
     nms: bool = True
     agnostic_nms: bool = False
+    # TensorRT engines: profile's largest batch (dynamic batch), DLA core (Jetson Orin), workspace,
+    # and TensorRT 10's weakly typed builder flags (never on 11).
+    max_batch: int | None = None
+    dla_core: int | None = None
+    workspace_bytes: int | None = None
+    trt_weak_typing: bool = False
 
     def detection_flags_set(self) -> bool:
         return (
@@ -93,6 +99,15 @@ class ExportOptions:
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
+        trt_flags = self.max_batch is not None or self.dla_core is not None or self.workspace_bytes is not None or self.trt_weak_typing
+        if trt_flags and "tensorrt" not in self.backends:
+            raise InvalidOptionError("--max-batch, --dla-core, --workspace and --trt-weak-typing apply with --backend tensorrt")
+        if self.max_batch is not None and (not self.dynamic_batch or self.max_batch < 1):
+            raise InvalidOptionError(f"--max-batch needs --dynamic-batch and a value ≥ 1, got {self.max_batch}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise InvalidOptionError(f"--dla-core must be ≥ 0, got {self.dla_core}")
+        if self.workspace_bytes is not None and self.workspace_bytes < 1:
+            raise InvalidOptionError(f"--workspace must be a positive number of MiB, got {self.workspace_bytes}")
         if self.detection_flags_set():
             self.detection_options()  # range checks: --conf-thres/--iou-thres in [0, 1], --max-det > 0
         if not self.int8 and (

@@ -20,11 +20,21 @@ from torch import nn
 from edgecv import __version__
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError, WeightsError
 from edgecv.models.spec import InputSpec
+from edgecv.runfolder import (
+    MANIFEST_NAME,
+    SCHEMA,
+    ArtifactRecord,
+    file_record,
+    prepare_run_dir,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    verification_headline,
+    write_json_atomic,
+)
 
-from edgecv.runfolder import MANIFEST_NAME, SCHEMA, ArtifactRecord, read_manifest, verification_headline
 from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
-from edgecv.runfolder import file_record, prepare_run_dir, sha256_file, sha256_json, write_json_atomic
 from .stages import Stage, ordered_stages
 
 
@@ -252,7 +262,11 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
         return info, spec, (lambda: model.eval()), run
 
     from edgecv.models.registry import (
-        apply_alias, check_resolution, create_model, get_entry, validate_options,
+        apply_alias,
+        check_resolution,
+        create_model,
+        get_entry,
+        validate_options,
     )
 
     entry = get_entry(model)

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgecv.preprocess import preprocess, sample_photos
 from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
+from edgecv.preprocess import preprocess, sample_photos
+
 
 @dataclass
 class VerificationInputs:

@@ -16,9 +16,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgecv.errors import VerificationError
 from edgecv.int8_kernels import target_cpu
-
-from edgecv.runfolder import ArtifactRecord
-from edgecv.runfolder import INT8_CPU_ONNX, INT8_ONNX, INT8_REPORT_FILE, ONNX, OV_DIR, OV_FP16_XML, OV_INT8_XML, OV_XML, RAW_ONNX, TMP_MARK, atomic_path
+from edgecv.runfolder import (
+    INT8_CPU_ONNX,
+    INT8_ONNX,
+    INT8_REPORT_FILE,
+    ONNX,
+    OV_DIR,
+    OV_FP16_XML,
+    OV_INT8_XML,
+    OV_XML,
+    RAW_ONNX,
+    TMP_MARK,
+    ArtifactRecord,
+    atomic_path,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import ExportContext
@@ -347,7 +358,7 @@ class TensorRTPreflight(Stage):
         return ctx.options.int8 or "tensorrt" in ctx.options.backends
 
     def key(self, ctx):
-        return {"trt_version": _trt_version(ctx), "max_batch": getattr(ctx.options, "max_batch", None)}
+        return {"trt_version": _trt_version(ctx), "max_batch": ctx.options.max_batch}
 
     def run(self, ctx):
         from .tensorrt import INT8_ONNX
@@ -358,7 +369,7 @@ class TensorRTPreflight(Stage):
         reports = {}
         warnings = []
         for name in files:
-            report = check_tensorrt(ctx.run_dir / name, _trt_version(ctx), max_batch=getattr(ctx.options, "max_batch", None),
+            report = check_tensorrt(ctx.run_dir / name, _trt_version(ctx), max_batch=ctx.options.max_batch,
                                     exempt=exempt if name == INT8_ONNX else ())
             reports[name] = report.to_dict()
             if report.errors or report.warnings:
@@ -384,8 +395,8 @@ class TensorRTEngines(Stage):
         precisions = ["fp16" if o.fp16 else "fp32"] + (["int8"] if o.int8 else [])
         version = ctx.versions.get("tensorrt") or _trt_version(ctx)  # the TensorRT that builds here
         return [
-            engine_recipe(version, p, weak_typing=getattr(o, "trt_weak_typing", False),
-                          dla_core=getattr(o, "dla_core", None))
+            engine_recipe(version, p, weak_typing=o.trt_weak_typing,
+                          dla_core=o.dla_core)
             for p in precisions
         ]
 
@@ -393,8 +404,8 @@ class TensorRTEngines(Stage):
         from .tensorrt import MAX_DYNAMIC_BATCH, WORKSPACE_BYTES
 
         o = ctx.options
-        return {"max_batch": getattr(o, "max_batch", None) or MAX_DYNAMIC_BATCH, "opt_batch": o.batch,
-                "workspace_bytes": getattr(o, "workspace_bytes", None) or WORKSPACE_BYTES}
+        return {"max_batch": o.max_batch or MAX_DYNAMIC_BATCH, "opt_batch": o.batch,
+                "workspace_bytes": o.workspace_bytes or WORKSPACE_BYTES}
 
     def key(self, ctx):
         from .tensorrt import gpu_description
@@ -414,7 +425,15 @@ class TensorRTEngines(Stage):
         return out
 
     def run(self, ctx):
-        from .tensorrt import FP16_ONNX, INT8_FP16_ONNX, INT8_ONNX, TIMING_CACHE, build_engine, write_fp16_copy, write_sidecar
+        from .tensorrt import (
+            FP16_ONNX,
+            INT8_FP16_ONNX,
+            INT8_ONNX,
+            TIMING_CACHE,
+            build_engine,
+            write_fp16_copy,
+            write_sidecar,
+        )
 
         engines = {}
         copies = {FP16_ONNX: ONNX, INT8_FP16_ONNX: INT8_ONNX}

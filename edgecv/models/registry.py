@@ -126,9 +126,7 @@ def register_model(
 
 def _ensure_loaded() -> None:
     # Importing the families registers them; done lazily to keep `import edgecv` cheap.
-    from . import mobilenetv1, mobilenetv2, shufflenetv1, shufflenetv2  # noqa: F401
-    from . import yolov3_tiny, yolox  # noqa: F401
-    from . import mobilenetv3, ssd  # noqa: F401
+    from . import mobilenetv1, mobilenetv2, mobilenetv3, shufflenetv1, shufflenetv2, ssd, yolov3_tiny, yolox  # noqa: F401  # noqa: F401  # noqa: F401
 
 
 def resolve_name(name: str) -> str:

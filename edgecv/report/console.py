@@ -40,7 +40,7 @@ def comparison_table(comparison: dict[str, Any]) -> Group:
     if not diff_rows:
         return Group(table, Text("same settings, machine and versions in every run"))
     diffs = Table(title="what differs between the runs", title_justify="left")
-    for key, header in diff_columns:
+    for _key, header in diff_columns:
         diffs.add_column(Text(header))
     for row in diff_rows:
         diffs.add_row(*(Text(row[k]) for k, _ in diff_columns))

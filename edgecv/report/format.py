@@ -203,3 +203,17 @@ def pareto_line(results: list[dict[str, Any]]) -> str | None:
         return None
     front = pareto_front([(r["latency"]["median_ms"], r["accuracy"]["value"]) for r in rows])
     return "Latency–accuracy Pareto front (fastest first): " + ", ".join(str(rows[i]["artifact"]) for i in front) + "."
+
+
+def accuracy_note(doc: dict[str, Any]) -> str | None:
+    """What the report says when it has no accuracy to show, or None when it has some. A model with
+    random weights has none: its latency is real, its outputs mean nothing."""
+    if any(r.get("accuracy") for r in doc.get("results", [])):
+        return None
+    model = (doc.get("target") or {}).get("model") or {}
+    if model.get("random_weights"):
+        return ("Accuracy: none to show. The model has random weights (no --weights given): these engines "
+                "show speed and fidelity to the FP32 model only. Export trained weights and run `edgecv eval "
+                "RUN --data ...` to put accuracy next to latency.")
+    return ("Accuracy: not measured for this run. `edgecv eval RUN --data ...` measures it (top-1/top-5 or "
+            "COCO mAP) and a later `edgecv benchmark --report` shows it here.")

@@ -11,7 +11,15 @@ import html
 from typing import Any, Iterable, Sequence
 
 from . import plots
-from .format import DETAIL_COLUMNS, detail_row, machine_line, results_columns, settings_line, versions_line
+from .format import (
+    DETAIL_COLUMNS,
+    accuracy_note,
+    detail_row,
+    machine_line,
+    results_columns,
+    settings_line,
+    versions_line,
+)
 from .markdown import MEMORY_NOTE, NUMERIC
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -67,6 +75,7 @@ def render_html(doc: dict[str, Any]) -> str:
         f'<p class="meta"><b>Versions:</b> {esc(versions_line(doc))}</p>',
         f'<p class="meta"><b>Settings:</b> {esc(settings_line(doc))}</p>',
         html_table(*results_columns(results)),
+        *([f'<p class="note">{esc(accuracy_note(doc))}</p>'] if accuracy_note(doc) else []),
         "<h2>Latency distribution</h2>",
         figure(plots.latency_distribution(results), "latency distribution per artifact",
                "Boxes: quartiles and median; whiskers: Tukey's 1.5·IQR fences; dots beyond them: outliers "

@@ -5,7 +5,16 @@ from __future__ import annotations
 import html
 from typing import Any, Iterable, Sequence
 
-from .format import DETAIL_COLUMNS, detail_row, machine_line, pareto_line, results_columns, settings_line, versions_line
+from .format import (
+    DETAIL_COLUMNS,
+    accuracy_note,
+    detail_row,
+    machine_line,
+    pareto_line,
+    results_columns,
+    settings_line,
+    versions_line,
+)
 
 
 def md_escape(text: Any) -> str:
@@ -52,6 +61,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         MEMORY_NOTE,
     ]
+    note = accuracy_note(doc)
+    if note is not None:
+        lines[lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1] = ["", md_escape(note)]
     front = pareto_line(results)
     if front is not None:  # only where `edgecv eval` measured accuracy
         lines[lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1] = ["", md_escape(front)]

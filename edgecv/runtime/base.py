@@ -192,7 +192,7 @@ class Runtime(abc.ABC):
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one call on checked, C-contiguous inputs; return every output by name."""
 
-    def _close_impl(self) -> None:
+    def _close_impl(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to release
         """Release backend resources (device memory, sessions)."""
 
     # --- throughput: several inferences in flight -----------------------------------------------

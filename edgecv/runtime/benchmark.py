@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edgecv.runfolder import find_artifact, verification_headline
 from edgecv.errors import ArtifactError, BackendUnavailableError, InputMismatchError, InvalidOptionError
+from edgecv.runfolder import find_artifact, verification_headline
 
 from . import load
 from .base import Runtime, normalize_precision

@@ -24,10 +24,10 @@ import tensorrt as trt
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, StageError
 from edgecv.tensorrt_info import cuda_gpu, cuda_runtime_module, plan_mismatch
 
+from .base import Runtime, TensorInfo, require_file
+
 # cuda-python ≥ 12.6 moved the runtime bindings to cuda.bindings.runtime; older ones have cuda.cudart.
 cudart = cuda_runtime_module()
-
-from .base import Runtime, TensorInfo, require_file
 
 
 def _cuda(result: tuple) -> Any:

@@ -33,8 +33,8 @@ def _is_torchscript(path: Path) -> bool:
 
 def model_from_manifest(run_dir: Path) -> tuple[nn.Module, InputSpec, str]:
     """Rebuild the zoo model a run folder was exported from (with its weights, if it had any)."""
-    from edgecv.runfolder import read_manifest
     from edgecv.models.registry import create_model
+    from edgecv.runfolder import read_manifest
 
     manifest = read_manifest(run_dir)
     info = dict(manifest.get("model") or {})

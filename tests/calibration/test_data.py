@@ -13,8 +13,8 @@ from edgecv.calibration.data import (
     load_calibration,
     split_counts,
 )
-from edgecv.preprocess import preprocess
 from edgecv.errors import CalibrationDataError
+from edgecv.preprocess import preprocess
 
 from .conftest import quiet_calibration, tiny_spec, write_image
 

@@ -11,11 +11,15 @@ import pytest
 from edgecv import int8_kernels
 from edgecv.calibration import quantize_run
 from edgecv.calibration.fidelity import collect
+from edgecv.calibration.runners import ort_runner
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import (
-    artifact_target_note, has_signed_activations, mismatch_note, onnxruntime_int8_config, target_cpu,
+    artifact_target_note,
+    has_signed_activations,
+    mismatch_note,
+    onnxruntime_int8_config,
+    target_cpu,
 )
-from edgecv.calibration.runners import ort_runner
 
 from .test_quantize_run import _run_dir
 

@@ -14,8 +14,8 @@ from PIL import Image
 from torch import nn
 
 import edgecv
-from edgecv.preprocess import preprocess
 from edgecv.models.spec import InputSpec
+from edgecv.preprocess import preprocess
 from edgecv.runtime import load
 from tests.conftest import run_cli
 

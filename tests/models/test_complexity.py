@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgecv.models import get_entry, create_model, list_models
+from edgecv.models import create_model, get_entry, list_models
 from edgecv.models.complexity import count_complexity
 
 M = 1e6

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 import edgecv
-from edgecv.runfolder import MANIFEST_NAME, SCHEMA, ArtifactRecord
-from edgecv.runfolder import file_record
+from edgecv.runfolder import MANIFEST_NAME, SCHEMA, ArtifactRecord, file_record
 from edgecv.sysinfo import backend_versions, machine_info
 
 WIDTH, RESOLUTION, CLASSES = 0.35, 64, 10
