@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, InvalidOptionError
 
 app = typer.Typer(
     name="edgecv",
@@ -218,6 +218,21 @@ def _quiet_library_warnings() -> None:
         pass
 
 
+def _parse_batches(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``"1,4,8"`` → ``(1, 4, 8)``; ``None`` or empty → ``None`` (the scenario's batch)."""
+    if text is None or not text.strip():
+        return None
+    batches = []
+    for part in text.split(","):
+        try:
+            batches.append(int(part.strip()))
+        except ValueError:
+            raise InvalidOptionError(f"--batch takes positive integers separated by commas, got {text!r}") from None
+    if any(b < 1 for b in batches):
+        raise InvalidOptionError(f"--batch takes positive integers separated by commas, got {text!r}")
+    return tuple(dict.fromkeys(batches))
+
+
 def _split_list(text: Optional[str]) -> tuple[str, ...]:
     return tuple(x.strip() for x in (text or "").split(",") if x.strip())
 
@@ -349,25 +364,21 @@ def benchmark_cmd(
     def run() -> None:
         from edgecv.report import write_report
         from edgecv.report.console import results_table
-        from edgecv.runtime.benchmark import benchmark_target, parse_batches
+        from edgecv.runtime.benchmark import BenchSettings, PlanOptions, benchmark_target
         from edgecv.runtime.rich_progress import RichObserver
 
+        settings = BenchSettings(
+            warmup=_parse_flag(warmup, int, "--warmup", "an integer"),
+            iterations=_parse_flag(iterations, int, "--iterations", "an integer"),
+            duration=_parse_flag(duration, float, "--duration", "a number of seconds"),
+            scenario=scenario, shape=shape, requests=_parse_flag(requests, int, "--requests", "an integer"),
+        )
+        plan = PlanOptions(
+            batches=_parse_batches(batch), threads=_parse_flag(threads, int, "--threads", "an integer"),
+            backends=_split_list(backend) or None, precision=precision, isolate=not in_process,
+        )
         with RichObserver(console) as observer:
-            result = benchmark_target(
-                target,
-                warmup=_parse_flag(warmup, int, "--warmup", "an integer"),
-                iterations=_parse_flag(iterations, int, "--iterations", "an integer"),
-                duration=_parse_flag(duration, float, "--duration", "a number of seconds"),
-                batches=parse_batches(batch),
-                threads=_parse_flag(threads, int, "--threads", "an integer"),
-                backends=_split_list(backend) or None,
-                precision=precision,
-                scenario=scenario,
-                isolate=not in_process,
-                shape=shape,
-                requests=_parse_flag(requests, int, "--requests", "an integer"),
-                observer=observer,
-            )
+            result = benchmark_target(target, settings, plan, observer=observer)
         from edgecv.evaluate.run import attach_accuracy
 
         doc = attach_accuracy(result.to_dict())  # figures `edgecv eval` recorded in the run folder

@@ -14,6 +14,7 @@ Figures measured on an AMD EPYC (2 cores): see the fixture's JSON and the report
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +65,29 @@ def test_fp32_detects(evaluated):
               f"{summary.objects['val']} objects")
         assert m["images"] == summary.images["val"]
         assert m["map50"] >= MIN_FP32_MAP50, (name, m)
+
+
+def test_prediction_convs_and_their_concat_stay_float(evaluated):
+    """The box, objectness and class convs (YOLOX.extra_float_scopes) and the Concat that feeds
+    them to decode take and give float tensors: no DequantizeLinear before them, no QuantizeLinear
+    after them, in both ONNX flavours."""
+    import onnx
+
+    doc, _, _ = evaluated
+    run = Path(doc["target"]["path"])
+    for name in ("model.int8.onnx", "model.int8.cpu.onnx"):
+        model = onnx.load(str(run / name))
+        producer = {o: n for n in model.graph.node for o in n.output}
+        consumers: dict[str, list] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        heads = [n for n in model.graph.node if n.name.startswith("/head/")
+                 and ("_preds." in n.name or n.op_type == "Concat")]
+        assert len(heads) == 12, [n.name for n in heads]
+        for n in heads:
+            assert not any(producer[i].op_type == "DequantizeLinear" for i in n.input if i in producer), (name, n.name)
+            assert not any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, [])), (name, n.name)
 
 
 def test_int8_within_two_points_of_fp32(evaluated):

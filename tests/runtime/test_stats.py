@@ -7,9 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
+from edgecv.cli import _parse_batches as parse_batches
 from edgecv.errors import InputMismatchError, InvalidOptionError
 from edgecv.runtime import load
-from edgecv.runtime.benchmark import BenchSettings, benchmark, parse_batches, time_calls
+from edgecv.runtime.benchmark import BenchSettings, benchmark, time_calls
 from edgecv.runtime.stats import LatencyStats
 
 MS = 1_000_000
