@@ -33,9 +33,9 @@ def main() -> int:
     import torch
 
     import edgecv
+    from benchmarks.make_digits_fixture import RESOLUTION, digits_as_images, train
     from edgecv.calibration import load_calibration, quantize_run
     from edgecv.sysinfo import machine_info
-    from benchmarks.make_digits_fixture import RESOLUTION, digits_as_images, train
     from tests.export.test_int8_accuracy import predictions
 
     def accuracy(path, x, y, **kw):

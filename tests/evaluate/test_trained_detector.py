@@ -6,9 +6,12 @@ every INT8 artifact within 2 points of its FP32 one.
 
 The held-out pictures are the val split of the training seed, made larger than in training (each
 picture is seeded by its split and index, so the training set's val pictures are the first of
-them and the train split grows by pictures the model never saw either): 600 pictures, about 1,400
+them and the train split grows by pictures the model never saw either): 600 pictures, 1,442
 objects. INT8 is compared on the very same pictures, so the bound is on a paired difference.
-Figures measured on an AMD EPYC (2 cores): see the fixture's JSON and the report of this test.
+
+Measured on an AMD EPYC (2 cores, about a minute for the whole file): FP32 mAP@.5 0.939,
+mAP@[.5:.95] 0.737; INT8 mAP@.5 drops 0.24 (onnx-int8), 0.79 (onnx-int8-cpu), 0.14 (openvino-int8)
+points, mAP@[.5:.95] drops 2.20, 1.61, 1.35 points.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.slow
 
 IMAGES = 3000  # 2400 train (calibration) + 600 val (evaluation)
-# Measured: FP32 mAP@.5 ≈ 0.95 (see the fixture's JSON); the bound leaves room for another CPU's
-# float kernels and still fails a detector that does not detect.
+# Measured: FP32 mAP@.5 0.939 (0.940 on the 400 val pictures of training, in the fixture's JSON);
+# the bound leaves room for another CPU's float kernels and still fails a detector that does not
+# detect.
 MIN_FP32_MAP50 = 0.80
 MAX_DROP_MAP50 = 0.02
+# mAP@[.5:.95] is reported; its bound only catches gross breakage (measured drops up to 2.2 points,
+# the symmetric TensorRT-flavour activations costing box precision most).
+MAX_DROP_MAP = 0.04
 INT8_ARTIFACTS = {"onnx-int8", "onnx-int8-cpu", "openvino-int8"}
 
 
@@ -106,3 +113,4 @@ def test_int8_within_two_points_of_fp32(evaluated):
     print("\n" + "\n".join(shown))
     for name in INT8_ARTIFACTS:
         assert rows[name]["delta"]["map50"] >= -MAX_DROP_MAP50, "\n".join(shown)
+        assert rows[name]["delta"]["map"] >= -MAX_DROP_MAP, "\n".join(shown)
