@@ -69,11 +69,17 @@ def worker(onnx_path: Path, out: Path, method: str, calib: str | None, size: int
         data = load_calibration(calib, spec, size=size)
     out.mkdir(parents=True, exist_ok=True)
     result = quantize_run(onnx_path, out, data, method)
-    print(json.dumps({
-        "ranges_s": result.timings_s["ranges"], "peak_rss_mb": result.peak_rss_mb,
-        "calibration_inputs": data.report.calibration, "holdout_inputs": data.report.holdout,
-        "fidelity": {k: v.to_dict() for k, v in result.fidelity.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "ranges_s": result.timings_s["ranges"],
+                "peak_rss_mb": result.peak_rss_mb,
+                "calibration_inputs": data.report.calibration,
+                "holdout_inputs": data.report.holdout,
+                "fidelity": {k: v.to_dict() for k, v in result.fidelity.items()},
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -95,19 +101,35 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="edgecv-methods-") as tmp:
         onnx_path = args.onnx or stand_in_model(Path(tmp))
         for method in args.methods.split(","):
-            cmd = [sys.executable, __file__, "--worker", method, "--onnx", str(onnx_path), "--out", f"{tmp}/{method}",
-                   "--size", str(args.size)] + (["--calib", args.calib] if args.calib else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                method,
+                "--onnx",
+                str(onnx_path),
+                "--out",
+                f"{tmp}/{method}",
+                "--size",
+                str(args.size),
+            ] + (["--calib", args.calib] if args.calib else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows[method] = json.loads(proc.stdout.strip().splitlines()[-1])
     machine = machine_info()
     first = next(iter(rows.values()))
-    print(f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}); {first['calibration_inputs']} calibration inputs, "
-          f"fidelity on {first['holdout_inputs']} held-out inputs")
-    print(f"{'method':<11} {'ranges s':>8} {'peak RSS MB':>11}  {'flavour':<14} {'SQNR dB':>7} {'cosine':>8} {'top-1':>6} {'top-5':>6}")
+    print(
+        f"CPU: {machine['cpu']} ({' '.join(machine['flags'])}); {first['calibration_inputs']} calibration inputs, "
+        f"fidelity on {first['holdout_inputs']} held-out inputs"
+    )
+    print(
+        f"{'method':<11} {'ranges s':>8} {'peak RSS MB':>11}  {'flavour':<14} {'SQNR dB':>7} {'cosine':>8} {'top-1':>6} {'top-5':>6}"
+    )
     for method, r in rows.items():
         for k, (name, f) in enumerate(r["fidelity"].items()):
             head = f"{method:<11} {r['ranges_s']:>8.1f} {r['peak_rss_mb']:>11.0f}" if k == 0 else " " * 32
-            print(f"{head}  {name:<14} {f['sqnr_db']:>7.2f} {f['cosine']:>8.5f} {f['top1_agreement']:>6.3f} {f['top5_agreement'] or 0:>6.3f}")
+            print(
+                f"{head}  {name:<14} {f['sqnr_db']:>7.2f} {f['cosine']:>8.5f} {f['top1_agreement']:>6.3f} {f['top5_agreement'] or 0:>6.3f}"
+            )
     return 0
 
 

@@ -52,13 +52,17 @@ def main() -> int:
         torch.save(model.state_dict(), checkpoint)
         print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     run = work / f"run-e{args.epochs}"
-    edgecv.export("mobilenetv2", out=run, width_mult=0.35, resolution=RESOLUTION, num_classes=10, weights=str(checkpoint))
+    edgecv.export(
+        "mobilenetv2", out=run, width_mult=0.35, resolution=RESOLUTION, num_classes=10, weights=str(checkpoint)
+    )
     np.save(work / "calib.npy", x_train)
     calib = load_calibration(str(work / "calib.npy"), model.input_spec, size=len(x_train))
     fp32 = accuracy(run / "model.onnx", x_test, y_test)
 
-    print(f"CPU: {machine_info()['cpu']} ({' '.join(machine_info()['flags'])}); FP32 top-1 {fp32:.2%} "
-          f"on {len(y_test)} test digits; {len(calib.calibration)} calibration inputs")
+    print(
+        f"CPU: {machine_info()['cpu']} ({' '.join(machine_info()['flags'])}); FP32 top-1 {fp32:.2%} "
+        f"on {len(y_test)} test digits; {len(calib.calibration)} calibration inputs"
+    )
     print(f"{'method':<11} {'artifact':<14} {'Δ top-1 pt':>10} {'SQNR dB':>8}")
     for method in args.methods.split(","):
         out = work / f"int8-{method}"

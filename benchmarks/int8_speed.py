@@ -73,8 +73,13 @@ def _quantize_qoperator(folder: Path, method: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         prepare_for_quantization(folder / "model.onnx", prepared)
-        quantize_flavour(prepared, folder / flavour.filename, flavour,
-                         ranges_path=folder / "calibration" / "ranges.json", method=method)
+        quantize_flavour(
+            prepared,
+            folder / flavour.filename,
+            flavour,
+            ranges_path=folder / "calibration" / "ranges.json",
+            method=method,
+        )
 
 
 def ort_engine(path: Path) -> Callable[[np.ndarray], Any]:
@@ -95,10 +100,16 @@ def ort_engine(path: Path) -> Callable[[np.ndarray], Any]:
 def openvino_engine(path: Path) -> Callable[[np.ndarray], Any]:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": THREADS,
-        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-    })
+    compiled = ov.Core().compile_model(
+        str(path),
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": THREADS,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        },
+    )
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 
@@ -115,14 +126,16 @@ def engines(run: Path) -> dict[str, Callable[[np.ndarray], Any]]:
     return {name: make(path) for name, path, make in candidates if path.is_file()}
 
 
-def measure(runs: dict[str, Callable], x: np.ndarray, rounds: int, iterations: int, warmup: int) -> dict[str, list[float]]:
+def measure(
+    runs: dict[str, Callable], x: np.ndarray, rounds: int, iterations: int, warmup: int
+) -> dict[str, list[float]]:
     names = list(runs)
     for name in names:
         for _ in range(warmup):
             runs[name](x)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             run = runs[name]
             for _ in range(iterations):
@@ -139,7 +152,9 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         med = statistics.median(values)
         out[name] = {"median_ms": med, "p90_ms": float(np.percentile(values, 90)), "speedup_vs_ort_fp32": base / med}
     if "OpenVINO f32" in out and "OpenVINO INT8" in out:
-        out["OpenVINO INT8"]["speedup_vs_openvino_f32"] = out["OpenVINO f32"]["median_ms"] / out["OpenVINO INT8"]["median_ms"]
+        out["OpenVINO INT8"]["speedup_vs_openvino_f32"] = (
+            out["OpenVINO f32"]["median_ms"] / out["OpenVINO INT8"]["median_ms"]
+        )
     return out
 
 
@@ -174,9 +189,13 @@ def main() -> int:
     int8 = {k: v for k, v in results.items() if "INT8" in k}
     best = max(int8, key=lambda k: int8[k]["speedup_vs_ort_fp32"])
     ok = int8[best]["speedup_vs_ort_fp32"] >= TARGET
-    print(f"fastest INT8: {best}, {int8[best]['speedup_vs_ort_fp32']:.2f}× ORT FP32 (target ≥ {TARGET}×): {'met' if ok else 'NOT met'}")
+    print(
+        f"fastest INT8: {best}, {int8[best]['speedup_vs_ort_fp32']:.2f}× ORT FP32 (target ≥ {TARGET}×): {'met' if ok else 'NOT met'}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "threads": THREADS, "results": results, "fastest_int8": best}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": machine, "threads": THREADS, "results": results, "fastest_int8": best}, indent=2)
+        )
     return 0
 
 

@@ -78,16 +78,23 @@ def ort_engine(path: Path, threads: int) -> Callable[[np.ndarray], Any]:
 def openvino_engine(path: Path, threads: int) -> Callable[[np.ndarray], Any]:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
-        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-    })
+    compiled = ov.Core().compile_model(
+        str(path),
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        },
+    )
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 
 
-def measure(run: Path, threads: int, rounds: int, iterations: int, warmup: int,
-            clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+def measure(
+    run: Path, threads: int, rounds: int, iterations: int, warmup: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
     """Median latency (ms) per engine present in ``run``."""
     engines = {}
     for key, rel in ENGINES:
@@ -103,7 +110,7 @@ def measure(run: Path, threads: int, rounds: int, iterations: int, warmup: int,
     per_round: dict[str, list[float]] = {k: [] for k in engines}
     order = list(engines)
     for r in range(rounds):
-        for key in order[r % len(order):] + order[: r % len(order)]:
+        for key in order[r % len(order) :] + order[: r % len(order)]:
             call, samples = engines[key], []
             for _ in range(iterations):
                 start = clock()
@@ -125,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="export into this folder and keep it")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="1 thread, CPU time of the process instead of wall time: ratios that hold on a "
-                        "machine other work is using")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="1 thread, CPU time of the process instead of wall time: ratios that hold on a "
+        "machine other work is using",
+    )
     parser.add_argument("--reuse", action="store_true", help="with --keep: time the run folders already there")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -139,42 +149,65 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine_info()
     flags = [f for f in FLAGS if f in info["flags"]]
-    print(f"CPU: {info['cpu']} ({info['arch']}), flags: {', '.join(flags) or 'none of ' + '/'.join(FLAGS)}; "
-          f"{args.threads} threads, batch 1, {'CPU' if args.cpu_time else 'wall'} time, medians of "
-          f"{args.rounds} interleaved rounds × {args.iterations} calls")
+    print(
+        f"CPU: {info['cpu']} ({info['arch']}), flags: {', '.join(flags) or 'none of ' + '/'.join(FLAGS)}; "
+        f"{args.threads} threads, batch 1, {'CPU' if args.cpu_time else 'wall'} time, medians of "
+        f"{args.rounds} interleaved rounds × {args.iterations} calls"
+    )
     names = args.models.split(",") if args.models else classifiers()
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgecv-int8-zoo-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        header = f"{'model':<14} {'ORT fp32':>9} {'ORT int8':>9} {'ORT ×':>6}   {'OV f32':>8} {'OV int8':>8} {'OV ×':>6}"
+        header = (
+            f"{'model':<14} {'ORT fp32':>9} {'ORT int8':>9} {'ORT ×':>6}   {'OV f32':>8} {'OV int8':>8} {'OV ×':>6}"
+        )
         print(header)
         print("-" * len(header))
         for name in names:
             try:
-                figures = measure(export(name, folder, args.reuse), args.threads, args.rounds, args.iterations, args.warmup, clock)
+                figures = measure(
+                    export(name, folder, args.reuse), args.threads, args.rounds, args.iterations, args.warmup, clock
+                )
             except Exception as exc:  # noqa: BLE001 - one model failing must not hide the others' figures
                 print(f"{name:<14} failed: {exc}")
                 rows[name] = {"error": str(exc)}
                 continue
             ort_x, ov_x = ratio(figures, "ort_fp32", "ort_int8"), ratio(figures, "ov_f32", "ov_int8")
-            rows[name] = {**{k: round(v, 3) for k, v in figures.items()},
-                          "ort_int8_speedup": ort_x and round(ort_x, 2), "ov_int8_speedup": ov_x and round(ov_x, 2)}
+            rows[name] = {
+                **{k: round(v, 3) for k, v in figures.items()},
+                "ort_int8_speedup": ort_x and round(ort_x, 2),
+                "ov_int8_speedup": ov_x and round(ov_x, 2),
+            }
 
             def ms(key: str, figures: dict[str, float] = figures) -> str:
                 return f"{figures[key]:.2f}" if key in figures else "—"
 
-            print(f"{name:<14} {ms('ort_fp32'):>9} {ms('ort_int8'):>9} {(f'{ort_x:.2f}' if ort_x else '—'):>6}   "
-                  f"{ms('ov_f32'):>8} {ms('ov_int8'):>8} {(f'{ov_x:.2f}' if ov_x else '—'):>6}", flush=True)
+            print(
+                f"{name:<14} {ms('ort_fp32'):>9} {ms('ort_int8'):>9} {(f'{ort_x:.2f}' if ort_x else '—'):>6}   "
+                f"{ms('ov_f32'):>8} {ms('ov_int8'):>8} {(f'{ov_x:.2f}' if ov_x else '—'):>6}",
+                flush=True,
+            )
     target = 1.6 if {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags) else 1.3
     slow = [n for n, r in rows.items() if (r.get("ort_int8_speedup") or 0) < target]
     print(f"ORT INT8 goal on this CPU: ≥ {target}×; below it: {', '.join(slow) or 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "cpu": info["cpu"], "arch": info["arch"], "flags": flags, "threads": args.threads,
-            "clock": "process CPU time" if args.cpu_time else "wall",
-            "rounds": args.rounds, "iterations": args.iterations, "target": target, "models": rows,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cpu": info["cpu"],
+                    "arch": info["arch"],
+                    "flags": flags,
+                    "threads": args.threads,
+                    "clock": "process CPU time" if args.cpu_time else "wall",
+                    "rounds": args.rounds,
+                    "iterations": args.iterations,
+                    "target": target,
+                    "models": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

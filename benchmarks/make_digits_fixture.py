@@ -54,8 +54,9 @@ def shift(x: np.ndarray, dy: int, dx: int, spec) -> np.ndarray:
     background = ((0.0 - np.asarray(spec.mean)) / np.asarray(spec.std)).astype(np.float32).reshape(1, 3, 1, 1)
     h, w = x.shape[2:]
     out = np.broadcast_to(background, x.shape).copy()
-    out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        x[:, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
@@ -116,15 +117,26 @@ def main() -> int:
         acc_shifted = float((model(torch.from_numpy(x_eval)).argmax(1).numpy() == y_eval).mean())
     info = machine_info()
     meta = {
-        "model": "mobilenetv2", "width_mult": WIDTH_MULT, "resolution": RESOLUTION, "num_classes": 10,
-        "epochs": args.epochs, "seed": SEED, "torch": str(torch.__version__), "cpu": info["cpu"], "flags": info["flags"],
-        "test_top1": round(acc, 4), "shifted_top1": round(acc_shifted, 4), "augmented": "shifts"
+        "model": "mobilenetv2",
+        "width_mult": WIDTH_MULT,
+        "resolution": RESOLUTION,
+        "num_classes": 10,
+        "epochs": args.epochs,
+        "seed": SEED,
+        "torch": str(torch.__version__),
+        "cpu": info["cpu"],
+        "flags": info["flags"],
+        "test_top1": round(acc, 4),
+        "shifted_top1": round(acc_shifted, 4),
+        "augmented": "shifts",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Plain tensors and a dict of plain values: loads with torch.load(weights_only=True).
     torch.save({"state_dict": model.state_dict(), "meta": meta}, args.out)
-    print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s; FP32 top-1 {acc:.2%} on "
-          f"{len(y_test)} test digits, {acc_shifted:.2%} on their {len(y_eval)} shifted copies; wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s; FP32 top-1 {acc:.2%} on "
+        f"{len(y_test)} test digits, {acc_shifted:.2%} on their {len(y_eval)} shifted copies; wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)"
+    )
     return 0
 
 

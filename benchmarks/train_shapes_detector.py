@@ -64,8 +64,7 @@ NMS_IOU = 0.45
 def build_model():
     from edgecv.models import create_model
 
-    return create_model("yolox", num_classes=NUM_CLASSES, resolution=RESOLUTION, variant="nano",
-                        settle_batchnorm=False)
+    return create_model("yolox", num_classes=NUM_CLASSES, resolution=RESOLUTION, variant="nano", settle_batchnorm=False)
 
 
 def load_split(root: Path, split: str, spec) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
@@ -216,8 +215,10 @@ def evaluate_map(model, root: Path, split: str = "val", limit: int | None = None
     with torch.no_grad():
         for start in range(0, len(ids), 32):
             chunk = ids[start : start + 32]
-            got = [preprocess_with_transform(root / split / "images" / gt.imgs[i]["file_name"], model.input_spec)
-                   for i in chunk]
+            got = [
+                preprocess_with_transform(root / split / "images" / gt.imgs[i]["file_name"], model.input_spec)
+                for i in chunk
+            ]
             boxes, scores = model.decode(model.forward_raw(torch.from_numpy(np.stack([g[0] for g in got]))))
             for j, image_id in enumerate(chunk):
                 b, s, lab = nms_numpy(boxes[j].numpy(), scores[j].numpy(), settings)
@@ -234,8 +235,9 @@ def train(model, pixels, boxes, labels, epochs: int, log=print, on_epoch=None) -
     decay, no_decay = [], []
     for param in model.parameters():
         (decay if param.dim() > 1 else no_decay).append(param)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=LR)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}], lr=LR
+    )
     steps_per_epoch = len(pixels) // BATCH
     total = epochs * steps_per_epoch
 
@@ -277,8 +279,10 @@ def train(model, pixels, boxes, labels, epochs: int, log=print, on_epoch=None) -
             for key in parts_sum:
                 parts_sum[key] += parts[key]
         mean = {k: round(v / steps_per_epoch, 4) for k, v in parts_sum.items()}
-        log(f"epoch {epoch + 1}/{epochs}: loss box {mean['box']} obj {mean['obj']} cls {mean['cls']} "
-            f"({time.perf_counter() - started:.0f} s)")
+        log(
+            f"epoch {epoch + 1}/{epochs}: loss box {mean['box']} obj {mean['obj']} cls {mean['cls']} "
+            f"({time.perf_counter() - started:.0f} s)"
+        )
         if on_epoch is not None:
             on_epoch(epoch + 1)
 
@@ -287,11 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--images", type=int, default=IMAGES, help="pictures generated (a fifth go to val)")
-    parser.add_argument("--data", type=Path, default=None, help="where to write the data set (default: a temporary folder)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="where to write the data set (default: a temporary folder)"
+    )
     parser.add_argument("--out", type=Path, default=FIXTURE)
     parser.add_argument("--eval-every", type=int, default=0, help="also report val mAP every N epochs")
-    parser.add_argument("--threads", type=int, default=THREADS,
-                        help="torch threads (1: see the module docstring; the thread count changes the weights)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="torch threads (1: see the module docstring; the thread count changes the weights)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -311,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_shapes(root, images=args.images, size=SIZE, seed=DATA_SEED)
         model = build_model()
         pixels, boxes, labels = load_split(root, "train", model.input_spec)
-        print(f"data: {summary.images} pictures, {summary.objects} objects ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"data: {summary.images} pictures, {summary.objects} objects ({time.perf_counter() - t0:.0f} s)", flush=True
+        )
 
         def on_epoch(epoch: int) -> None:
             if args.eval_every and epoch % args.eval_every == 0 and epoch < args.epochs:
@@ -323,21 +335,40 @@ def main(argv: list[str] | None = None) -> int:
         train_s = time.perf_counter() - t0
         model.eval()
         metrics = evaluate_map(model, root)
-        print(f"val ({summary.images['val']} pictures, {summary.objects['val']} objects): "
-              f"mAP@.5 {metrics['map50']:.4f}  mAP@[.5:.95] {metrics['map']:.4f}  (training {train_s:.0f} s)")
+        print(
+            f"val ({summary.images['val']} pictures, {summary.objects['val']} objects): "
+            f"mAP@.5 {metrics['map50']:.4f}  mAP@[.5:.95] {metrics['map']:.4f}  (training {train_s:.0f} s)"
+        )
     out = save_weights(model, args.out)
     machine = machine_info()
     record = {
         "model": {"name": "yolox", "variant": "nano", "num_classes": NUM_CLASSES, "resolution": RESOLUTION},
-        "data": {"generator": "edgecv data shapes", "seed": DATA_SEED, "images": summary.images,
-                 "objects": summary.objects, "size": SIZE},
-        "training": {"epochs": args.epochs, "batch": BATCH, "optimizer": "AdamW", "lr": LR,
-                     "weight_decay": WEIGHT_DECAY, "warmup_steps": WARMUP_STEPS, "schedule": "cosine",
-                     "augmentation": "random horizontal/vertical flips", "seed": SEED, "threads": args.threads,
-                     "seconds": round(train_s, 1)},
+        "data": {
+            "generator": "edgecv data shapes",
+            "seed": DATA_SEED,
+            "images": summary.images,
+            "objects": summary.objects,
+            "size": SIZE,
+        },
+        "training": {
+            "epochs": args.epochs,
+            "batch": BATCH,
+            "optimizer": "AdamW",
+            "lr": LR,
+            "weight_decay": WEIGHT_DECAY,
+            "warmup_steps": WARMUP_STEPS,
+            "schedule": "cosine",
+            "augmentation": "random horizontal/vertical flips",
+            "seed": SEED,
+            "threads": args.threads,
+            "seconds": round(train_s, 1),
+        },
         "val": {k: metrics[k] for k in ("map", "map50", "map75", "ar100", "images", "detections")},
-        "machine": {**{k: machine.get(k) for k in ("cpu", "arch", "flags")}, "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": {
+            **{k: machine.get(k) for k in ("cpu", "arch", "flags")},
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "script": "benchmarks/train_shapes_detector.py",
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

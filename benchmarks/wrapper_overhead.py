@@ -42,8 +42,15 @@ def export_mobilenetv2(folder: Path) -> tuple[Path, Path]:
     model = edgecv.create_model("mobilenetv2").eval()
     onnx_path, xml_path = folder / "mobilenetv2.onnx", folder / "mobilenetv2.xml"
     with torch.no_grad():
-        torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(onnx_path), dynamo=False,
-                          input_names=["input"], output_names=["logits"], opset_version=17)
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 3, 224, 224),),
+            str(onnx_path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=17,
+        )
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
     return onnx_path, xml_path
 
@@ -70,7 +77,9 @@ def _checked_call_loop(runtime: Any, x: np.ndarray, warmup: int, iterations: int
     return samples
 
 
-def measure_onnxruntime(onnx_path: Path, *, rounds: int, iterations: int, warmup: int, threads: int | None) -> dict[str, Any]:
+def measure_onnxruntime(
+    onnx_path: Path, *, rounds: int, iterations: int, warmup: int, threads: int | None
+) -> dict[str, Any]:
     import onnxruntime as ort
 
     from edgecv.runtime import load
@@ -131,12 +140,24 @@ def benchmark_app_median(xml_path: Path, *, iterations: int, threads: int | None
     return value / 1000 if unit == "us" else value
 
 
-def edgecv_cli_median(xml_path: Path, *, iterations: int, warmup: int, threads: int | None, precision: str | None) -> float:
+def edgecv_cli_median(
+    xml_path: Path, *, iterations: int, warmup: int, threads: int | None, precision: str | None
+) -> float:
     """Median latency (ms) of ``edgecv benchmark`` on the IR: a fresh process, as users run it, and
     as benchmark_app runs (measured in this script's process, which imported PyTorch to export the
     model, the same calls were 2–3 % slower: the comparison would have been about the process)."""
-    cmd = [sys.executable, "-m", "edgecv.cli", "benchmark", str(xml_path), "--iterations", str(iterations),
-           "--warmup", str(warmup), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecv.cli",
+        "benchmark",
+        str(xml_path),
+        "--iterations",
+        str(iterations),
+        "--warmup",
+        str(warmup),
+        "--json",
+    ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     if precision is not None:
@@ -148,7 +169,9 @@ def edgecv_cli_median(xml_path: Path, *, iterations: int, warmup: int, threads: 
     return doc["results"][0]["latency"]["median_ms"]
 
 
-def measure_openvino(xml_path: Path, *, rounds: int, iterations: int, warmup: int, threads: int | None, precision: str | None) -> dict[str, Any]:
+def measure_openvino(
+    xml_path: Path, *, rounds: int, iterations: int, warmup: int, threads: int | None, precision: str | None
+) -> dict[str, Any]:
     from edgecv.runtime import load
 
     with load(xml_path, threads=threads, precision=precision) as runtime:
@@ -160,7 +183,11 @@ def measure_openvino(xml_path: Path, *, rounds: int, iterations: int, warmup: in
             if step == "app":
                 app.append(benchmark_app_median(xml_path, iterations=iterations, threads=threads, precision=precision))
             else:
-                ours.append(edgecv_cli_median(xml_path, iterations=iterations, warmup=warmup, threads=threads, precision=precision))
+                ours.append(
+                    edgecv_cli_median(
+                        xml_path, iterations=iterations, warmup=warmup, threads=threads, precision=precision
+                    )
+                )
     return {
         "medians_ms": {"benchmark_app": statistics.median(app), "edgecv": statistics.median(ours)},
         "per_round_ms": {"benchmark_app": app, "edgecv": ours},
@@ -170,8 +197,14 @@ def measure_openvino(xml_path: Path, *, rounds: int, iterations: int, warmup: in
     }
 
 
-def run(rounds: int = 15, iterations: int = 150, warmup: int = 20, threads: int | None = None,
-        precision: str | None = None, folder: Path | None = None) -> dict[str, Any]:
+def run(
+    rounds: int = 15,
+    iterations: int = 150,
+    warmup: int = 20,
+    threads: int | None = None,
+    precision: str | None = None,
+    folder: Path | None = None,
+) -> dict[str, Any]:
     from edgecv.sysinfo import machine_info
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,8 +212,12 @@ def run(rounds: int = 15, iterations: int = 150, warmup: int = 20, threads: int 
         return {
             "machine": machine_info(),
             "model": "mobilenetv2 1.0/224, batch 1",
-            "onnxruntime": measure_onnxruntime(onnx_path, rounds=rounds, iterations=iterations, warmup=warmup, threads=threads),
-            "openvino": measure_openvino(xml_path, rounds=rounds, iterations=iterations, warmup=warmup, threads=threads, precision=precision),
+            "onnxruntime": measure_onnxruntime(
+                onnx_path, rounds=rounds, iterations=iterations, warmup=warmup, threads=threads
+            ),
+            "openvino": measure_openvino(
+                xml_path, rounds=rounds, iterations=iterations, warmup=warmup, threads=threads, precision=precision
+            ),
         }
 
 
@@ -194,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=150, help="timed calls per method per round")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--precision", choices=("f32", "bf16", "f16"), default=None, help="OpenVINO precision hint for both")
+    parser.add_argument(
+        "--precision", choices=("f32", "bf16", "f16"), default=None, help="OpenVINO precision hint for both"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when an overhead is over its target")
     args = parser.parse_args(argv)
@@ -204,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
     else:
         m = figures["machine"]
-        print(f"{figures['model']} on {m['cpu']} ({', '.join(m['flags'])}), {args.rounds} interleaved rounds; "
-              "medians of per-round medians, overhead = median of per-round ratios")
+        print(
+            f"{figures['model']} on {m['cpu']} ({', '.join(m['flags'])}), {args.rounds} interleaved rounds; "
+            "medians of per-round medians, overhead = median of per-round ratios"
+        )
         print(
             f"ONNX Runtime: bare session.run {ort_f['medians_ms']['bare']:.3f} ms, "
             f"edgecv benchmark() {ort_f['medians_ms']['edgecv']:.3f} ms {_verdict(ort_f['overhead'], ORT_TARGET)}, "

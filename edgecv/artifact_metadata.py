@@ -23,13 +23,29 @@ RT_INFO_SECTION = "edgecv"
 
 
 def build_metadata(
-    spec: InputSpec, *, model: dict[str, Any], precision: str, intended_for: str = "", version: str = "",
+    spec: InputSpec,
+    *,
+    model: dict[str, Any],
+    precision: str,
+    intended_for: str = "",
+    version: str = "",
     target_cpu: str = "",
 ) -> dict[str, str]:
     """The string key/value pairs stamped into an artifact. ``target_cpu``: the ``--target-cpu`` an
     INT8 artifact whose arithmetic depends on the CPU was built for (left out otherwise)."""
-    keep = ("name", "task", "num_classes", "width_mult", "resolution", "postprocess", "background_class",
-            "class_names", "variant", "backbone", "groups")
+    keep = (
+        "name",
+        "task",
+        "num_classes",
+        "width_mult",
+        "resolution",
+        "postprocess",
+        "background_class",
+        "class_names",
+        "variant",
+        "backbone",
+        "groups",
+    )
     return {
         f"{PREFIX}version": version,
         f"{PREFIX}task": spec.task,
@@ -70,7 +86,7 @@ def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
         rt_info.remove(old)
     section = ET.SubElement(rt_info, RT_INFO_SECTION)
     for key, value in metadata.items():
-        ET.SubElement(section, key[len(PREFIX):]).set("value", value)
+        ET.SubElement(section, key[len(PREFIX) :]).set("value", value)
     tmp = xml.with_name(f".{xml.name}.meta-{os.getpid()}")
     tree.write(tmp, encoding="utf-8", xml_declaration=True)
     os.replace(tmp, xml)

@@ -131,10 +131,13 @@ def _models_table(rows: list[dict[str, Any]]) -> Any:
     for row in rows:
         marker = " *" if row["note"] else ""
         table.add_row(
-            row["name"] + marker, _format_count(row["params"]), _format_count(row["macs"]),
+            row["name"] + marker,
+            _format_count(row["params"]),
+            _format_count(row["macs"]),
             "×".join(map(str, row["input_shape"][1:])),
             ", ".join([f"α={row['width_mult']:g}", *(f"{k}={v}" for k, v in row["options"].items())]),
-            get_entry(row["name"]).variants_text(), ", ".join(row["aliases"]),
+            get_entry(row["name"]).variants_text(),
+            ", ".join(row["aliases"]),
         )
     return table
 
@@ -240,24 +243,59 @@ def _split_list(text: Optional[str]) -> tuple[str, ...]:
 @app.command("export", cls=PlainUsage)
 def export_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="zoo model name or alias (see `edgecv models`)"),
-    width_mult: Optional[float] = typer.Option(None, "--width-mult", "-a", help="width multiplier α (default: the model's, see `edgecv models`)"),
-    resolution: Optional[str] = typer.Option(None, "--resolution", "-r", metavar="INT|HxW", help="input side or height×width (e.g. 224, 384x640); the model's strides decide what is allowed"),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="classes of the head, background included for SSD (default: the model's, 1000 / 91 / 80)"),
+    width_mult: Optional[float] = typer.Option(
+        None, "--width-mult", "-a", help="width multiplier α (default: the model's, see `edgecv models`)"
+    ),
+    resolution: Optional[str] = typer.Option(
+        None,
+        "--resolution",
+        "-r",
+        metavar="INT|HxW",
+        help="input side or height×width (e.g. 224, 384x640); the model's strides decide what is allowed",
+    ),
+    num_classes: Optional[int] = typer.Option(
+        None,
+        "--num-classes",
+        help="classes of the head, background included for SSD (default: the model's, 1000 / 91 / 80)",
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict or checkpoint file"),
     groups: Optional[int] = typer.Option(None, "--groups", help="ShuffleNet V1 groups g"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="member of a family (mobilenetv3: large|small; yolox: nano|tiny|s)"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="a detector's feature extractor (ssdlite: mobilenetv3|mobilenetv2)"),
-    conf_thres: Optional[float] = typer.Option(None, "--conf-thres", help="detectors: score threshold baked into the NMS (0.25; use 0.001 for COCO-style mAP)"),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", help="member of a family (mobilenetv3: large|small; yolox: nano|tiny|s)"
+    ),
+    backbone: Optional[str] = typer.Option(
+        None, "--backbone", help="a detector's feature extractor (ssdlite: mobilenetv3|mobilenetv2)"
+    ),
+    conf_thres: Optional[float] = typer.Option(
+        None, "--conf-thres", help="detectors: score threshold baked into the NMS (0.25; use 0.001 for COCO-style mAP)"
+    ),
     iou_thres: Optional[float] = typer.Option(None, "--iou-thres", help="detectors: NMS IoU threshold (0.45)"),
-    max_det: Optional[int] = typer.Option(None, "--max-det", help="detectors: detections kept per image, outputs padded to it (100)"),
-    no_nms: bool = typer.Option(False, "--no-nms", help="detectors: export decoded boxes and per-class scores, without NMS"),
+    max_det: Optional[int] = typer.Option(
+        None, "--max-det", help="detectors: detections kept per image, outputs padded to it (100)"
+    ),
+    no_nms: bool = typer.Option(
+        False, "--no-nms", help="detectors: export decoded boxes and per-class scores, without NMS"
+    ),
     agnostic_nms: bool = typer.Option(False, "--agnostic-nms", help="detectors: class-agnostic NMS"),
-    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="TensorRT: the optimisation profile's largest batch (with --dynamic-batch; default 32)"),
-    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="TensorRT: build for this DLA core (Jetson Orin), falling back to the GPU"),
-    workspace: Optional[int] = typer.Option(None, "--workspace", metavar="MIB", help="TensorRT: builder workspace limit in MiB"),
-    trt_weak_typing: bool = typer.Option(False, "--trt-weak-typing", help="TensorRT 10 only: weakly typed build with --fp16/--int8 builder flags"),
+    max_batch: Optional[int] = typer.Option(
+        None,
+        "--max-batch",
+        help="TensorRT: the optimisation profile's largest batch (with --dynamic-batch; default 32)",
+    ),
+    dla_core: Optional[int] = typer.Option(
+        None, "--dla-core", help="TensorRT: build for this DLA core (Jetson Orin), falling back to the GPU"
+    ),
+    workspace: Optional[int] = typer.Option(
+        None, "--workspace", metavar="MIB", help="TensorRT: builder workspace limit in MiB"
+    ),
+    trt_weak_typing: bool = typer.Option(
+        False, "--trt-weak-typing", help="TensorRT 10 only: weakly typed build with --fp16/--int8 builder flags"
+    ),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="run folder (default runs/<model>-w<α>-r<res>, + -b<N> or -dyn for other batch settings)"
+        None,
+        "--out",
+        "-o",
+        help="run folder (default runs/<model>-w<α>-r<res>, + -b<N> or -dyn for other batch settings)",
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset"),
     batch: int = typer.Option(1, "--batch", help="static batch size"),
@@ -274,9 +312,16 @@ def export_cmd(
     sensitivity: bool = typer.Option(False, "--sensitivity", help="rank layers by INT8 sensitivity"),
     keep_fp32: int = typer.Option(0, "--keep-fp32", help="leave the N most sensitive layers in float"),
     exclude: Optional[str] = typer.Option(None, "--exclude", help="comma-separated node names to keep in float"),
-    target_cpu: str = typer.Option("auto", "--target-cpu", metavar="auto|x86-vnni|x86-avx2|arm64", help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights"),
+    target_cpu: str = typer.Option(
+        "auto",
+        "--target-cpu",
+        metavar="auto|x86-vnni|x86-avx2|arm64",
+        help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights",
+    ),
     backend: Optional[str] = typer.Option(
-        None, "--backend", help="engines to build, comma-separated: onnxruntime,openvino,tensorrt (default onnxruntime,openvino)"
+        None,
+        "--backend",
+        help="engines to build, comma-separated: onnxruntime,openvino,tensorrt (default onnxruntime,openvino)",
     ),
     atol: Optional[float] = typer.Option(None, "--atol", help="FP32 verification absolute tolerance (1e-4)"),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="FP32 verification relative tolerance (1e-4)"),
@@ -293,20 +338,42 @@ def export_cmd(
         from edgecv.export.progress import RichReporter, artifact_table, sensitivity_table
 
         options: dict[str, Any] = dict(
-            num_classes=num_classes, width_mult=width_mult, resolution=resolution,
-            weights=str(weights) if weights else None, opset=opset, batch=batch,
-            dynamic_batch=dynamic_batch, exporter=exporter, fp16=fp16, int8=int8, calib=calib,
-            calib_size=calib_size, calib_method=calib_method or DEFAULT_CALIB_METHOD, seed=seed,
-            sensitivity=sensitivity, keep_fp32=keep_fp32, exclude=_split_list(exclude), atol=atol,
-            rtol=rtol, force=force, target_cpu=target_cpu,
+            num_classes=num_classes,
+            width_mult=width_mult,
+            resolution=resolution,
+            weights=str(weights) if weights else None,
+            opset=opset,
+            batch=batch,
+            dynamic_batch=dynamic_batch,
+            exporter=exporter,
+            fp16=fp16,
+            int8=int8,
+            calib=calib,
+            calib_size=calib_size,
+            calib_method=calib_method or DEFAULT_CALIB_METHOD,
+            seed=seed,
+            sensitivity=sensitivity,
+            keep_fp32=keep_fp32,
+            exclude=_split_list(exclude),
+            atol=atol,
+            rtol=rtol,
+            force=force,
+            target_cpu=target_cpu,
         )
         chosen = {"groups": groups, "variant": variant, "backbone": backbone}
         if any(v is not None for v in chosen.values()):
             options["variant"] = {k: v for k, v in chosen.items() if v is not None}
-        options.update(conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det, nms=not no_nms,
-                       agnostic_nms=agnostic_nms, max_batch=max_batch, dla_core=dla_core,
-                       workspace_bytes=workspace * (1 << 20) if workspace is not None else None,
-                       trt_weak_typing=trt_weak_typing)
+        options.update(
+            conf_thres=conf_thres,
+            iou_thres=iou_thres,
+            max_det=max_det,
+            nms=not no_nms,
+            agnostic_nms=agnostic_nms,
+            max_batch=max_batch,
+            dla_core=dla_core,
+            workspace_bytes=workspace * (1 << 20) if workspace is not None else None,
+            trt_weak_typing=trt_weak_typing,
+        )
         if backend is not None:
             options["backends"] = _split_list(backend)
         reporter = RichReporter(console)
@@ -330,33 +397,59 @@ def export_cmd(
 
     guarded(run)
 
+
 # --- edgecv benchmark / edgecv report ------------------------------------------------------------
 # (implemented in the section below)
 
 
 @app.command("benchmark", cls=PlainUsage)
 def benchmark_cmd(
-    target: str = typer.Argument(..., metavar="TARGET", help="run folder, artifact (.onnx .xml .engine .pt) or zoo model name"),
-    warmup: str = typer.Option("10", "--warmup", metavar="N", help="untimed calls before timing"),
-    iterations: Optional[str] = typer.Option(None, "--iterations", "-n", metavar="N", help="timed calls per batch (default 200)"),
-    duration: Optional[str] = typer.Option(None, "--duration", metavar="S", help="time each batch for S seconds instead"),
-    batch: Optional[str] = typer.Option(None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"),
-    threads: Optional[str] = typer.Option(None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"),
-    shape: Optional[str] = typer.Option(
-        None, "--shape", metavar="NxCxHxW", help="input shape for artifacts that leave it open, e.g. 1x3x224x224 (NAME:… for one input)"
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="run folder, artifact (.onnx .xml .engine .pt) or zoo model name"
     ),
-    backend: Optional[str] = typer.Option(None, "--backend", help="only these backends, comma-separated: onnxruntime,openvino,tensorrt,torch"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO compute precision f32|bf16|fp16 (default: OpenVINO's, bf16 on AMX CPUs)"),
+    warmup: str = typer.Option("10", "--warmup", metavar="N", help="untimed calls before timing"),
+    iterations: Optional[str] = typer.Option(
+        None, "--iterations", "-n", metavar="N", help="timed calls per batch (default 200)"
+    ),
+    duration: Optional[str] = typer.Option(
+        None, "--duration", metavar="S", help="time each batch for S seconds instead"
+    ),
+    batch: Optional[str] = typer.Option(
+        None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"
+    ),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"
+    ),
+    shape: Optional[str] = typer.Option(
+        None,
+        "--shape",
+        metavar="NxCxHxW",
+        help="input shape for artifacts that leave it open, e.g. 1x3x224x224 (NAME:… for one input)",
+    ),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="only these backends, comma-separated: onnxruntime,openvino,tensorrt,torch"
+    ),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="OpenVINO compute precision f32|bf16|fp16 (default: OpenVINO's, bf16 on AMX CPUs)"
+    ),
     scenario: str = typer.Option(
-        "single-stream", "--scenario",
+        "single-stream",
+        "--scenario",
         help="single-stream (headline p90) | offline (largest batch, headline throughput) | throughput "
-             "(several inferences in flight: OpenVINO's THROUGHPUT hint, concurrent ONNX Runtime runs)",
+        "(several inferences in flight: OpenVINO's THROUGHPUT hint, concurrent ONNX Runtime runs)",
     ),
     requests: Optional[str] = typer.Option(
-        None, "--requests", metavar="N", help="throughput scenario: inferences in flight (default: the backend's choice)"
+        None,
+        "--requests",
+        metavar="N",
+        help="throughput scenario: inferences in flight (default: the backend's choice)",
     ),
-    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", help="write results.json, report.md and report.html to DIR"),
-    in_process: bool = typer.Option(False, "--in-process", help="run every artifact in this process (faster; no per-artifact peak memory)"),
+    report: Optional[Path] = typer.Option(
+        None, "--report", metavar="DIR", help="write results.json, report.md and report.html to DIR"
+    ),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="run every artifact in this process (faster; no per-artifact peak memory)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the results document as JSON on stdout"),
 ) -> None:
     """Time every artifact of a run folder (with PyTorch as the baseline), or one artifact."""
@@ -371,11 +464,16 @@ def benchmark_cmd(
             warmup=_parse_flag(warmup, int, "--warmup", "an integer"),
             iterations=_parse_flag(iterations, int, "--iterations", "an integer"),
             duration=_parse_flag(duration, float, "--duration", "a number of seconds"),
-            scenario=scenario, shape=shape, requests=_parse_flag(requests, int, "--requests", "an integer"),
+            scenario=scenario,
+            shape=shape,
+            requests=_parse_flag(requests, int, "--requests", "an integer"),
         )
         plan = PlanOptions(
-            batches=_parse_batches(batch), threads=_parse_flag(threads, int, "--threads", "an integer"),
-            backends=_split_list(backend) or None, precision=precision, isolate=not in_process,
+            batches=_parse_batches(batch),
+            threads=_parse_flag(threads, int, "--threads", "an integer"),
+            backends=_split_list(backend) or None,
+            precision=precision,
+            isolate=not in_process,
         )
         with RichObserver(console) as observer:
             result = benchmark_target(target, settings, plan, observer=observer)
@@ -396,10 +494,13 @@ def benchmark_cmd(
 @app.command("report", cls=PlainUsage)
 def report_cmd(
     results: list[Path] = typer.Argument(
-        ..., metavar="RESULTS",
+        ...,
+        metavar="RESULTS",
         help="results.json files (or the folders holding them) of `edgecv benchmark --report`; the first is the reference",
     ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="write the report (one file) or comparison (several) to DIR"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="DIR", help="write the report (one file) or comparison (several) to DIR"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON on stdout"),
 ) -> None:
     """Re-render one benchmark run, or merge several and compare them with the first."""
@@ -440,7 +541,9 @@ def _print_preflight(reports: list[Any]) -> None:
 def check_cmd(
     artifact: Path = typer.Argument(..., help="ONNX file, or a run folder (checks each ONNX meant for TensorRT)"),
     target: str = typer.Option("tensorrt", "--target", help="the engine to check for: tensorrt"),
-    trt_version: str = typer.Option("10.3", "--trt-version", metavar="X.Y", help="TensorRT version to check against (JetPack 6: 10.3)"),
+    trt_version: str = typer.Option(
+        "10.3", "--trt-version", metavar="X.Y", help="TensorRT version to check against (JetPack 6: 10.3)"
+    ),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="top of the dynamic-batch profile"),
     as_json: bool = typer.Option(False, "--json", help="print the findings as JSON on stdout"),
 ) -> None:
@@ -454,8 +557,14 @@ def check_cmd(
             raise InvalidOptionError(f"--target must be tensorrt, got {target!r}")
         reports = check_target(artifact, trt_version, max_batch=max_batch)
         if as_json:
-            emit_json({"target": target, "trt_version": trt_version, "would_build": all(not r.errors for r in reports),
-                       "reports": [r.to_dict() for r in reports]})
+            emit_json(
+                {
+                    "target": target,
+                    "trt_version": trt_version,
+                    "would_build": all(not r.errors for r in reports),
+                    "reports": [r.to_dict() for r in reports],
+                }
+            )
         else:
             _print_preflight(reports)
         return max(r.exit_code for r in reports)
@@ -469,11 +578,17 @@ def check_cmd(
 def bundle_cmd(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="run folder written by `edgecv export`"),
     target: str = typer.Option("jetson", "--target", help="the board: jetson"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR|FILE.tar.gz", help="bundle folder or archive (default RUN/bundle-jetson)"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="DIR|FILE.tar.gz", help="bundle folder or archive (default RUN/bundle-jetson)"
+    ),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="top of the dynamic-batch profile (default 32)"),
-    dla_core: Optional[int] = typer.Option(None, "--dla-core", metavar="N", help="build for DLA core N with GPU fallback"),
+    dla_core: Optional[int] = typer.Option(
+        None, "--dla-core", metavar="N", help="build for DLA core N with GPU fallback"
+    ),
     workspace: int = typer.Option(2048, "--workspace", metavar="MIB", help="TensorRT workspace limit in MiB"),
-    trt_version: str = typer.Option("10.3", "--trt-version", metavar="X.Y", help="TensorRT version to preflight against"),
+    trt_version: str = typer.Option(
+        "10.3", "--trt-version", metavar="X.Y", help="TensorRT version to preflight against"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the bundle summary as JSON on stdout"),
 ) -> None:
     """Write what a Jetson board needs to build and benchmark TensorRT engines from RUN."""
@@ -481,16 +596,26 @@ def bundle_cmd(
     def run() -> None:
         from edgecv.deploy.bundle import make_bundle
 
-        summary = make_bundle(run_dir, out, target=target, max_batch=max_batch, dla_core=dla_core,
-                              workspace_mib=workspace, trt_version=trt_version)
+        summary = make_bundle(
+            run_dir,
+            out,
+            target=target,
+            max_batch=max_batch,
+            dla_core=dla_core,
+            workspace_mib=workspace,
+            trt_version=trt_version,
+        )
         if as_json:
             emit_json(summary)
         else:
             out_console.print(f"bundle: {summary['bundle']}", markup=False)
             for name in summary["files"]:
                 out_console.print(f"  {name}", markup=False)
-            out_console.print(f"preflight: {summary['preflight_errors']} error(s), {summary['preflight_warnings']} "
-                              "warning(s) (preflight.json); on the board: ./build_engine.sh && ./benchmark.sh", markup=False)
+            out_console.print(
+                f"preflight: {summary['preflight_errors']} error(s), {summary['preflight_warnings']} "
+                "warning(s) (preflight.json); on the board: ./build_engine.sh && ./benchmark.sh",
+                markup=False,
+            )
 
     guarded(run)
 
@@ -499,7 +624,9 @@ def bundle_cmd(
 def import_trtexec_cmd(
     logs: list[Path] = typer.Argument(..., metavar="LOG...", help="trtexec output (TensorRT 8 to 11)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="results.json", help="write the results file here"),
-    merge: list[Path] = typer.Option([], "--merge", metavar="RESULTS", help="add an `edgecv benchmark --json` file from the same board"),
+    merge: list[Path] = typer.Option(
+        [], "--merge", metavar="RESULTS", help="add an `edgecv benchmark --json` file from the same board"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the results document on stdout"),
 ) -> None:
     """Turn trtexec logs into an edgecv results file for `edgecv report`."""
@@ -523,8 +650,11 @@ def import_trtexec_cmd(
         else:
             for r in doc["results"]:
                 lat = r["latency"]
-                out_console.print(f"{r['artifact']} ({r['backend']}, batch {r['batch']}): median {lat['median_ms']} ms, "
-                                  f"p90 {lat['p90_ms']} ms, {r['throughput_ips']:.1f} items/s", markup=False)
+                out_console.print(
+                    f"{r['artifact']} ({r['backend']}, batch {r['batch']}): median {lat['median_ms']} ms, "
+                    f"p90 {lat['p90_ms']} ms, {r['throughput_ips']:.1f} items/s",
+                    markup=False,
+                )
             if out is not None:
                 console.print(f"results: {out}")
 
@@ -535,7 +665,9 @@ def import_trtexec_cmd(
 def predict_cmd(
     target: str = typer.Argument(..., help="artifact (.onnx .xml .engine), run folder, or zoo model name"),
     images: list[Path] = typer.Argument(..., help="pictures to run"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="detectors: write each picture with its boxes drawn to DIR"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="DIR", help="detectors: write each picture with its boxes drawn to DIR"
+    ),
     backend: Optional[str] = typer.Option(None, "--backend", help="runtime to use (default: from the file suffix)"),
     precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO compute precision f32|bf16|fp16"),
     as_json: bool = typer.Option(False, "--json", help="print the predictions as JSON on stdout"),
@@ -574,15 +706,21 @@ def predict_cmd(
 
 # --- edgecv data / edgecv eval -------------------------------------------------------------------
 
-data_app = typer.Typer(help="Make evaluation data sets.", no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+data_app = typer.Typer(
+    help="Make evaluation data sets.", no_args_is_help=True, add_completion=False, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("shapes")
 def data_shapes_cmd(
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="folder to write the data set to"),
-    images: str = typer.Option("200", "--images", metavar="N", help="pictures in all; a fifth of them form the val split"),
-    size: str = typer.Option("160", "--size", metavar="S", help="picture width in pixels (heights vary from 3/4 S to S)"),
+    images: str = typer.Option(
+        "200", "--images", metavar="N", help="pictures in all; a fifth of them form the val split"
+    ),
+    size: str = typer.Option(
+        "160", "--size", metavar="S", help="picture width in pixels (heights vary from 3/4 S to S)"
+    ),
     seed: str = typer.Option("0", "--seed", metavar="K", help="the same seed writes the same bytes"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as JSON on stdout"),
 ) -> None:
@@ -597,7 +735,9 @@ def data_shapes_cmd(
         with Progress(TextColumn("shapes"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as bar:
             task = bar.add_task("shapes", total=n)
             summary = generate_shapes(
-                out, images=n, size=_parse_flag(size, int, "--size", "an integer"),
+                out,
+                images=n,
+                size=_parse_flag(size, int, "--size", "an integer"),
                 seed=_parse_flag(seed, int, "--seed", "an integer"),
                 progress=lambda done, total: bar.update(task, completed=done),
             )
@@ -608,9 +748,13 @@ def data_shapes_cmd(
         for split in ("train", "val"):
             out_console.print(
                 f"{split}: {info['images'][split]} images, {info['objects'][split]} objects → {info['coco'][split]}; "
-                f"{info['crops'][split]} crops → {info['imagefolder'][split]}", markup=False, soft_wrap=True,
+                f"{info['crops'][split]} crops → {info['imagefolder'][split]}",
+                markup=False,
+                soft_wrap=True,
             )
-        out_console.print("categories: " + ", ".join(f"{c['id']} {c['name']}" for c in info["categories"]), markup=False)
+        out_console.print(
+            "categories: " + ", ".join(f"{c['id']} {c['name']}" for c in info["categories"]), markup=False
+        )
 
     guarded(run)
 
@@ -637,10 +781,14 @@ def _eval_table(doc: dict[str, Any]) -> Any:
     for r in doc["results"]:
         acc, m = r["accuracy"], r["metrics"]
         keys = ("map", "map50", "map75", "ar100") if detection else ("top1", "top5")
-        cells = [r["artifact"], r["backend"], precision_label(r),
-                 *(pct(m.get(k)) for k in keys),
-                 delta(acc.get("delta")) + (f" ({r['reference']})" if r.get("reference") else ""),
-                 "—" if r.get("median_ms") is None else f"{r['median_ms']:.2f}"]
+        cells = [
+            r["artifact"],
+            r["backend"],
+            precision_label(r),
+            *(pct(m.get(k)) for k in keys),
+            delta(acc.get("delta")) + (f" ({r['reference']})" if r.get("reference") else ""),
+            "—" if r.get("median_ms") is None else f"{r['median_ms']:.2f}",
+        ]
         if detection:
             cells.append("—" if doc.get("conf_thres") is None else f"{doc['conf_thres']:g}")
         table.add_row(*cells)
@@ -649,19 +797,53 @@ def _eval_table(doc: dict[str, Any]) -> Any:
 
 @app.command("eval", cls=PlainUsage)
 def eval_cmd(
-    target: str = typer.Argument(..., metavar="TARGET", help="artifact, run folder (every artifact in it), or zoo model name with --weights"),
-    data: Path = typer.Option(..., "--data", metavar="PATH", help="ImageFolder, .npz of inputs and labels, COCO annotation .json, or a folder holding a COCO .json and its images"),
-    images: Optional[Path] = typer.Option(None, "--images", metavar="DIR", help="the images a COCO annotation file names"),
-    limit: Optional[str] = typer.Option(None, "--limit", metavar="N", help="evaluate the first N images only (a quick look)"),
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="artifact, run folder (every artifact in it), or zoo model name with --weights"
+    ),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        metavar="PATH",
+        help="ImageFolder, .npz of inputs and labels, COCO annotation .json, or a folder holding a COCO .json and its images",
+    ),
+    images: Optional[Path] = typer.Option(
+        None, "--images", metavar="DIR", help="the images a COCO annotation file names"
+    ),
+    limit: Optional[str] = typer.Option(
+        None, "--limit", metavar="N", help="evaluate the first N images only (a quick look)"
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="weights of the zoo model TARGET"),
-    num_classes: Optional[str] = typer.Option(None, "--num-classes", metavar="N", help="zoo model TARGET: classes of the head (default: from the data)"),
-    width_mult: Optional[str] = typer.Option(None, "--width-mult", "-a", metavar="FLOAT", help="zoo model TARGET: width multiplier"),
-    resolution: Optional[str] = typer.Option(None, "--resolution", "-r", metavar="RES", help="zoo model TARGET: input side or HxW"),
+    num_classes: Optional[str] = typer.Option(
+        None, "--num-classes", metavar="N", help="zoo model TARGET: classes of the head (default: from the data)"
+    ),
+    width_mult: Optional[str] = typer.Option(
+        None, "--width-mult", "-a", metavar="FLOAT", help="zoo model TARGET: width multiplier"
+    ),
+    resolution: Optional[str] = typer.Option(
+        None, "--resolution", "-r", metavar="RES", help="zoo model TARGET: input side or HxW"
+    ),
     backend: Optional[str] = typer.Option(None, "--backend", help="only these backends' artifacts, comma-separated"),
-    category_map: Optional[str] = typer.Option(None, "--category-map", metavar="MAP", help="model label → COCO category id: 0:1,1:3,... or a JSON file (default: label i is the i-th category by id, after background)"),
-    label_offset: Optional[str] = typer.Option(None, "--label-offset", metavar="K", help="label of the first category (default 1 for models with background class 0, else 0)"),
-    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", help="write results.json (merged into a benchmark's there), report.md, report.html and eval.json to DIR"),
-    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", metavar="FILE", help="write the COCO results JSON that was scored"),
+    category_map: Optional[str] = typer.Option(
+        None,
+        "--category-map",
+        metavar="MAP",
+        help="model label → COCO category id: 0:1,1:3,... or a JSON file (default: label i is the i-th category by id, after background)",
+    ),
+    label_offset: Optional[str] = typer.Option(
+        None,
+        "--label-offset",
+        metavar="K",
+        help="label of the first category (default 1 for models with background class 0, else 0)",
+    ),
+    report: Optional[Path] = typer.Option(
+        None,
+        "--report",
+        metavar="DIR",
+        help="write results.json (merged into a benchmark's there), report.md, report.html and eval.json to DIR",
+    ),
+    save_predictions: Optional[Path] = typer.Option(
+        None, "--save-predictions", metavar="FILE", help="write the COCO results JSON that was scored"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the evaluation as JSON on stdout"),
 ) -> None:
     """Measure accuracy (top-1/top-5, or COCO mAP) of every artifact on your data."""
@@ -678,8 +860,11 @@ def eval_cmd(
         res = None
         if resolution is not None:
             res = _parse_flag(resolution, parse_resolution, "--resolution", "an integer or HxW")
-        zoo = {"num_classes": _parse_flag(num_classes, int, "--num-classes", "an integer"),
-               "width_mult": _parse_flag(width_mult, float, "--width-mult", "a number"), "resolution": res}
+        zoo = {
+            "num_classes": _parse_flag(num_classes, int, "--num-classes", "an integer"),
+            "width_mult": _parse_flag(width_mult, float, "--width-mult", "a number"),
+            "resolution": res,
+        }
 
         class Bar(EvalObserver):
             def __init__(self, progress: Progress):
@@ -698,10 +883,16 @@ def eval_cmd(
         with warnings.catch_warnings(), Progress(*columns, console=console, transient=True) as progress:
             _quiet_library_warnings()
             result = evaluate(
-                target, data, images=images, limit=_parse_flag(limit, int, "--limit", "an integer"),
-                weights=weights, backends=_split_list(backend) or None, category_map=category_map,
+                target,
+                data,
+                images=images,
+                limit=_parse_flag(limit, int, "--limit", "an integer"),
+                weights=weights,
+                backends=_split_list(backend) or None,
+                category_map=category_map,
                 label_offset=_parse_flag(label_offset, int, "--label-offset", "an integer"),
-                zoo_options=zoo, observer=Bar(progress),
+                zoo_options=zoo,
+                observer=Bar(progress),
             )
         doc = result.to_dict()
         written = write_eval_report(result, report) if report is not None else {}
@@ -736,7 +927,11 @@ def main() -> None:
             console.print(exc.format_message(), highlight=False, markup=False)
             sys.exit(2)
         # A bad flag or value: one line and exit 2, not click's usage block.
-        hint = f" (see `edgecv {exc.ctx.command_path.split(' ', 1)[-1]} --help`)" if exc.ctx and " " in exc.ctx.command_path else ""
+        hint = (
+            f" (see `edgecv {exc.ctx.command_path.split(' ', 1)[-1]} --help`)"
+            if exc.ctx and " " in exc.ctx.command_path
+            else ""
+        )
         console.print(error_line(f"{exc.format_message()}{hint}"), soft_wrap=True)
         sys.exit(2)
     except (Abort, KeyboardInterrupt):

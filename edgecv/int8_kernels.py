@@ -50,16 +50,18 @@ TARGETS: dict[str, CpuTarget] = {
     for t in (
         # NNCF's own default (7-bit weights in the first layer only) is kept where it was measured;
         # VNNI itself would need no fix at all.
-        CpuTarget("x86-vnni", False, "first_layer_only",
-                  "x86 with AVX-512 VNNI, AVX-VNNI or AMX: 32-bit accumulation, full 8-bit weights"),
-        CpuTarget("x86-avx2", True, "enable",
-                  "x86 without VNNI: saturating 16-bit sums, 7-bit weights everywhere"),
+        CpuTarget(
+            "x86-vnni",
+            False,
+            "first_layer_only",
+            "x86 with AVX-512 VNNI, AVX-VNNI or AMX: 32-bit accumulation, full 8-bit weights",
+        ),
+        CpuTarget("x86-avx2", True, "enable", "x86 without VNNI: saturating 16-bit sums, 7-bit weights everywhere"),
         # ARM64 (assumed, not measured here): ONNX Runtime's MLAS and OpenVINO's ARM plugin (ACL)
         # multiply 8-bit values with SDOT/UDOT or I8MM, which accumulate in 32 bits, or fall back
         # to float; neither has the x86 saturating path, so full 8-bit weights everywhere and no
         # overflow fix. U8 activations / S8 weights stay: MLAS runs them on ARM64 as well.
-        CpuTarget("arm64", False, "disable",
-                  "ARM64 (SDOT/I8MM): 32-bit accumulation, full 8-bit weights"),
+        CpuTarget("arm64", False, "disable", "ARM64 (SDOT/I8MM): 32-bit accumulation, full 8-bit weights"),
     )
 }
 TARGET_CPUS = ("auto", *TARGETS)
@@ -91,12 +93,16 @@ def mismatch_note(artifact: str, built_for: str, running_on: str | None = None) 
         return None
     built, running = TARGETS[built_for], TARGETS[running_on]
     if running.saturates and not built.saturates:
-        return (f"{artifact}: INT8 built for {built_for}, running on {running_on}: this CPU sums 8-bit products "
-                f"in saturating 16-bit integers and the artifact's full 8-bit weights can overflow them "
-                f"(accuracy risk: on an AVX2-only EPYC a digits model's OpenVINO INT8 fell from 22 to 10 dB SQNR this way); rebuild with --target-cpu {running_on}")
+        return (
+            f"{artifact}: INT8 built for {built_for}, running on {running_on}: this CPU sums 8-bit products "
+            f"in saturating 16-bit integers and the artifact's full 8-bit weights can overflow them "
+            f"(accuracy risk: on an AVX2-only EPYC a digits model's OpenVINO INT8 fell from 22 to 10 dB SQNR this way); rebuild with --target-cpu {running_on}"
+        )
     if built.saturates and not running.saturates:
-        return (f"{artifact}: INT8 built for {built_for}, running on {running_on}: its 7-bit weights, needed only "
-                f"without VNNI, cost a little accuracy here; rebuild with --target-cpu {running_on} for full 8 bits")
+        return (
+            f"{artifact}: INT8 built for {built_for}, running on {running_on}: its 7-bit weights, needed only "
+            f"without VNNI, cost a little accuracy here; rebuild with --target-cpu {running_on} for full 8 bits"
+        )
     return f"{artifact}: INT8 built for {built_for}, running on {running_on} (neither saturates: no accuracy risk)"
 
 

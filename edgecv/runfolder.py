@@ -220,9 +220,7 @@ def prepare_run_dir(out: str | Path) -> Path:
         raise OutputPathError(f"output path {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).exists():
         # Never mix a run into a folder that holds something else.
-        raise OutputPathError(
-            f"output folder {out} is not empty and holds no edgecv manifest; choose another --out"
-        )
+        raise OutputPathError(f"output folder {out} is not empty and holds no edgecv manifest; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,8 +19,17 @@ from typing import Any
 
 # The instruction-set extensions that change which kernels the backends pick.
 X86_FLAGS = (
-    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-    "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "amx_fp16",
 )
 ARM_FEATURES = ("asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2")
 X86_ARCHES = ("x86_64", "amd64", "i686", "i386", "x86")
@@ -43,7 +52,14 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 IMPORT_NAMES = {"onnxsim": "onnxsim", "tensorrt": "tensorrt", "cuda-python": "cuda"}
 
 # OpenVINO's element type names → the precision vocabulary edgecv reports in.
-_OV_PRECISIONS = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16", "float16": "fp16"}
+_OV_PRECISIONS = {
+    "f32": "fp32",
+    "float32": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "f16": "fp16",
+    "float16": "fp16",
+}
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -17,7 +17,11 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
     env.pop("EDGECV_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "edgecv.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
     )
 
 

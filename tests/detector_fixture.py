@@ -35,15 +35,26 @@ class TinyDetector(Detector):
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(3, 8, 3, 2, 1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, 2, 1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
         )
         self.head = nn.Conv2d(16, 5 + num_classes, 1)
         self.decode = _Decode(8, 16)
         self.input_spec = InputSpec(
-            height=size, width=size, task="detection", resize="letterbox", mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0), outputs=detection_outputs(True),
+            height=size,
+            width=size,
+            task="detection",
+            resize="letterbox",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            outputs=detection_outputs(True),
         )
         self.model_name = "tinydet"
         with torch.no_grad():

@@ -37,8 +37,19 @@ def weights_1000(tmp_path_factory):
 
 
 def test_cli_shows_and_records_head_reinitialisation(invoke, tmp_path, weights_1000):
-    res = invoke("export", "mobilenetv2", *SMALL, "--weights", weights_1000, "--num-classes", "10",
-                 "--backend", "onnxruntime", "--out", tmp_path / "run")
+    res = invoke(
+        "export",
+        "mobilenetv2",
+        *SMALL,
+        "--weights",
+        weights_1000,
+        "--num-classes",
+        "10",
+        "--backend",
+        "onnxruntime",
+        "--out",
+        tmp_path / "run",
+    )
     assert res.exit_code == 0, res.output
     assert "warning:" in res.output and "re-initialised" in res.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -50,8 +61,15 @@ def test_library_warns_and_records_on_every_export(tmp_path, weights_1000):
 
     for i in range(2):  # "default" filters show a warning once per location; each export reports it
         with pytest.warns(HeadReinitializedWarning):
-            result = edgecv.export("mobilenetv2", out=tmp_path / f"r{i}", width_mult=0.35, resolution=64,
-                                   weights=str(weights_1000), num_classes=10, backends=())
+            result = edgecv.export(
+                "mobilenetv2",
+                out=tmp_path / f"r{i}",
+                width_mult=0.35,
+                resolution=64,
+                weights=str(weights_1000),
+                num_classes=10,
+                backends=(),
+            )
         assert sum("re-initialised" in w for w in result.manifest["warnings"]) == 1
 
 
@@ -150,8 +168,19 @@ def test_in_sample_fidelity_is_never_called_held_out(invoke, tmp_path):
 
     data = tmp_path / "seven.npy"
     np.save(data, np.random.default_rng(0).standard_normal((7, 3, 64, 64)).astype(np.float32))
-    res = invoke("export", "mobilenetv2", *SMALL, "--int8", "--calib", data, "--sensitivity",
-                 "--backend", "onnxruntime", "--out", tmp_path / "run")
+    res = invoke(
+        "export",
+        "mobilenetv2",
+        *SMALL,
+        "--int8",
+        "--calib",
+        data,
+        "--sensitivity",
+        "--backend",
+        "onnxruntime",
+        "--out",
+        tmp_path / "run",
+    )
     assert res.exit_code == 0, res.output
     assert "held out" not in res.output and "held-out" not in res.output, res.output
     assert "in-sample" in res.output
@@ -217,14 +246,25 @@ def test_wrong_input_names_every_mismatch(tmp_path):
     from edgecv.runtime import load
 
     path = tmp_path / "conv.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["out"])
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+    )
     with load(path) as rt:
         with pytest.raises(InputMismatchError) as err:
             rt(np.zeros((1, 32, 32, 3), np.uint8))  # a picture as it comes: NHWC, 0..255
         message = str(err.value)
-        for fragment in ("dtype uint8, not float32", "dimension 1 is 32, not 3", "dimension 3 is 3, not 32",
-                         "channels-last (NHWC)", "0..255"):
+        for fragment in (
+            "dtype uint8, not float32",
+            "dimension 1 is 32, not 3",
+            "dimension 3 is 3, not 32",
+            "channels-last (NHWC)",
+            "0..255",
+        ):
             assert fragment in message, message
         with pytest.raises(InputMismatchError, match=r"rank 3, not 4; one image without its batch axis"):
             rt(np.zeros((3, 32, 32), np.float32))
@@ -259,8 +299,23 @@ def test_piped_stderr_does_not_wrap_at_80_columns(tmp_path):
 
     weights = tmp_path / ("a-rather-long-folder-name-for-checkpoints-" * 3) / "nope[best].pth"
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "EDGECV_DEBUG")}
-    proc = subprocess.run([sys.executable, "-m", "edgecv.cli", "export", "mobilenetv2", "--weights", str(weights),
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgecv.cli",
+            "export",
+            "mobilenetv2",
+            "--weights",
+            str(weights),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(weights) in lines[0], proc.stderr
@@ -278,9 +333,18 @@ def test_stage_lines_stay_whole_on_a_narrow_console():
     assert _page_width(StringIO()) == 160 or "COLUMNS" in __import__("os").environ
     buf = StringIO()
     int8 = next(s for s in STAGES if s.name == "int8")
-    info = {"calibration": {"calibration": 300, "holdout": 100}, "method": "percentile",
-            "timings_s": {"pre_process": 0.4, "ranges": 12.0, "quantize_tensorrt": 3.0, "quantize_cpu": 2.5,
-                          "nncf_openvino": 20.0, "fidelity": 4.0}}
+    info = {
+        "calibration": {"calibration": 300, "holdout": 100},
+        "method": "percentile",
+        "timings_s": {
+            "pre_process": 0.4,
+            "ranges": 12.0,
+            "quantize_tensorrt": 3.0,
+            "quantize_cpu": 2.5,
+            "nncf_openvino": 20.0,
+            "fidelity": 4.0,
+        },
+    }
     RichReporter(Console(file=buf, width=80)).stage_end(int8, "done", 42.0, info)
     assert len(buf.getvalue().strip().splitlines()) == 1, buf.getvalue()
 
@@ -288,14 +352,30 @@ def test_stage_lines_stay_whole_on_a_narrow_console():
 def _fake_result(tmp_path):
     from edgecv.export.pipeline import ExportResult
 
-    names = [("onnx-fp32", "model.onnx"), ("openvino-fp16", "openvino/model.fp16.xml"),
-             ("onnx-int8-cpu", "model.int8.cpu.onnx"), ("openvino-int8", "openvino/model.int8.xml")]
-    artifacts = [{"name": n, "path": p, "backend": "openvino" if "openvino" in n else "onnxruntime",
-                  "precision": "fp32", "intended_for": "onnxruntime",
-                  "verification": {"passed": True, "outputs": [{"max_abs": 1e-5, "cosine": 1.0, "top1_agreement": 1.0}]},
-                  "fidelity": {"top1_agreement": 0.99, "sqnr_db": 25.0} if "int8" in n else {}}
-                 for n, p in names]
-    manifest = {"model": {}, "stages": {}, "artifacts": artifacts, "files": {p: {"size_bytes": 10**6} for _, p in names}}
+    names = [
+        ("onnx-fp32", "model.onnx"),
+        ("openvino-fp16", "openvino/model.fp16.xml"),
+        ("onnx-int8-cpu", "model.int8.cpu.onnx"),
+        ("openvino-int8", "openvino/model.int8.xml"),
+    ]
+    artifacts = [
+        {
+            "name": n,
+            "path": p,
+            "backend": "openvino" if "openvino" in n else "onnxruntime",
+            "precision": "fp32",
+            "intended_for": "onnxruntime",
+            "verification": {"passed": True, "outputs": [{"max_abs": 1e-5, "cosine": 1.0, "top1_agreement": 1.0}]},
+            "fidelity": {"top1_agreement": 0.99, "sqnr_db": 25.0} if "int8" in n else {},
+        }
+        for n, p in names
+    ]
+    manifest = {
+        "model": {},
+        "stages": {},
+        "artifacts": artifacts,
+        "files": {p: {"size_bytes": 10**6} for _, p in names},
+    }
     return ExportResult(tmp_path / "a-run-folder-with-a-rather-long-name", manifest)
 
 
@@ -319,8 +399,13 @@ def test_fidelity_plot_labels_stay_inside_the_frame():
         d["verification" if verified else "fidelity"] = {"top1_agreement": top1}
         return d
 
-    fig = fidelity_figure([result("onnx-fp32", 3.9, 1.0, True), result("openvino-int8", 1.5, 0.99),
-                           result("torch-fp32-eager-baseline", 13.1, 1.0, True)])
+    fig = fidelity_figure(
+        [
+            result("onnx-fp32", 3.9, 1.0, True),
+            result("openvino-int8", 1.5, 0.99),
+            result("torch-fp32-eager-baseline", 13.1, 1.0, True),
+        ]
+    )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)
@@ -351,13 +436,25 @@ def test_dynamo_export_is_quiet_and_records_the_written_opset(invoke, tmp_path):
     pytest.importorskip("onnxscript")
     import onnx
 
-    res = invoke("export", "mobilenetv2", *SMALL, "--exporter", "dynamo", "--backend", "onnxruntime",
-                 "--out", tmp_path / "run", "--json")
+    res = invoke(
+        "export",
+        "mobilenetv2",
+        *SMALL,
+        "--exporter",
+        "dynamo",
+        "--backend",
+        "onnxruntime",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output and "[torch.onnx]" not in res.output
     json.loads(res.stdout)  # nothing but the summary on stdout
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    written = next(o.version for o in onnx.load(str(tmp_path / "run" / "model.raw.onnx")).opset_import if o.domain == "")
+    written = next(
+        o.version for o in onnx.load(str(tmp_path / "run" / "model.raw.onnx")).opset_import if o.domain == ""
+    )
     info = manifest["stages"]["export"]["info"]
     assert info["opset"] == written and info["opset_requested"] == 17
     if written != 17:
@@ -369,9 +466,15 @@ def test_dynamo_export_is_quiet_and_records_the_written_opset(invoke, tmp_path):
 
 def test_benchmark_shape_for_an_artifact_without_a_fixed_size(invoke, tmp_path):
     path = tmp_path / "any-size.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["out"],
-                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "h", 3: "w"}})
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "h", 3: "w"}},
+    )
     res = invoke("benchmark", path, "--in-process", "-n", "3", "--warmup", "1")
     assert res.exit_code == 2 and "--shape" in res.output, res.output
     res = invoke("benchmark", path, "--in-process", "-n", "3", "--warmup", "1", "--shape", "2x3x40x48", "--json")
@@ -388,10 +491,23 @@ def test_static_batch_advice_fits_a_single_file(invoke, tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(run / "model.onnx"), dynamo=False,
-                      input_names=["input"], output_names=["out"])
-    record = {"name": "onnx-fp32", "path": "model.onnx", "backend": "onnxruntime", "precision": "fp32",
-              "intended_for": "onnxruntime", "batch": 1, "dynamic_batch": False}
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(run / "model.onnx"),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+    )
+    record = {
+        "name": "onnx-fp32",
+        "path": "model.onnx",
+        "backend": "onnxruntime",
+        "precision": "fp32",
+        "intended_for": "onnxruntime",
+        "batch": 1,
+        "dynamic_batch": False,
+    }
     (run / "manifest.json").write_text(json.dumps({"schema": SCHEMA, "artifacts": [record], "model": {}}))
     res = invoke("benchmark", run / "model.onnx", "--batch", "1,4")
     assert res.exit_code == 2
@@ -405,10 +521,30 @@ def test_static_batch_advice_fits_a_single_file(invoke, tmp_path):
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_throughput_scenario_keeps_requests_in_flight(invoke, tmp_path, backend):
     path = tmp_path / "conv.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 8, 3), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["out"])
-    res = invoke("benchmark", path, "--backend", backend, "--scenario", "throughput", "--requests", "2",
-                 "-n", "10", "--warmup", "2", "--in-process", "--json")
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 8, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+    )
+    res = invoke(
+        "benchmark",
+        path,
+        "--backend",
+        backend,
+        "--scenario",
+        "throughput",
+        "--requests",
+        "2",
+        "-n",
+        "10",
+        "--warmup",
+        "2",
+        "--in-process",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     (result,) = json.loads(res.stdout)["results"]
     conc = result["concurrency"]

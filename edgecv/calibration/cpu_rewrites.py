@@ -118,8 +118,13 @@ def _index(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str,
     return producer, users, {o.name for o in model.graph.output}
 
 
-def channel_permutation(model: onnx.ModelProto, first: onnx.NodeProto, shapes: dict[str, list[int]],
-                        users: dict[str, list[onnx.NodeProto]], outputs: set[str]):
+def channel_permutation(
+    model: onnx.ModelProto,
+    first: onnx.NodeProto,
+    shapes: dict[str, list[int]],
+    users: dict[str, list[onnx.NodeProto]],
+    outputs: set[str],
+):
     """``(transpose, last, perm)`` when ``first`` starts ``Reshape [N,d1..dk,H,W] → Transpose (of
     the d axes only) → Reshape [N,C,H,W]`` on an NCHW tensor, i.e. ``y[:, j] = x[:, perm[j]]``."""
     in_shape = shapes.get(first.input[0])
@@ -146,7 +151,9 @@ def channel_permutation(model: onnx.ModelProto, first: onnx.NodeProto, shapes: d
     return trans, last, order
 
 
-def _channel_shuffles(model: onnx.ModelProto, shapes, keep: set[str], records: list[dict[str, Any]]) -> list[onnx.NodeProto]:
+def _channel_shuffles(
+    model: onnx.ModelProto, shapes, keep: set[str], records: list[dict[str, Any]]
+) -> list[onnx.NodeProto]:
     """Fold each channel shuffle into the convolution in front of it, or else make it a 1×1
     permutation convolution; returns those convolutions."""
     permutations = []
@@ -164,23 +171,31 @@ def _channel_shuffles(model: onnx.ModelProto, shapes, keep: set[str], records: l
             dense = _attr(conv, "group", 1) > 1
             _permute_conv_outputs(model, conv, order)
             _bypass(model, shuffle, first.input[0], last.output[0])
-            records.append({
-                "rule": "channel_shuffle_into_conv",
-                "nodes": [n.name for n in shuffle],
-                "into": conv.name,
-                "why": ("grouped 1x1 conv made dense (ONNX Runtime's grouped QLinearConv is no faster) and " if dense else "")
-                + "the channel shuffle folded into its output channels: ONNX Runtime's uint8 Transpose "
-                "around its channels-last INT8 kernels cost more than the convolutions",
-            })
+            records.append(
+                {
+                    "rule": "channel_shuffle_into_conv",
+                    "nodes": [n.name for n in shuffle],
+                    "into": conv.name,
+                    "why": (
+                        "grouped 1x1 conv made dense (ONNX Runtime's grouped QLinearConv is no faster) and "
+                        if dense
+                        else ""
+                    )
+                    + "the channel shuffle folded into its output channels: ONNX Runtime's uint8 Transpose "
+                    "around its channels-last INT8 kernels cost more than the convolutions",
+                }
+            )
         else:
             permutations.append(_shuffle_as_conv(model, shuffle, order))
-            records.append({
-                "rule": "channel_shuffle_as_1x1_conv",
-                "nodes": [n.name for n in shuffle],
-                "why": "a channel shuffle as a 1x1 convolution with a permutation matrix runs in ONNX "
-                "Runtime's INT8 kernels (exactly: same scale in and out) about 10x faster than as "
-                "Reshape/Transpose around its channels-last layout",
-            })
+            records.append(
+                {
+                    "rule": "channel_shuffle_as_1x1_conv",
+                    "nodes": [n.name for n in shuffle],
+                    "why": "a channel shuffle as a 1x1 convolution with a permutation matrix runs in ONNX "
+                    "Runtime's INT8 kernels (exactly: same scale in and out) about 10x faster than as "
+                    "Reshape/Transpose around its channels-last layout",
+                }
+            )
     return permutations
 
 
@@ -215,7 +230,9 @@ def _permute_conv_outputs(model, conv: onnx.NodeProto, order: np.ndarray) -> Non
         dense = np.zeros((c_out, c_in_g * group, *weight.shape[2:]), weight.dtype)
         per_out = c_out // group
         for g in range(group):
-            dense[g * per_out : (g + 1) * per_out, g * c_in_g : (g + 1) * c_in_g] = weight[g * per_out : (g + 1) * per_out]
+            dense[g * per_out : (g + 1) * per_out, g * c_in_g : (g + 1) * c_in_g] = weight[
+                g * per_out : (g + 1) * per_out
+            ]
         weight = dense
         for a in conv.attribute:
             if a.name == "group":
@@ -224,7 +241,9 @@ def _permute_conv_outputs(model, conv: onnx.NodeProto, order: np.ndarray) -> Non
     model.graph.initializer.append(numpy_helper.from_array(weight[order], f"{base}/weight_reordered"))
     conv.input[1] = f"{base}/weight_reordered"
     if len(conv.input) > 2 and conv.input[2]:
-        model.graph.initializer.append(numpy_helper.from_array(_constant(model, conv.input[2])[order], f"{base}/bias_reordered"))
+        model.graph.initializer.append(
+            numpy_helper.from_array(_constant(model, conv.input[2])[order], f"{base}/bias_reordered")
+        )
         conv.input[2] = f"{base}/bias_reordered"
 
 
@@ -245,7 +264,9 @@ def _shuffle_as_conv(model, shuffle: list[onnx.NodeProto], order: np.ndarray) ->
     weight[np.arange(c), order, 0, 0] = 1.0
     name = f"{first.name or last.output[0]}/as_conv"
     model.graph.initializer.append(numpy_helper.from_array(weight, f"{name}/weight"))
-    conv = helper.make_node("Conv", [first.input[0], f"{name}/weight"], [last.output[0]], name=name, kernel_shape=[1, 1])
+    conv = helper.make_node(
+        "Conv", [first.input[0], f"{name}/weight"], [last.output[0]], name=name, kernel_shape=[1, 1]
+    )
     at = list(model.graph.node).index(first)
     for node in shuffle:
         model.graph.node.remove(node)
@@ -281,7 +302,12 @@ def _slices_of_permutations(model, permutations: list[onnx.NodeProto], keep: set
         weight = _constant(model, perm.input[1])[:, :, 0, 0]
         readers = users.get(perm.output[0], [])
         ranges = [_channel_slice(model, r, weight.shape[0]) for r in readers]
-        if not readers or perm.output[0] in outputs or any(r is None for r in ranges) or any(r.name in keep for r in readers):
+        if (
+            not readers
+            or perm.output[0] in outputs
+            or any(r is None for r in ranges)
+            or any(r.name in keep for r in readers)
+        ):
             continue
         folded = []
         for slice_node, (start, end) in zip(readers, ranges):
@@ -289,7 +315,12 @@ def _slices_of_permutations(model, permutations: list[onnx.NodeProto], keep: set
             nexts = users.get(slice_node.output[0], [])
             target = nexts[0] if len(nexts) == 1 and slice_node.output[0] not in outputs else None
             conv = _conv_weights(model, target) if target is not None and target.op_type == "Conv" else None
-            if conv is not None and target.name not in keep and _attr(target, "group", 1) == 1 and target.input[0] == slice_node.output[0]:
+            if (
+                conv is not None
+                and target.name not in keep
+                and _attr(target, "group", 1) == 1
+                and target.input[0] == slice_node.output[0]
+            ):
                 w, b = conv
                 _set_weights(model, target, np.einsum("ojhw,jc->ochw", w, selection), b, "selected")
                 target.input[0] = perm.input[0]
@@ -297,19 +328,31 @@ def _slices_of_permutations(model, permutations: list[onnx.NodeProto], keep: set
                 folded.append(target.name)
                 continue
             name = slice_node.name or slice_node.output[0]
-            model.graph.initializer.append(numpy_helper.from_array(selection[:, :, None, None].astype(np.float32), f"{name}/selection"))
+            model.graph.initializer.append(
+                numpy_helper.from_array(selection[:, :, None, None].astype(np.float32), f"{name}/selection")
+            )
             at = list(model.graph.node).index(slice_node)
             model.graph.node.remove(slice_node)
-            model.graph.node.insert(at, helper.make_node(
-                "Conv", [perm.input[0], f"{name}/selection"], list(slice_node.output), name=name, kernel_shape=[1, 1]))
+            model.graph.node.insert(
+                at,
+                helper.make_node(
+                    "Conv",
+                    [perm.input[0], f"{name}/selection"],
+                    list(slice_node.output),
+                    name=name,
+                    kernel_shape=[1, 1],
+                ),
+            )
         model.graph.node.remove(perm)
-        records.append({
-            "rule": "channel_split_as_selection",
-            "nodes": [perm.name, *(r.name for r in readers)],
-            "into": folded,
-            "why": "the permutation convolution and the Slices after it become selection convolutions, "
-            "folded into the convolution that reads a slice where there is one: less arithmetic, no Slice",
-        })
+        records.append(
+            {
+                "rule": "channel_split_as_selection",
+                "nodes": [perm.name, *(r.name for r in readers)],
+                "into": folded,
+                "why": "the permutation convolution and the Slices after it become selection convolutions, "
+                "folded into the convolution that reads a slice where there is one: less arithmetic, no Slice",
+            }
+        )
 
 
 def _forget_shapes(model, names: list[str]) -> None:
@@ -345,18 +388,26 @@ def _average_pools_as_depthwise(model, shapes, keep: set[str], records: list[dic
             numpy_helper.from_array(np.full((c, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), np.float32), weight)
         )
         conv = helper.make_node(
-            "Conv", [node.input[0], weight], list(node.output), name=node.name, group=c, kernel_shape=kernel,
-            pads=pads, strides=list(_attr(node, "strides", [1, 1])),
+            "Conv",
+            [node.input[0], weight],
+            list(node.output),
+            name=node.name,
+            group=c,
+            kernel_shape=kernel,
+            pads=pads,
+            strides=list(_attr(node, "strides", [1, 1])),
         )
         at = list(graph.node).index(node)
         graph.node.remove(node)
         graph.node.insert(at, conv)
-        records.append({
-            "rule": "average_pool_as_depthwise_conv",
-            "nodes": [node.name],
-            "why": "ONNX Runtime's QLinearAveragePool is several times slower than the FP32 pool; the same "
-            "mean as a depthwise convolution runs in its integer kernels",
-        })
+        records.append(
+            {
+                "rule": "average_pool_as_depthwise_conv",
+                "nodes": [node.name],
+                "why": "ONNX Runtime's QLinearAveragePool is several times slower than the FP32 pool; the same "
+                "mean as a depthwise convolution runs in its integer kernels",
+            }
+        )
 
 
 def _is_depthwise(node: onnx.NodeProto, weight: np.ndarray) -> bool:
@@ -395,10 +446,14 @@ def _dense(node: onnx.NodeProto, weight: np.ndarray) -> np.ndarray:
 
 def _set_weights(model, node, weight: np.ndarray, bias: np.ndarray | None, tag: str) -> None:
     base = node.name or node.output[0]
-    model.graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32, copy=False), f"{base}/weight_{tag}"))
+    model.graph.initializer.append(
+        numpy_helper.from_array(weight.astype(np.float32, copy=False), f"{base}/weight_{tag}")
+    )
     node.input[1] = f"{base}/weight_{tag}"
     if bias is not None:
-        model.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32, copy=False), f"{base}/bias_{tag}"))
+        model.graph.initializer.append(
+            numpy_helper.from_array(bias.astype(np.float32, copy=False), f"{base}/bias_{tag}")
+        )
         node.input[2] = f"{base}/bias_{tag}"
 
 
@@ -420,7 +475,9 @@ def _align_channels(model: onnx.ModelProto, keep: set[str], records: list[dict[s
         align = DEPTHWISE_ALIGN if depthwise else OUTPUT_ALIGN
         padded = max(_ceil(channels, align), MIN_OUTPUTS if not depthwise else align)
         reader_ok = all(channels % INPUT_ALIGN == 0 for _ in readers)
-        if padded == channels or (not depthwise and channels % OUTPUT_ALIGN == 0 and channels >= MIN_OUTPUTS and reader_ok):
+        if padded == channels or (
+            not depthwise and channels % OUTPUT_ALIGN == 0 and channels >= MIN_OUTPUTS and reader_ok
+        ):
             continue
         extra = padded - channels
         weight, bias = _conv_weights(model, producer_node)
@@ -442,13 +499,15 @@ def _align_channels(model: onnx.ModelProto, keep: set[str], records: list[dict[s
             w = np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), w.dtype)], axis=1)
             _set_weights(model, node, w, b, f"in{padded}")
         _forget_shapes(model, tensors)
-        records.append({
-            "rule": "channels_aligned",
-            "nodes": [producer_node.name, *(n.name for n in depthwise), *(n.name for n in readers)],
-            "channels": [channels, padded],
-            "why": f"{channels} channels padded with {extra} zero channels to {padded}: ONNX Runtime's fast INT8 "
-            "convolution kernels need depthwise channels in sixteens and dense channels in fours/eights",
-        })
+        records.append(
+            {
+                "rule": "channels_aligned",
+                "nodes": [producer_node.name, *(n.name for n in depthwise), *(n.name for n in readers)],
+                "channels": [channels, padded],
+                "why": f"{channels} channels padded with {extra} zero channels to {padded}: ONNX Runtime's fast INT8 "
+                "convolution kernels need depthwise channels in sixteens and dense channels in fours/eights",
+            }
+        )
 
 
 def _padding_region(model, producer_node, users, outputs, keep: set[str]):
@@ -510,18 +569,24 @@ def _pad_image_channels(model: onnx.ModelProto, shapes, keep: set[str], records:
             continue
         extra = _ceil(shape[1], INPUT_ALIGN) - shape[1]
         padded, pad_name = f"{name}/channels_padded", f"{name}/pad_channels"
-        graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64), f"{pad_name}/pads"))
-        graph.node.insert(0, helper.make_node("Pad", [name, f"{pad_name}/pads"], [padded], name=pad_name, mode="constant"))
+        graph.initializer.append(
+            numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64), f"{pad_name}/pads")
+        )
+        graph.node.insert(
+            0, helper.make_node("Pad", [name, f"{pad_name}/pads"], [padded], name=pad_name, mode="constant")
+        )
         for reader, (w, b) in zip(readers, weights):
             w = np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), w.dtype)], axis=1)
             _set_weights(model, reader, w, b, f"in{shape[1] + extra}")
             reader.input[0] = padded
-        records.append({
-            "rule": "image_channels_padded",
-            "nodes": [pad_name, *(r.name for r in readers)],
-            "channels": [shape[1], shape[1] + extra],
-            "kept_float": [pad_name],
-            "range_of": {padded: name},
-            "why": f"the {shape[1]}-channel image padded to {shape[1] + extra} channels (the Pad runs in float, "
-            "before the image is quantized) so the first convolution runs in ONNX Runtime's fast INT8 kernel",
-        })
+        records.append(
+            {
+                "rule": "image_channels_padded",
+                "nodes": [pad_name, *(r.name for r in readers)],
+                "channels": [shape[1], shape[1] + extra],
+                "kept_float": [pad_name],
+                "range_of": {padded: name},
+                "why": f"the {shape[1]}-channel image padded to {shape[1] + extra} channels (the Pad runs in float, "
+                "before the image is quantized) so the first convolution runs in ONNX Runtime's fast INT8 kernel",
+            }
+        )

@@ -212,9 +212,7 @@ def load_calibration(
         elif path.suffix.lower() in ARRAY_SUFFIXES:
             calib, held, report = _from_array(path, spec, size, seed, holdout)
         elif sources.is_image_name(path):
-            raise CalibrationDataError(
-                f"{path} is a single image; pass the folder that holds your calibration images"
-            )
+            raise CalibrationDataError(f"{path} is a single image; pass the folder that holds your calibration images")
         else:
             calib, held, report = _from_list(path, spec, size, seed, holdout, progress)
     _add_size_warnings(report)
@@ -348,7 +346,11 @@ def _add_size_warnings(report: CalibrationReport) -> None:
         report.warnings.append(
             f"asked for {report.requested} calibration inputs but {report.source} has only {n} usable"
             + (f" ({report.skipped_count} skipped)" if report.skipped else "")
-            + (f" after holding out {report.holdout} for the fidelity report" if not report.holdout_in_sample and report.holdout else "")
+            + (
+                f" after holding out {report.holdout} for the fidelity report"
+                if not report.holdout_in_sample and report.holdout
+                else ""
+            )
         )
     if n < RECOMMENDED_MIN:
         report.warnings.append(

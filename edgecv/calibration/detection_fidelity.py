@@ -26,8 +26,11 @@ def detections_of(outputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, n
     """Per image (boxes [k, 4], scores [k], labels [k]) from padded ``num_dets/boxes/scores/labels``."""
     n = np.asarray(outputs["num_dets"]).reshape(-1).astype(int)
     return [
-        (np.asarray(outputs["boxes"][i][:k], np.float64), np.asarray(outputs["scores"][i][:k], np.float64),
-         np.asarray(outputs["labels"][i][:k]).astype(int))
+        (
+            np.asarray(outputs["boxes"][i][:k], np.float64),
+            np.asarray(outputs["scores"][i][:k], np.float64),
+            np.asarray(outputs["labels"][i][:k]).astype(int),
+        )
         for i, k in enumerate(n)
     ]
 
@@ -72,13 +75,26 @@ def coco_map_against(reference, actual) -> tuple[float | None, float | None]:
         images.append({"id": img_id, "width": 1, "height": 1})
         for box, label in zip(rb, rl):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": img_id, "category_id": int(label) + 1,
-                                "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
-                                "area": float(max(w, 0) * max(h, 0)), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": img_id,
+                    "category_id": int(label) + 1,
+                    "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
+                    "area": float(max(w, 0) * max(h, 0)),
+                    "iscrowd": 0,
+                }
+            )
             labels.add(int(label) + 1)
         for box, score, label in zip(gb, gs, gl):
-            results.append({"image_id": img_id, "category_id": int(label) + 1, "score": float(score),
-                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]})
+            results.append(
+                {
+                    "image_id": img_id,
+                    "category_id": int(label) + 1,
+                    "score": float(score),
+                    "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
+                }
+            )
             labels.add(int(label) + 1)
     if not annotations:
         return None, None
@@ -118,8 +134,10 @@ class DetectionFidelity:
         d["kind"] = "detection"
         d["collapsed"] = self.collapsed
         if self.collapsed:
-            d["hint"] = (f"reproduces fewer than {REPRODUCED_FLOOR:.0%} of the FP32 detections: run "
-                         "`edgecv export ... --int8 --sensitivity` and keep the worst layers in float")
+            d["hint"] = (
+                f"reproduces fewer than {REPRODUCED_FLOOR:.0%} of the FP32 detections: run "
+                "`edgecv export ... --int8 --sensitivity` and keep the worst layers in float"
+            )
         return d
 
 
@@ -132,8 +150,14 @@ def compare_detections(
     hits = sum(len(match_detections(r, g)) for r, g in zip(ref, got))
     m, m50 = coco_map_against(ref, got)
     return DetectionFidelity(
-        artifact=artifact, inputs=len(ref), in_sample=in_sample, fp32_detections=n_ref,
-        int8_detections=n_got, reproduced=(hits / n_ref) if n_ref else None, map=m, map50=m50,
+        artifact=artifact,
+        inputs=len(ref),
+        in_sample=in_sample,
+        fp32_detections=n_ref,
+        int8_detections=n_got,
+        reproduced=(hits / n_ref) if n_ref else None,
+        map=m,
+        map50=m50,
     )
 
 

@@ -49,9 +49,14 @@ class OutputFidelity:
                 top5_ref = np.argsort(-ref, axis=1)[:, :5]
                 top5 = float(np.mean([r[0] in a for r, a in zip(top5_ref, np.argsort(-act, axis=1)[:, :5])]))
         return cls(
-            name=name, top1_agreement=top1, top5_agreement=top5,
-            cosine_mean=float(cos.mean()), cosine_min=float(cos.min()), sqnr_db=sqnr,
-            max_abs=float(np.abs(diff).max()), mean_abs=float(np.abs(diff).mean()),
+            name=name,
+            top1_agreement=top1,
+            top5_agreement=top5,
+            cosine_mean=float(cos.mean()),
+            cosine_min=float(cos.min()),
+            sqnr_db=sqnr,
+            max_abs=float(np.abs(diff).max()),
+            mean_abs=float(np.abs(diff).mean()),
         )
 
 

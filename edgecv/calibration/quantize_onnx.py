@@ -53,10 +53,16 @@ class Flavour:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "file": self.filename, "artifact": self.artifact,
-            "intended_for": self.intended_for, "format": self.quant_format.name,
-            "activations": self.activation_type.name, "weights": self.weight_type.name,
-            "per_channel": True, "options": dict(self.extra_options), "description": self.description,
+            "name": self.name,
+            "file": self.filename,
+            "artifact": self.artifact,
+            "intended_for": self.intended_for,
+            "format": self.quant_format.name,
+            "activations": self.activation_type.name,
+            "weights": self.weight_type.name,
+            "per_channel": True,
+            "options": dict(self.extra_options),
+            "description": self.description,
             "rewritten_for_cpu": self.cpu_rewrites,
         }
 
@@ -181,7 +187,9 @@ def _ranges_with_aliases(ranges_path, rewrites: list[dict[str, Any]], out: Path)
     return out
 
 
-def _quantize_static(source: Path, out, flavour: Flavour, ranges_path, method: str, exclude, reduce_range: bool) -> None:
+def _quantize_static(
+    source: Path, out, flavour: Flavour, ranges_path, method: str, exclude, reduce_range: bool
+) -> None:
     # The ranges were computed on the graph before any rewrite: every tensor a rewrite keeps has its
     # name and its values' range, and the rewrites add no activation tensor that needs one.
     with _ort_logs_quiet():

@@ -98,7 +98,11 @@ class RangeStatistics:
     0.3 s per input."""
 
     def __init__(
-        self, method: str, *, samples_per_tensor: int = DEFAULT_SAMPLES_PER_TENSOR, chunk: int = DEFAULT_CHUNK,
+        self,
+        method: str,
+        *,
+        samples_per_tensor: int = DEFAULT_SAMPLES_PER_TENSOR,
+        chunk: int = DEFAULT_CHUNK,
         seed: int = 0,
     ):
         self.method = method
@@ -277,7 +281,9 @@ def write_cache(cache_path: Path, key: str, ranges: TensorsData, meta: dict[str,
     meta_path.unlink(missing_ok=True)
     save_tensors_data(ranges, cache_path)  # atomic (temporary file + rename)
     cache_path.chmod(_default_file_mode())  # its temporary file was private (mkstemp); the run folder's are not
-    write_json_atomic(meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta})
+    write_json_atomic(
+        meta_path, {"schema": RANGES_SCHEMA, "key": key, "ranges_sha256": sha256_file(cache_path), **meta}
+    )
 
 
 def cached_ranges(
@@ -304,14 +310,14 @@ def cached_ranges(
         if hit is not None:
             return hit, {**info, "reused": True, "wall_s": 0.0}
     start = time.perf_counter()
-    ranges = compute_ranges(
-        model_path, samples, input_name, method, batch_size=batch_size, progress=progress
-    )
+    ranges = compute_ranges(model_path, samples, input_name, method, batch_size=batch_size, progress=progress)
     info.update(reused=False, wall_s=round(time.perf_counter() - start, 3), tensors=len(ranges.data))
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_cache(
-            cache_path, key, ranges,
+            cache_path,
+            key,
+            ranges,
             {"method": method, "model_sha256": model_sha, "data_fingerprint": data_fingerprint, "inputs": len(samples)},
         )
     return ranges, info

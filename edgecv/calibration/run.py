@@ -88,7 +88,8 @@ class Int8Result:
             "excluded": self.excluded,
             "sensitivity": (
                 {**self.sensitivity.to_dict(), "in_sample": self.calibration.holdout_in_sample}
-                if self.sensitivity else None
+                if self.sensitivity
+                else None
             ),
             "fidelity_inputs": self.fidelity_inputs(),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
@@ -162,9 +163,20 @@ def nodes_in_scopes(model: onnx.ModelProto, scopes: Sequence[str]) -> list[str]:
 
 # Ops that only move or regroup values: one quantized between float nodes costs a Q/DQ round trip
 # and gains no INT8 arithmetic.
-DATA_MOVEMENT_OPS = frozenset({
-    "Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather", "Identity",
-})
+DATA_MOVEMENT_OPS = frozenset(
+    {
+        "Concat",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Split",
+        "Gather",
+        "Identity",
+    }
+)
 
 
 def float_feeders(model: onnx.ModelProto, floating: Sequence[str]) -> list[str]:
@@ -221,7 +233,9 @@ def _check_exclude(exclude: Sequence[str], model: onnx.ModelProto, keep_fp32: in
     unknown = [e for e in exclude if e not in set(names)]
     if unknown:
         hints = get_close_matches(unknown[0], names, n=3)
-        hint = f"; did you mean {', '.join(hints)}?" if hints else " (see calibration/report.json's sensitivity ranking)"
+        hint = (
+            f"; did you mean {', '.join(hints)}?" if hints else " (see calibration/report.json's sensitivity ranking)"
+        )
         raise InvalidOptionError(f"no node named {', '.join(unknown)} in the graph{hint}")
     layers = sum(n.op_type in LAYER_OPS for n in model.graph.node)
     if keep_fp32 > layers:
@@ -281,8 +295,14 @@ def quantize_run(
         with clock.step("ranges"):
             try:
                 _, ranges_info = cached_ranges(
-                    prepared, calib.calibration, input_name, method, data_fingerprint=calib.fingerprint,
-                    cache_path=ranges_path, batch_size=batch, progress=progress,
+                    prepared,
+                    calib.calibration,
+                    input_name,
+                    method,
+                    data_fingerprint=calib.fingerprint,
+                    cache_path=ranges_path,
+                    batch_size=batch,
+                    progress=progress,
                 )
             except EdgecvError:
                 raise
@@ -299,17 +319,28 @@ def quantize_run(
         if sensitivity or keep_fp32:
             with clock.step("sensitivity"):
                 ranking = _rank(
-                    prepared, Path(tmp) / "ranking.int8.onnx", method, ranges_path, excluded, reference, holdout,
-                    sensitivity_inputs, progress,
+                    prepared,
+                    Path(tmp) / "ranking.int8.onnx",
+                    method,
+                    ranges_path,
+                    excluded,
+                    reference,
+                    holdout,
+                    sensitivity_inputs,
+                    progress,
                 )
             excluded += [n for n in ranking.most_sensitive(len(ranking.layers)) if n not in excluded][:keep_fp32]
-        reasons = {n: "--exclude" if n in exclude else f"--keep-fp32 {keep_fp32}: among the most INT8-sensitive layers"
-                   for n in excluded}
+        reasons = {
+            n: "--exclude" if n in exclude else f"--keep-fp32 {keep_fp32}: among the most INT8-sensitive layers"
+            for n in excluded
+        }
 
         for name in flavours:
             flavour = flavour_of(name)
             with clock.step(f"quantize_{flavour.name}"), atomic_path(out_dir / flavour.filename) as out:
-                flavour_info[flavour.name] = _quantize(prepared, out, flavour, method, ranges_path, excluded, reasons, target)
+                flavour_info[flavour.name] = _quantize(
+                    prepared, out, flavour, method, ranges_path, excluded, reasons, target
+                )
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
@@ -320,23 +351,51 @@ def quantize_run(
     with clock.step("fidelity"):
         score = detection_compare if is_detection_output(reference) else compare
         fidelity = {
-            name: score(reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample)
+            name: score(
+                reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample
+            )
             for name, path in artifacts.items()
         }
     result = Int8Result(
-        out_dir=out_dir, method=method, artifacts=artifacts, fidelity=fidelity, calibration=calib.report,
-        ranges=ranges_info, flavours=flavour_info, excluded=excluded, sensitivity=ranking,
-        timings_s=clock.timings, peak_rss_mb=peak_rss_mb(), warnings=list(calib.report.warnings), target_cpu=target,
+        out_dir=out_dir,
+        method=method,
+        artifacts=artifacts,
+        fidelity=fidelity,
+        calibration=calib.report,
+        ranges=ranges_info,
+        flavours=flavour_info,
+        excluded=excluded,
+        sensitivity=ranking,
+        timings_s=clock.timings,
+        peak_rss_mb=peak_rss_mb(),
+        warnings=list(calib.report.warnings),
+        target_cpu=target,
     )
     write_json_atomic(out_dir / REPORT_FILE, result.to_dict())
     return result
 
 
-def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, excluded: list[str],
-              reasons: dict[str, str] | None = None, target: str = "auto") -> dict[str, Any]:
+def _quantize(
+    prepared: Path,
+    out: Path,
+    flavour,
+    method: str,
+    ranges: Path,
+    excluded: list[str],
+    reasons: dict[str, str] | None = None,
+    target: str = "auto",
+) -> dict[str, Any]:
     try:
-        info = quantize_flavour(prepared, out, flavour, ranges_path=ranges, method=method, exclude=tuple(excluded),
-                                reasons=reasons, target=target)
+        info = quantize_flavour(
+            prepared,
+            out,
+            flavour,
+            ranges_path=ranges,
+            method=method,
+            exclude=tuple(excluded),
+            reasons=reasons,
+            target=target,
+        )
     except EdgecvError:
         raise
     except Exception as exc:  # ORT's quantizer: ValueError, RuntimeError, KeyError on odd graphs
@@ -360,8 +419,17 @@ def _quantize(prepared: Path, out: Path, flavour, method: str, ranges: Path, exc
     return info
 
 
-def _rank(prepared: Path, full: Path, method: str, ranges: Path, excluded: list[str], reference, holdout,
-          n_inputs: int, progress) -> SensitivityReport:
+def _rank(
+    prepared: Path,
+    full: Path,
+    method: str,
+    ranges: Path,
+    excluded: list[str],
+    reference,
+    holdout,
+    n_inputs: int,
+    progress,
+) -> SensitivityReport:
     """Sensitivity on the first ``n_inputs`` held-out inputs, from a fully quantized TensorRT flavour
     (its dedicated Q/DQ pairs let one layer be put back in float without touching the others)."""
     _quantize(prepared, full, TENSORRT, method, ranges, excluded)

@@ -60,9 +60,13 @@ class SensitivityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "metric": self.metric, "inputs": self.inputs,
-            "baseline_sqnr_db": self.baseline_sqnr_db, "baseline_map": self.baseline_map,
-            "wall_s": round(self.wall_s, 3), "layers": [layer.to_dict() for layer in self.layers],
+            "method": self.method,
+            "metric": self.metric,
+            "inputs": self.inputs,
+            "baseline_sqnr_db": self.baseline_sqnr_db,
+            "baseline_map": self.baseline_map,
+            "wall_s": round(self.wall_s, 3),
+            "layers": [layer.to_dict() for layer in self.layers],
         }
 
 
@@ -70,7 +74,8 @@ def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Layers (Conv/Gemm/MatMul) with at least one input coming through a DequantizeLinear."""
     producer = {out: n for n in model.graph.node for out in n.output}
     return [
-        n for n in model.graph.node
+        n
+        for n in model.graph.node
         if n.op_type in LAYER_OPS
         and any(getattr(producer.get(i), "op_type", None) == "DequantizeLinear" for i in n.input)
     ]
@@ -112,15 +117,23 @@ def rank_layers(
     results = []
     for i, node in enumerate(layers):
         fid = score(with_float_inputs(model, node.name))
-        results.append(LayerSensitivity(
-            node.name, node.op_type, round(fid.sqnr_db, 3), round(fid.sqnr_db - baseline.sqnr_db, 3), fid.top1_agreement,
-        ))
+        results.append(
+            LayerSensitivity(
+                node.name,
+                node.op_type,
+                round(fid.sqnr_db, 3),
+                round(fid.sqnr_db - baseline.sqnr_db, 3),
+                fid.top1_agreement,
+            )
+        )
         if progress is not None:
             progress("ranking layer sensitivity", i + 1, len(layers))
     results.sort(key=lambda r: r.gain_db, reverse=True)
     return SensitivityReport(
         method="SQNR gain of the output when the layer alone is left in float (TensorRT-flavour graph)",
-        inputs=sum(len(b) for b in inputs), baseline_sqnr_db=round(baseline.sqnr_db, 3), layers=results,
+        inputs=sum(len(b) for b in inputs),
+        baseline_sqnr_db=round(baseline.sqnr_db, 3),
+        layers=results,
         wall_s=time.perf_counter() - start,
     )
 
@@ -139,14 +152,19 @@ def _rank_by_map(model, qdq_onnx, reference, inputs, progress, threads, start) -
     results = []
     for i, node in enumerate(layers):
         value = score(with_float_inputs(model, node.name))
-        results.append(LayerSensitivity(node.name, node.op_type, None, None, None, round(value, 4),
-                                        round(value - baseline, 4)))
+        results.append(
+            LayerSensitivity(node.name, node.op_type, None, None, None, round(value, 4), round(value - baseline, 4))
+        )
         if progress is not None:
             progress("ranking layer sensitivity", i + 1, len(layers))
     results.sort(key=lambda r: r.gain_map, reverse=True)
     return SensitivityReport(
         method="mAP gain (INT8 detections against FP32 detections) when the layer alone is left in float "
-               "(TensorRT-flavour graph)",
-        inputs=sum(len(b) for b in inputs), baseline_sqnr_db=None, layers=results,
-        wall_s=time.perf_counter() - start, metric="map", baseline_map=round(baseline, 4),
+        "(TensorRT-flavour graph)",
+        inputs=sum(len(b) for b in inputs),
+        baseline_sqnr_db=None,
+        layers=results,
+        wall_s=time.perf_counter() - start,
+        metric="map",
+        baseline_map=round(baseline, 4),
     )

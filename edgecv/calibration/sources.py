@@ -30,9 +30,22 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 # scikit-image's sample images that are photographs of real scenes (its drawings, charts, text
 # pages and synthetic phantoms would teach the quantizer ranges no deployment ever sees).
 DEFAULT_PHOTOS = (
-    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png",
-    "coffee.png", "coins.png", "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png",
-    "moon.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg",
+    "astronaut.png",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "chelsea.png",
+    "clock_motion.png",
+    "coffee.png",
+    "coins.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "moon.png",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "rocket.jpg",
 )
 
 
@@ -279,7 +292,19 @@ def readable(images: list[ImageFile], order: np.ndarray, wanted: int, check: Ima
 
 
 __all__ = [
-    "ARRAY_SUFFIXES", "DEFAULT_PHOTOS", "ArrayRow", "ImageFile", "PhotoCrop", "Sample",
-    "array_rows", "check_image", "default_photo_paths", "folder_images", "is_image_name",
-    "list_file_images", "load_array", "photo_crops", "readable",
+    "ARRAY_SUFFIXES",
+    "DEFAULT_PHOTOS",
+    "ArrayRow",
+    "ImageFile",
+    "PhotoCrop",
+    "Sample",
+    "array_rows",
+    "check_image",
+    "default_photo_paths",
+    "folder_images",
+    "is_image_name",
+    "list_file_images",
+    "load_array",
+    "photo_crops",
+    "readable",
 ]

@@ -109,7 +109,9 @@ def _weight_consumers(graph: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProt
         c
         for out in dq_outputs
         for c in graph.consumers[out]
-        if c.op_type in WEIGHT_INPUT and len(c.input) > WEIGHT_INPUT[c.op_type] and c.input[WEIGHT_INPUT[c.op_type]] == out
+        if c.op_type in WEIGHT_INPUT
+        and len(c.input) > WEIGHT_INPUT[c.op_type]
+        and c.input[WEIGHT_INPUT[c.op_type]] == out
     ]
 
 
@@ -126,18 +128,30 @@ def _check_qdq(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
     out: list[Violation] = []
     name = _label(node)
     if node.domain not in ("", "ai.onnx"):
-        out.append(Violation("domain", name, f"{node.op_type} from domain '{node.domain}'; TensorRT parses the standard one only"))
+        out.append(
+            Violation(
+                "domain", name, f"{node.op_type} from domain '{node.domain}'; TensorRT parses the standard one only"
+            )
+        )
     scale_name = node.input[1] if len(node.input) > 1 else ""
     scale = graph.constant(scale_name)
     if scale is None:
-        out.append(Violation("scale-constant", name, f"scale '{scale_name}' is computed at run time; TensorRT needs a constant"))
+        out.append(
+            Violation(
+                "scale-constant", name, f"scale '{scale_name}' is computed at run time; TensorRT needs a constant"
+            )
+        )
     elif not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        out.append(Violation("scale-positive", name, f"scale '{scale_name}' has values ≤ 0 or not finite (min {scale.min()})"))
+        out.append(
+            Violation("scale-positive", name, f"scale '{scale_name}' has values ≤ 0 or not finite (min {scale.min()})")
+        )
     zp_name = node.input[2] if len(node.input) > 2 else ""
     if not zp_name:
         output_dtype = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
         if node.op_type == "QuantizeLinear" and output_dtype != onnx.TensorProto.INT8:
-            out.append(Violation("int8", name, "no zero point: the quantized type defaults to UINT8; TensorRT needs INT8"))
+            out.append(
+                Violation("int8", name, "no zero point: the quantized type defaults to UINT8; TensorRT needs INT8")
+            )
         # A DequantizeLinear without one takes its type from the QuantizeLinear checked above it.
     else:
         zp = graph.constant(zp_name)
@@ -145,7 +159,9 @@ def _check_qdq(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
         if zp_type is not None and zp_type != onnx.TensorProto.INT8:
             type_name = onnx.TensorProto.DataType.Name(zp_type)
             if zp_type == onnx.TensorProto.INT32 and node.op_type == "DequantizeLinear":
-                out.append(Violation("bias-float", name, "INT32 DequantizeLinear (a quantized bias); keep biases in float"))
+                out.append(
+                    Violation("bias-float", name, "INT32 DequantizeLinear (a quantized bias); keep biases in float")
+                )
             else:
                 out.append(Violation("int8", name, f"quantized type {type_name}; TensorRT needs signed INT8"))
         if zp is None:
@@ -155,26 +171,36 @@ def _check_qdq(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
     if scale is not None and scale.size > 1:
         out += _check_per_channel(graph, node, name)
     if node.op_type == "DequantizeLinear" and graph.is_constant(node.input[0]):
-        out.append(Violation(
-            "weight-qdq-pair", name,
-            f"fed directly by the quantized initializer '{node.input[0]}'; store the weight in float behind Q→DQ",
-        ))
+        out.append(
+            Violation(
+                "weight-qdq-pair",
+                name,
+                f"fed directly by the quantized initializer '{node.input[0]}'; store the weight in float behind Q→DQ",
+            )
+        )
     out += _check_dedicated(graph, node, name)
     return out
 
 
 def _check_per_channel(graph: _Graph, node: onnx.NodeProto, name: str) -> list[Violation]:
     if not _is_weight_path(graph, node):
-        return [Violation("per-channel-weights-only", name, "per-channel scale on an activation; activations take one scale")]
+        return [
+            Violation(
+                "per-channel-weights-only", name, "per-channel scale on an activation; activations take one scale"
+            )
+        ]
     consumers = _weight_consumers(graph, node)
     axis = _axis(node)
     wrong = [c for c in consumers if axis != _weight_axis(c)]
     if wrong:
         expected = _weight_axis(wrong[0])
-        return [Violation(
-            "per-channel-weights-only", name,
-            f"per-channel axis {axis} but {_label(wrong[0])} ({wrong[0].op_type}) has its output channels on axis {expected}",
-        )]
+        return [
+            Violation(
+                "per-channel-weights-only",
+                name,
+                f"per-channel axis {axis} but {_label(wrong[0])} ({wrong[0].op_type}) has its output channels on axis {expected}",
+            )
+        ]
     return []
 
 
@@ -183,9 +209,19 @@ def _check_dedicated(graph: _Graph, node: onnx.NodeProto, name: str) -> list[Vio
     uses = len(consumers) + (node.output[0] in graph.graph_outputs)
     if node.op_type == "QuantizeLinear":
         if uses != 1 or any(c.op_type != "DequantizeLinear" for c in consumers):
-            return [Violation("dedicated-pair", name, f"QuantizeLinear feeds {uses} nodes; it must feed exactly one DequantizeLinear")]
+            return [
+                Violation(
+                    "dedicated-pair",
+                    name,
+                    f"QuantizeLinear feeds {uses} nodes; it must feed exactly one DequantizeLinear",
+                )
+            ]
     elif uses > 1:
-        return [Violation("dedicated-pair", name, f"DequantizeLinear shared by {uses} consumers; give each its own Q→DQ pair")]
+        return [
+            Violation(
+                "dedicated-pair", name, f"DequantizeLinear shared by {uses} consumers; give each its own Q→DQ pair"
+            )
+        ]
     return []
 
 
@@ -196,10 +232,13 @@ def _check_add(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
     undq = [i for i in activations if getattr(graph.producer.get(i), "op_type", None) != "DequantizeLinear"]
     if not undq:
         return []
-    return [Violation(
-        "residual-add", _label(node),
-        f"input(s) {', '.join(undq)} not dequantized; a residual Add needs Q/DQ on both inputs to run in INT8",
-    )]
+    return [
+        Violation(
+            "residual-add",
+            _label(node),
+            f"input(s) {', '.join(undq)} not dequantized; a residual Add needs Q/DQ on both inputs to run in INT8",
+        )
+    ]
 
 
 def check_tensorrt_qdq(model: onnx.ModelProto | str | Path, *, exempt: tuple[str, ...] = ()) -> list[Violation]:
@@ -216,7 +255,10 @@ def check_tensorrt_qdq(model: onnx.ModelProto | str | Path, *, exempt: tuple[str
         found.append(Violation("opset", "graph", f"opset {opset}; per-channel Q/DQ needs opset ≥ {MIN_OPSET}"))
     qdq = [n for n in graph.nodes if n.op_type in QDQ_OPS]
     if not qdq:
-        return [*found, Violation("int8", "graph", "no QuantizeLinear/DequantizeLinear nodes: the graph is not quantized")]
+        return [
+            *found,
+            Violation("int8", "graph", "no QuantizeLinear/DequantizeLinear nodes: the graph is not quantized"),
+        ]
     for node in qdq:
         found += _check_qdq(graph, node)
     exempt_set = set(exempt)

@@ -28,8 +28,10 @@ from edgecv.errors import ArtifactError, InvalidOptionError, OutputPathError
 TARGETS = ("jetson",)
 SCRIPTS = ("build_engine.sh", "benchmark.sh")
 # What the scripts expect (FACTS: JetPack 6.x ships TensorRT 10.3; 7.x 10.13-10.16; TensorRT 11 needs 7.2.2).
-EXPECTED = {"jetpack": "6.x (TensorRT 10.3) or 7.x (TensorRT 10.13-10.16; TensorRT 11 from JetPack 7.2.2)",
-            "python": "3.10 (JetPack 6's system Python)"}
+EXPECTED = {
+    "jetpack": "6.x (TensorRT 10.3) or 7.x (TensorRT 10.13-10.16; TensorRT 11 from JetPack 7.2.2)",
+    "python": "3.10 (JetPack 6's system Python)",
+}
 
 
 def _run_inputs(run_dir: Path) -> dict[str, Any]:
@@ -42,8 +44,13 @@ def _run_inputs(run_dir: Path) -> dict[str, Any]:
     shape = [int(d) for d in spec.get("shape") or []]
     if len(shape) != 4:
         raise ArtifactError(f"{run_dir}/manifest.json has no 4-D input shape in its input_spec")
-    return {"manifest": manifest, "input_name": name, "shape": shape,
-            "dynamic_batch": bool(options.get("dynamic_batch")), "batch": int(options.get("batch") or 1)}
+    return {
+        "manifest": manifest,
+        "input_name": name,
+        "shape": shape,
+        "dynamic_batch": bool(options.get("dynamic_batch")),
+        "batch": int(options.get("batch") or 1),
+    }
 
 
 def _fp16_copies(run_dir: Path, staging: Path) -> list[str]:
@@ -116,8 +123,13 @@ def make_bundle(
         preflight = {f: check_tensorrt(staging / f, trt_version, max_batch=max_batch).to_dict() for f in files}
         (staging / "preflight.json").write_text(json.dumps(preflight, indent=2) + "\n")
         settings = {
-            "input_name": info["input_name"], "shape": info["shape"], "dynamic_batch": info["dynamic_batch"],
-            "opt_batch": info["batch"], "max_batch": max_batch, "dla_core": dla_core, "workspace_mib": workspace_mib,
+            "input_name": info["input_name"],
+            "shape": info["shape"],
+            "dynamic_batch": info["dynamic_batch"],
+            "opt_batch": info["batch"],
+            "max_batch": max_batch,
+            "dla_core": dla_core,
+            "workspace_mib": workspace_mib,
             "int8": INT8_ONNX in files,
         }
         (staging / "build_engine.sh").write_text(render_build_script(settings))
@@ -125,9 +137,21 @@ def make_bundle(
         for script in SCRIPTS:
             (staging / script).chmod(0o755)
         (staging / "README.md").write_text(render_readme(manifest, settings, files, preflight))
-        (staging / "bundle.json").write_text(json.dumps(
-            {"schema": "edgecv.bundle/1", "target": target, "run": str(run_dir), "files": files, "settings": settings,
-             "expects": EXPECTED, "preflight_trt_version": trt_version}, indent=2) + "\n")
+        (staging / "bundle.json").write_text(
+            json.dumps(
+                {
+                    "schema": "edgecv.bundle/1",
+                    "target": target,
+                    "run": str(run_dir),
+                    "files": files,
+                    "settings": settings,
+                    "expects": EXPECTED,
+                    "preflight_trt_version": trt_version,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         if archive:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             partial = out_path.with_name(out_path.name + ".partial")
@@ -140,11 +164,23 @@ def make_bundle(
                 out_path.rmdir()
             shutil.copytree(staging, out_path)
     errors = sum(r["errors"] for r in preflight.values())
-    return {"bundle": str(out_path), "files": files + ["manifest.json", "input_spec.json", "labels.json",
-                                                       *(f"metadata.{p}.json" for p in ("fp32", "fp16", "int8")),
-                                                       "preflight.json", *SCRIPTS, "README.md", "bundle.json"],
-            "settings": settings, "preflight_errors": errors,
-            "preflight_warnings": sum(r["warnings"] for r in preflight.values())}
+    return {
+        "bundle": str(out_path),
+        "files": files
+        + [
+            "manifest.json",
+            "input_spec.json",
+            "labels.json",
+            *(f"metadata.{p}.json" for p in ("fp32", "fp16", "int8")),
+            "preflight.json",
+            *SCRIPTS,
+            "README.md",
+            "bundle.json",
+        ],
+        "settings": settings,
+        "preflight_errors": errors,
+        "preflight_warnings": sum(r["warnings"] for r in preflight.values()),
+    }
 
 
 def _engine_metadata(staging: Path, settings_precisions: tuple[str, ...]) -> None:
@@ -168,8 +204,11 @@ def _labels(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             names = json.loads(text).get("names") if candidate.endswith(".json") else text.splitlines()
             break
     names = names or (manifest.get("input_spec") or {}).get("class_names")
-    return {"num_classes": model.get("num_classes"), "names": names,
-            "note": None if names else "the run folder names no classes: labels are class indices"}
+    return {
+        "num_classes": model.get("num_classes"),
+        "names": names,
+        "note": None if names else "the run folder names no classes: labels are class indices",
+    }
 
 
 def _shape_arg(name: str, shape: list[int], batch: int | str) -> str:
@@ -179,8 +218,12 @@ def _shape_arg(name: str, shape: list[int], batch: int | str) -> str:
 def render_build_script(s: dict[str, Any]) -> str:
     dims = "x".join(str(d) for d in s["shape"][1:])
     values = {
-        "@@INPUT@@": shlex.quote(s["input_name"]), "@@DIMS@@": dims, "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0",
-        "@@OPT@@": str(s["opt_batch"]), "@@MAX@@": str(s["max_batch"]), "@@WORKSPACE@@": str(s["workspace_mib"]),
+        "@@INPUT@@": shlex.quote(s["input_name"]),
+        "@@DIMS@@": dims,
+        "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0",
+        "@@OPT@@": str(s["opt_batch"]),
+        "@@MAX@@": str(s["max_batch"]),
+        "@@WORKSPACE@@": str(s["workspace_mib"]),
         "@@DLA@@": "" if s["dla_core"] is None else str(s["dla_core"]),
         "@@PRECISIONS@@": "fp16 int8" if s["int8"] else "fp16",
     }
@@ -191,8 +234,12 @@ def render_build_script(s: dict[str, Any]) -> str:
 
 
 def render_benchmark_script(s: dict[str, Any]) -> str:
-    values = {"@@INPUT@@": shlex.quote(s["input_name"]), "@@DIMS@@": "x".join(str(d) for d in s["shape"][1:]),
-              "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0", "@@OPT@@": str(s["opt_batch"])}
+    values = {
+        "@@INPUT@@": shlex.quote(s["input_name"]),
+        "@@DIMS@@": "x".join(str(d) for d in s["shape"][1:]),
+        "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0",
+        "@@OPT@@": str(s["opt_batch"]),
+    }
     text = BENCHMARK_SCRIPT
     for key, value in values.items():
         text = text.replace(key, value)
@@ -452,7 +499,9 @@ def render_readme(manifest: dict[str, Any], s: dict[str, Any], files: list[str],
     if s["dla_core"] is None:
         dla_line = "DLA_CORE=0 ./build_engine.sh # or: DLA core 0 with GPU fallback (Jetson Orin)"
     else:
-        dla_line = f"# engines target DLA core {s['dla_core']} with GPU fallback (DLA_CORE= ./build_engine.sh for the GPU)"
+        dla_line = (
+            f"# engines target DLA core {s['dla_core']} with GPU fallback (DLA_CORE= ./build_engine.sh for the GPU)"
+        )
     lines = [
         f"# {model.get('name', 'model')} for a Jetson board",
         "",
@@ -461,8 +510,7 @@ def render_readme(manifest: dict[str, Any], s: dict[str, Any], files: list[str],
         + ".",
         "",
         "## What the board needs",
-        f"- JetPack {EXPECTED['jetpack']}. Check with `cat /etc/nv_tegra_release` and "
-        "`dpkg -l | grep nvinfer`.",
+        f"- JetPack {EXPECTED['jetpack']}. Check with `cat /etc/nv_tegra_release` and `dpkg -l | grep nvinfer`.",
         "- `trtexec` (JetPack: `/usr/src/tensorrt/bin/trtexec`). The scripts read its version and use the flags it has:",
         "  TensorRT 10.x builds strongly typed (`--stronglyTyped`) from the FP16 copies; 11.x strongly typed only;",
         "  `WEAK_TYPING=1` gives 10.x's `--fp16`/`--int8` instead.",

@@ -104,12 +104,14 @@ def parse_trtexec_log(text: str, source: str = "log") -> dict[str, Any]:
     performance summary."""
     running = next((m for m in map(_RUNNING.search, text.splitlines()) if m), None)
     if not _SUMMARY.search(text) and running is None:
-        raise ArtifactError(f"{source} is not a trtexec log (no '&&&& RUNNING TensorRT.trtexec' line, no performance summary)")
+        raise ArtifactError(
+            f"{source} is not a trtexec log (no '&&&& RUNNING TensorRT.trtexec' line, no performance summary)"
+        )
     if not _SUMMARY.search(text):
         failed = "&&&& FAILED" in text
         raise ArtifactError(f"{source}: trtexec {'failed' if failed else 'stopped'} before its performance summary")
     run: dict[str, Any] = {"stats": {}}
-    summary = text[_SUMMARY.search(text).start():]
+    summary = text[_SUMMARY.search(text).start() :]
     for line in summary.splitlines():
         m = _STAT.search(line.strip())
         if m and STAT_NAMES[m.group(1)] not in run["stats"]:
@@ -135,9 +137,16 @@ def parse_trtexec_log(text: str, source: str = "log") -> dict[str, Any]:
 
 def _latency(stats: dict[str, float], count: int | None) -> dict[str, Any]:
     return {
-        "count": count, "min_ms": stats.get("min_ms"), "mean_ms": stats.get("mean_ms"),
-        "median_ms": stats.get("median_ms"), "p90_ms": stats.get("p90_ms"), "p95_ms": stats.get("p95_ms"),
-        "p99_ms": stats.get("p99_ms"), "max_ms": stats.get("max_ms"), "std_ms": None, "outliers": 0,
+        "count": count,
+        "min_ms": stats.get("min_ms"),
+        "mean_ms": stats.get("mean_ms"),
+        "median_ms": stats.get("median_ms"),
+        "p90_ms": stats.get("p90_ms"),
+        "p95_ms": stats.get("p95_ms"),
+        "p99_ms": stats.get("p99_ms"),
+        "max_ms": stats.get("max_ms"),
+        "std_ms": None,
+        "outliers": 0,
     }
 
 
@@ -168,25 +177,35 @@ def to_results(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         mode = _mode(opts, major)
         stats = run["stats"]
         label = f"tensorrt-{precision}" if precision else Path(name).stem
-        results.append({
-            "artifact": f"{label} [{mode}]",
-            "backend": "trtexec",
-            "scenario": "single-stream" if batch == 1 else "offline",
-            "batch": batch,
-            "latency": _latency(stats["latency"], run.get("queries")),
-            # trtexec's qps counts inferences of the whole batch.
-            "throughput_ips": run["throughput_qps"] * batch,
-            "samples_ms": [],
-            "warmup": None,
-            "path": engine,
-            "device": run.get("device"),
-            "precision": precision,
-            "artifact_precision": precision,
-            "intended_for": "tensorrt",
-            "notes": [f"trtexec {mode}; GPU compute median {fmt_ms(stats.get('gpu_compute', {}).get('median_ms'))}"],
-            "trtexec": {"mode": mode, "log": source, "command": run.get("command"), **{k: v for k, v in stats.items()},
-                        "walltime_s": run.get("walltime_s"), "gpu_total_s": run.get("gpu_total_s")},
-        })
+        results.append(
+            {
+                "artifact": f"{label} [{mode}]",
+                "backend": "trtexec",
+                "scenario": "single-stream" if batch == 1 else "offline",
+                "batch": batch,
+                "latency": _latency(stats["latency"], run.get("queries")),
+                # trtexec's qps counts inferences of the whole batch.
+                "throughput_ips": run["throughput_qps"] * batch,
+                "samples_ms": [],
+                "warmup": None,
+                "path": engine,
+                "device": run.get("device"),
+                "precision": precision,
+                "artifact_precision": precision,
+                "intended_for": "tensorrt",
+                "notes": [
+                    f"trtexec {mode}; GPU compute median {fmt_ms(stats.get('gpu_compute', {}).get('median_ms'))}"
+                ],
+                "trtexec": {
+                    "mode": mode,
+                    "log": source,
+                    "command": run.get("command"),
+                    **{k: v for k, v in stats.items()},
+                    "walltime_s": run.get("walltime_s"),
+                    "gpu_total_s": run.get("gpu_total_s"),
+                },
+            }
+        )
     device = first.get("device") or "unknown GPU"
     cc = first.get("compute_capability")
     return {
@@ -194,10 +213,18 @@ def to_results(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "edgecv_version": __version__,
         "target": {"path": runs[0][0], "kind": "trtexec-log", "model": None},
-        "settings": {"scenario": results[0]["scenario"], "timer": "trtexec (CUDA events)",
-                     "percentiles": "trtexec's", "batches": sorted({r["batch"] for r in results})},
-        "machine": {"cpu": f"{device} GPU" + (f" (compute capability {cc})" if cc else ""), "arch": "trtexec",
-                    "gpu": device, "compute_capability": cc},
+        "settings": {
+            "scenario": results[0]["scenario"],
+            "timer": "trtexec (CUDA events)",
+            "percentiles": "trtexec's",
+            "batches": sorted({r["batch"] for r in results}),
+        },
+        "machine": {
+            "cpu": f"{device} GPU" + (f" (compute capability {cc})" if cc else ""),
+            "arch": "trtexec",
+            "gpu": device,
+            "compute_capability": cc,
+        },
         "versions": {"tensorrt": first.get("trt_version")},
         "results": results,
         "skipped": [],
@@ -236,7 +263,10 @@ def merge_results(doc: dict[str, Any], others: list[Path]) -> dict[str, Any]:
         machine = other.get("machine") or {}
         if machine.get("cpu"):
             # The board's CPU from edgecv's own record; the GPU from trtexec's.
-            doc["machine"] = {**machine, "gpu": doc["machine"].get("gpu"),
-                              "compute_capability": doc["machine"].get("compute_capability")}
+            doc["machine"] = {
+                **machine,
+                "gpu": doc["machine"].get("gpu"),
+                "compute_capability": doc["machine"].get("compute_capability"),
+            }
         doc["versions"] = {**(other.get("versions") or {}), **{k: v for k, v in doc["versions"].items() if v}}
     return doc

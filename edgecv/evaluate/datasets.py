@@ -77,8 +77,13 @@ class ImageFolderDataset:
         return ImageFolderDataset(self.root, self.classes, [self.samples[i] for i in picks], self.labels_file)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": str(self.root), "images": len(self), "classes": self.num_classes,
-                "labels_file": str(self.labels_file) if self.labels_file else None}
+        return {
+            "kind": self.kind,
+            "path": str(self.root),
+            "images": len(self),
+            "classes": self.num_classes,
+            "labels_file": str(self.labels_file) if self.labels_file else None,
+        }
 
 
 def _read_labels_file(path: Path) -> list[str]:
@@ -115,9 +120,7 @@ def open_imagefolder(root: Path) -> ImageFolderDataset:
         files = sorted(p for p in (root / name).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         samples += [(p, index[name]) for p in files]
     if not samples:
-        raise EmptyImageFolderError(
-            f"the class folders of {root} hold no images ({', '.join(IMAGE_SUFFIXES)})"
-        )
+        raise EmptyImageFolderError(f"the class folders of {root} hold no images ({', '.join(IMAGE_SUFFIXES)})")
     return ImageFolderDataset(root, classes, samples, labels_file)
 
 
@@ -144,8 +147,12 @@ class NpzDataset:
         return NpzDataset(self.path, self.inputs[:n], self.labels[:n])
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": str(self.path), "images": len(self),
-                "input_shape": list(self.inputs.shape[1:])}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "images": len(self),
+            "input_shape": list(self.inputs.shape[1:]),
+        }
 
 
 def open_npz(path: Path) -> NpzDataset:
@@ -163,7 +170,9 @@ def open_npz(path: Path) -> NpzDataset:
         )
     x, y = arrays[x_key], arrays[y_key]
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
-        raise DatasetError(f"{path}: '{x_key}' must be preprocessed float inputs [N, C, H, W], got {list(x.shape)} {x.dtype}")
+        raise DatasetError(
+            f"{path}: '{x_key}' must be preprocessed float inputs [N, C, H, W], got {list(x.shape)} {x.dtype}"
+        )
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
         raise DatasetError(f"{path}: '{y_key}' must be {len(x)} integer class indices, got {list(y.shape)} {y.dtype}")
     if len(y) == 0:
@@ -216,9 +225,14 @@ class CocoDataset:
             )
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": str(self.annotation_file), "images_dir": str(self.images_dir),
-                "images": len(self), "categories": [{"id": c["id"], "name": c.get("name")} for c in self.categories],
-                "annotations": sum(len(self.coco.imgToAnns.get(i, [])) for i in self.image_ids)}
+        return {
+            "kind": self.kind,
+            "path": str(self.annotation_file),
+            "images_dir": str(self.images_dir),
+            "images": len(self),
+            "categories": [{"id": c["id"], "name": c.get("name")} for c in self.categories],
+            "annotations": sum(len(self.coco.imgToAnns.get(i, [])) for i in self.image_ids),
+        }
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.image_ids)
@@ -284,7 +298,9 @@ def open_coco(annotation_file: Path, images_dir: Path | None = None) -> CocoData
         parent = annotation_file.parent
         images_dir = parent / "images" if (parent / "images").is_dir() else parent
     elif not images_dir.is_dir():
-        raise DatasetError(f"image folder {images_dir} does not exist" if not images_dir.exists() else f"{images_dir} is not a folder")
+        raise DatasetError(
+            f"image folder {images_dir} does not exist" if not images_dir.exists() else f"{images_dir} is not a folder"
+        )
     categories = sorted(doc["categories"], key=lambda c: c["id"])
     return CocoDataset(annotation_file, images_dir, coco, sorted(coco.imgs), categories)
 
@@ -299,7 +315,9 @@ def _coco_json_in(folder: Path) -> Path | None:
     candidates = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates[:4])
-        raise DatasetError(f"{folder} holds several JSON files ({names}); pass the annotation file with --data and the images with --images")
+        raise DatasetError(
+            f"{folder} holds several JSON files ({names}); pass the annotation file with --data and the images with --images"
+        )
     return candidates[0] if candidates else None
 
 
@@ -324,7 +342,10 @@ def open_dataset(data: str | Path, images: str | Path | None = None) -> Dataset:
         )
     annotation = _coco_json_in(path)
     if annotation is not None:
-        return open_coco(annotation, images_dir if images_dir is not None else (path / "images" if (path / "images").is_dir() else path))
+        return open_coco(
+            annotation,
+            images_dir if images_dir is not None else (path / "images" if (path / "images").is_dir() else path),
+        )
     if images_dir is not None:
         raise DatasetError(f"--images goes with a COCO annotation file; {path} holds none")
     return open_imagefolder(path)

@@ -21,8 +21,18 @@ from edgecv.errors import InvalidOptionError
 
 # COCOeval.stats order (iouType "bbox").
 COCO_STATS = (
-    "map", "map50", "map75", "map_small", "map_medium", "map_large",
-    "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large",
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
 )
 
 
@@ -103,7 +113,9 @@ class CategoryMapping:
                 for part in filter(None, (p.strip() for p in text.split(","))):
                     key, sep, value = part.partition(":")
                     if not sep:
-                        raise InvalidOptionError(f"--category-map takes label:category_id pairs like 0:1,1:3, got {part!r}") from None
+                        raise InvalidOptionError(
+                            f"--category-map takes label:category_id pairs like 0:1,1:3, got {part!r}"
+                        ) from None
                     raw[key.strip()] = value.strip()
         if isinstance(raw, list):
             raw = {i: v for i, v in enumerate(raw)}
@@ -125,11 +137,19 @@ class CategoryMapping:
         return self.table.get(int(label))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "offset": self.offset, "table": {str(k): v for k, v in sorted(self.table.items())}}
+        return {
+            "source": self.source,
+            "offset": self.offset,
+            "table": {str(k): v for k, v in sorted(self.table.items())},
+        }
 
 
 def coco_results(
-    image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, mapping: CategoryMapping,
+    image_id: int,
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    mapping: CategoryMapping,
 ) -> tuple[list[dict[str, Any]], int]:
     """Detections in original-image pixels → COCO result dicts; also how many labels had no
     category (background, or beyond the mapping)."""
@@ -140,11 +160,14 @@ def coco_results(
             unmapped += 1
             continue
         x1, y1, x2, y2 = (float(v) for v in box)
-        out.append({
-            "image_id": int(image_id), "category_id": int(cid),
-            "bbox": [round(x1, 3), round(y1, 3), round(max(0.0, x2 - x1), 3), round(max(0.0, y2 - y1), 3)],
-            "score": round(float(score), 5),
-        })
+        out.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(cid),
+                "bbox": [round(x1, 3), round(y1, 3), round(max(0.0, x2 - x1), 3), round(max(0.0, y2 - y1), 3)],
+                "score": round(float(score), 5),
+            }
+        )
     return out, unmapped
 
 
@@ -181,7 +204,9 @@ class NmsSettings:
     source: str = field(default="edgecv eval", compare=False)
 
 
-def nms_numpy(boxes: np.ndarray, class_scores: np.ndarray, settings: NmsSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nms_numpy(
+    boxes: np.ndarray, class_scores: np.ndarray, settings: NmsSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class greedy NMS for one image: ``boxes [A, 4]``, ``class_scores [A, C]`` → kept boxes,
     scores and labels (label = class index of ``class_scores``), sorted by score."""
     scores = np.asarray(class_scores, dtype=np.float32).copy()

@@ -15,8 +15,20 @@ import numpy as np
 
 from edgecv.errors import ArtifactError, InvalidOptionError
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+]
 
 
 @dataclass
@@ -62,8 +74,11 @@ def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, conf: float, iou: float, m
         rows += [(float(scores[i, c]), c, boxes[i]) for i in keep.tolist()]
     rows.sort(key=lambda r: -r[0])
     rows = rows[:max_det]
-    return (np.array([r[2] for r in rows]).reshape(-1, 4), np.array([r[0] for r in rows]),
-            np.array([r[1] for r in rows], dtype=int))
+    return (
+        np.array([r[2] for r in rows]).reshape(-1, 4),
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows], dtype=int),
+    )
 
 
 def _draw(img: np.ndarray, dets: list[dict[str, Any]], out: Path) -> None:
@@ -138,18 +153,26 @@ class Predictor:
         outputs = self.runtime.infer(batch)
         pred = Prediction(str(image), img.shape[1], img.shape[0], self.spec.task)
         if self.spec.task == "classification":
-            logits = np.asarray(outputs[self.spec.output("logits").name if self.spec.output("logits") else next(iter(outputs))])[0]
+            logits = np.asarray(
+                outputs[self.spec.output("logits").name if self.spec.output("logits") else next(iter(outputs))]
+            )[0]
             probs = _softmax(logits.astype(np.float64))
             for i in np.argsort(-probs)[:5]:
-                pred.classes.append({"label": int(i), "name": _label(int(i), self.class_names), "probability": float(probs[i])})
+                pred.classes.append(
+                    {"label": int(i), "name": _label(int(i), self.class_names), "probability": float(probs[i])}
+                )
             return pred
         boxes, scores, labels = self._detections(outputs)
         boxes = transform.boxes_to_original(boxes)
         for box, score, label in zip(boxes, scores, labels):
-            pred.detections.append({
-                "label": int(label), "name": _label(int(label), self.class_names), "score": float(score),
-                "box": [round(float(v), 2) for v in box],
-            })
+            pred.detections.append(
+                {
+                    "label": int(label),
+                    "name": _label(int(label), self.class_names),
+                    "score": float(score),
+                    "box": [round(float(v), 2) for v in box],
+                }
+            )
         if out_dir is not None:
             target = Path(out_dir) / f"{Path(image).stem}.pred.png"
             _draw(img, pred.detections, target)
@@ -160,14 +183,18 @@ class Predictor:
         spec = self.spec
         if spec.output("num_dets") is not None:
             k = int(np.asarray(outputs[spec.output("num_dets").name]).reshape(-1)[0])
-            return (np.asarray(outputs[spec.output("boxes").name])[0][:k],
-                    np.asarray(outputs[spec.output("scores").name])[0][:k],
-                    np.asarray(outputs[spec.output("labels").name])[0][:k].astype(int))
+            return (
+                np.asarray(outputs[spec.output("boxes").name])[0][:k],
+                np.asarray(outputs[spec.output("scores").name])[0][:k],
+                np.asarray(outputs[spec.output("labels").name])[0][:k].astype(int),
+            )
         post = self.model_info.get("postprocess") or {}
         return _nms_numpy(
             np.asarray(outputs[spec.output("boxes").name])[0].astype(np.float32),
             np.asarray(outputs[spec.output("class_scores").name])[0].astype(np.float32),
-            float(post.get("conf_thres", 0.25)), float(post.get("iou_thres", 0.45)), int(post.get("max_det", 100)),
+            float(post.get("conf_thres", 0.25)),
+            float(post.get("iou_thres", 0.45)),
+            int(post.get("max_det", 100)),
             self.model_info.get("background_class"),
         )
 
@@ -181,8 +208,12 @@ def _primary_artifact(run_dir: Path) -> Path:
 
 
 def predict_images(
-    target: str | Path, images: Sequence[str | Path], *, out_dir: str | Path | None = None,
-    backend: str | None = None, precision: str | None = None,
+    target: str | Path,
+    images: Sequence[str | Path],
+    *,
+    out_dir: str | Path | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
 ) -> list[Prediction]:
     files = [Path(i).expanduser() for i in images]
     missing = [str(f) for f in files if not f.is_file()]

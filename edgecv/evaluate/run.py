@@ -92,21 +92,35 @@ class EvalResult:
         keys = ("top1", "top5") if self.task == "classification" else ("map", "map50", "map75", "ar100")
         acc = {"task": self.task, "metric": self.headline, "value": self.metrics.get(self.headline)}
         acc.update({k: self.metrics.get(k) for k in keys})
-        acc.update(images=self.metrics.get("images"), data=data.get("path"), reference=self.reference,
-                   delta=self.delta.get(self.headline))
+        acc.update(
+            images=self.metrics.get("images"),
+            data=data.get("path"),
+            reference=self.reference,
+            delta=self.delta.get(self.headline),
+        )
         if self.task == "detection":
-            acc.update(detections=self.metrics.get("detections"), conf_thres=conf_thres,
-                       delta_map50=self.delta.get("map50"))
+            acc.update(
+                detections=self.metrics.get("detections"), conf_thres=conf_thres, delta_map50=self.delta.get("map50")
+            )
         return acc
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "artifact": self.artifact, "backend": self.backend, "path": self.path,
-            "artifact_precision": self.artifact_precision, "precision": self.precision,
-            "intended_for": self.intended_for, "task": self.task, "metrics": self.metrics,
-            "reference": self.reference, "delta": self.delta, "batch": self.batch, "load_s": self.load_s,
+            "artifact": self.artifact,
+            "backend": self.backend,
+            "path": self.path,
+            "artifact_precision": self.artifact_precision,
+            "precision": self.precision,
+            "intended_for": self.intended_for,
+            "task": self.task,
+            "metrics": self.metrics,
+            "reference": self.reference,
+            "delta": self.delta,
+            "batch": self.batch,
+            "load_s": self.load_s,
             "median_ms": float(np.median(self.samples_ms)) if self.samples_ms else None,
-            "size_bytes": self.size_bytes, "notes": self.notes,
+            "size_bytes": self.size_bytes,
+            "notes": self.notes,
         }
 
 
@@ -128,13 +142,19 @@ class EvalReport:
         from edgecv import __version__
 
         return {
-            "schema": EVAL_SCHEMA, "created": self.created, "edgecv_version": __version__,
-            "target": self.target, "data": self.data, "task": self.task, "input_spec": self.input_spec,
-            "category_mapping": self.mapping, "conf_thres": self.conf_thres, "postprocess": self.postprocess,
-            "results": [
-                {**r.to_dict(), "accuracy": r.accuracy(self.data, self.conf_thres)} for r in self.results
-            ],
-            "skipped": self.skipped, "warnings": self.warnings,
+            "schema": EVAL_SCHEMA,
+            "created": self.created,
+            "edgecv_version": __version__,
+            "target": self.target,
+            "data": self.data,
+            "task": self.task,
+            "input_spec": self.input_spec,
+            "category_mapping": self.mapping,
+            "conf_thres": self.conf_thres,
+            "postprocess": self.postprocess,
+            "results": [{**r.to_dict(), "accuracy": r.accuracy(self.data, self.conf_thres)} for r in self.results],
+            "skipped": self.skipped,
+            "warnings": self.warnings,
         }
 
     def results_document(self) -> dict[str, Any]:
@@ -150,24 +170,48 @@ class EvalReport:
             if not timed:
                 continue
             stats = LatencyStats.from_ns([int(s * 1e6) for s in timed])
-            rows.append({
-                "artifact": r.artifact, "backend": r.backend, "scenario": "single-stream", "batch": r.batch,
-                "latency": stats.to_dict(), "throughput_ips": 1000.0 * r.batch / stats.mean_ms if stats.mean_ms > 0 else None,
-                "samples_ms": [round(s, 4) for s in timed], "warmup": len(r.samples_ms) - len(timed),
-                "path": r.path, "precision": r.precision, "artifact_precision": r.artifact_precision,
-                "intended_for": r.intended_for, "load_s": r.load_s, "size_bytes": r.size_bytes,
-                "fidelity": dict(r.record.get("fidelity") or {}), "speedup_vs_torch": None,
-                "accuracy": r.accuracy(self.data, self.conf_thres),
-                "notes": ["latency: timed per call during `edgecv eval` on real images (no dedicated benchmark loop)",
-                          *r.notes],
-            })
+            rows.append(
+                {
+                    "artifact": r.artifact,
+                    "backend": r.backend,
+                    "scenario": "single-stream",
+                    "batch": r.batch,
+                    "latency": stats.to_dict(),
+                    "throughput_ips": 1000.0 * r.batch / stats.mean_ms if stats.mean_ms > 0 else None,
+                    "samples_ms": [round(s, 4) for s in timed],
+                    "warmup": len(r.samples_ms) - len(timed),
+                    "path": r.path,
+                    "precision": r.precision,
+                    "artifact_precision": r.artifact_precision,
+                    "intended_for": r.intended_for,
+                    "load_s": r.load_s,
+                    "size_bytes": r.size_bytes,
+                    "fidelity": dict(r.record.get("fidelity") or {}),
+                    "speedup_vs_torch": None,
+                    "accuracy": r.accuracy(self.data, self.conf_thres),
+                    "notes": [
+                        "latency: timed per call during `edgecv eval` on real images (no dedicated benchmark loop)",
+                        *r.notes,
+                    ],
+                }
+            )
         return {
-            "schema": RESULTS_SCHEMA, "created": self.created, "edgecv_version": __version__,
+            "schema": RESULTS_SCHEMA,
+            "created": self.created,
+            "edgecv_version": __version__,
             "target": self.target,
-            "settings": {"scenario": "single-stream", "warmup": WARMUP_CALLS,
-                         "iterations": max((len(r["samples_ms"]) for r in rows), default=0), "duration": None,
-                         "isolation": "in-process, timed during edgecv eval", "source": "edgecv eval"},
-            "machine": machine_info(), "versions": backend_versions(), "results": rows, "skipped": self.skipped,
+            "settings": {
+                "scenario": "single-stream",
+                "warmup": WARMUP_CALLS,
+                "iterations": max((len(r["samples_ms"]) for r in rows), default=0),
+                "duration": None,
+                "isolation": "in-process, timed during edgecv eval",
+                "source": "edgecv eval",
+            },
+            "machine": machine_info(),
+            "versions": backend_versions(),
+            "results": rows,
+            "skipped": self.skipped,
         }
 
 
@@ -183,7 +227,10 @@ def _manifest_for(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, Pa
 
 
 def plan(
-    target: str | Path, *, weights: str | Path | None = None, backends: Sequence[str] | None = None,
+    target: str | Path,
+    *,
+    weights: str | Path | None = None,
+    backends: Sequence[str] | None = None,
     zoo_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, Path | None, list[EvalItem], list[dict[str, str]]]:
     """(target description, manifest, run folder, items, skipped)."""
@@ -194,7 +241,9 @@ def plan(
     skipped: list[dict[str, str]] = []
     path = Path(target).expanduser()
     if weights is not None and (path.exists() or "/" in str(target)):
-        raise InvalidOptionError("--weights goes with a zoo model name; an artifact or run folder carries its own weights")
+        raise InvalidOptionError(
+            "--weights goes with a zoo model name; an artifact or run folder carries its own weights"
+        )
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
         items = []
@@ -212,23 +261,39 @@ def plan(
                 continue
             items.append(EvalItem(label, str(path / record["path"]), backend, record, _load_options(record)))
         if not items:
-            raise InvalidOptionError(f"nothing to evaluate in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else ""))
+            raise InvalidOptionError(
+                f"nothing to evaluate in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else "")
+            )
         return {"path": str(path), "kind": "run-folder", "model": manifest.get("model")}, manifest, path, items, skipped
     backend = resolve_backend(str(target), next(iter(wanted)) if wanted and len(wanted) == 1 else None)
     if path.exists():
         record, manifest, run_dir = _manifest_for(path)
         item = EvalItem(record.get("name") or path.name, str(path), backend, record, _load_options(record, backend))
-        return {"path": str(path), "kind": "artifact", "model": (manifest or {}).get("model")}, manifest, run_dir, [item], skipped
+        return (
+            {"path": str(path), "kind": "artifact", "model": (manifest or {}).get("model")},
+            manifest,
+            run_dir,
+            [item],
+            skipped,
+        )
     options = {k: v for k, v in (zoo_options or {}).items() if v is not None}
     if weights is not None:
         wpath = Path(weights).expanduser()
         if not wpath.is_file():
             from edgecv.errors import WeightsError
 
-            raise WeightsError(f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file")
+            raise WeightsError(
+                f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file"
+            )
         options["weights"] = str(wpath)
     item = EvalItem(f"pytorch ({target})", str(target), "torch", {"precision": "fp32"}, options)
-    return {"path": str(target), "kind": "model", "model": {"name": str(target), **options}}, None, None, [item], skipped
+    return (
+        {"path": str(target), "kind": "model", "model": {"name": str(target), **options}},
+        None,
+        None,
+        [item],
+        skipped,
+    )
 
 
 def _load_options(record: dict[str, Any], backend: str | None = None) -> dict[str, Any]:
@@ -249,11 +314,27 @@ def _infer_spec(runtime: Any) -> InputSpec:
     h, w = (shape[2], shape[3]) if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) else (224, 224)
     names = {o.name for o in runtime.outputs}
     if {"num_dets", "boxes", "scores", "labels"} <= names:
-        return InputSpec(height=h, width=w, input_name=info.name, task="detection", resize="resize",
-                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), outputs=detection_outputs(True))
+        return InputSpec(
+            height=h,
+            width=w,
+            input_name=info.name,
+            task="detection",
+            resize="resize",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            outputs=detection_outputs(True),
+        )
     if names == {"boxes", "scores"}:
-        return InputSpec(height=h, width=w, input_name=info.name, task="detection", resize="resize",
-                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), outputs=detection_outputs(False))
+        return InputSpec(
+            height=h,
+            width=w,
+            input_name=info.name,
+            task="detection",
+            resize="resize",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            outputs=detection_outputs(False),
+        )
     return InputSpec(height=h, width=w, input_name=info.name, output_names=(runtime.outputs[0].name,))
 
 
@@ -307,16 +388,24 @@ def _check_task(spec: InputSpec, dataset: Any, label: str) -> None:
     )
 
 
-def _check_classes(label: str, spec: InputSpec, dataset: Any, classes: int | None, offset: int, explicit_map: bool) -> None:
+def _check_classes(
+    label: str, spec: InputSpec, dataset: Any, classes: int | None, offset: int, explicit_map: bool
+) -> None:
     if classes is None:
         return
     if isinstance(dataset, ImageFolderDataset) and dataset.num_classes != classes:
-        hint = f" (or list all {classes} classes, in the head's order, in {dataset.root}/labels.txt)" if dataset.num_classes < classes else ""
+        hint = (
+            f" (or list all {classes} classes, in the head's order, in {dataset.root}/labels.txt)"
+            if dataset.num_classes < classes
+            else ""
+        )
         raise ClassCountError(
             f"{dataset.root} has {dataset.num_classes} classes but the head of {label} has {classes}{hint}"
         )
     if isinstance(dataset, NpzDataset) and int(dataset.labels.max()) >= classes:
-        raise ClassCountError(f"{dataset.path} has label {int(dataset.labels.max())} but the head of {label} has {classes} classes")
+        raise ClassCountError(
+            f"{dataset.path} has label {int(dataset.labels.max())} but the head of {label} has {classes} classes"
+        )
     if isinstance(dataset, CocoDataset) and not explicit_map and classes - offset != dataset.num_classes:
         bg = " besides background" if offset else ""
         raise ClassCountError(
@@ -338,7 +427,11 @@ class _Inputs:
         per = 4 * spec.channels * spec.height * spec.width
         self.cacheable = per * len(dataset) <= PREPROCESS_CACHE_BYTES
         self.unreadable: list[str] = []
-        if isinstance(dataset, NpzDataset) and tuple(dataset.inputs.shape[1:]) != (spec.channels, spec.height, spec.width):
+        if isinstance(dataset, NpzDataset) and tuple(dataset.inputs.shape[1:]) != (
+            spec.channels,
+            spec.height,
+            spec.width,
+        ):
             raise DatasetError(
                 f"{dataset.path} holds inputs of shape {list(dataset.inputs.shape[1:])}; the model takes "
                 f"{[spec.channels, spec.height, spec.width]}"
@@ -377,8 +470,14 @@ def _output(outputs: dict[str, np.ndarray], spec: InputSpec, meaning: str) -> np
 
 
 def _evaluate_item(
-    item: EvalItem, runtime: Any, spec: InputSpec, inputs: _Inputs, *, mapping: CategoryMapping | None,
-    nms: NmsSettings | None, observer: EvalObserver,
+    item: EvalItem,
+    runtime: Any,
+    spec: InputSpec,
+    inputs: _Inputs,
+    *,
+    mapping: CategoryMapping | None,
+    nms: NmsSettings | None,
+    observer: EvalObserver,
 ) -> EvalResult:
     dataset = inputs.dataset
     # A static batch is fed whole; a dynamic one, one picture per call (a per-image latency).
@@ -419,8 +518,12 @@ def _evaluate_item(
                     keep = labels >= 0
                     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
                 else:
-                    boxes, scores, labels = nms_numpy(_output(outputs, spec, "boxes")[j], _output(outputs, spec, "class_scores")[j], nms)
-                dets, missed = coco_results(dataset.image_ids[i], transform.boxes_to_original(boxes), scores, labels, mapping)
+                    boxes, scores, labels = nms_numpy(
+                        _output(outputs, spec, "boxes")[j], _output(outputs, spec, "class_scores")[j], nms
+                    )
+                dets, missed = coco_results(
+                    dataset.image_ids[i], transform.boxes_to_original(boxes), scores, labels, mapping
+                )
                 detections += dets
                 unmapped += missed
         observer.advance(item.label, len(idx))
@@ -430,12 +533,24 @@ def _evaluate_item(
     else:
         metrics = coco_map(dataset.coco, detections, dataset.image_ids)
         if unmapped:
-            notes.append(f"{item.label}: {unmapped} detections had a label with no category in the mapping and were dropped")
+            notes.append(
+                f"{item.label}: {unmapped} detections had a label with no category in the mapping and were dropped"
+            )
     return EvalResult(
-        artifact=item.label, backend=runtime.backend, path=str(runtime.path) if runtime.path else None,
-        artifact_precision=item.record.get("precision"), precision=runtime.precision,
-        intended_for=item.record.get("intended_for"), task=spec.task, metrics=metrics, batch=batch,
-        samples_ms=samples, load_s=runtime.load_s, size_bytes=runtime.size_bytes, record=item.record, notes=notes,
+        artifact=item.label,
+        backend=runtime.backend,
+        path=str(runtime.path) if runtime.path else None,
+        artifact_precision=item.record.get("precision"),
+        precision=runtime.precision,
+        intended_for=item.record.get("intended_for"),
+        task=spec.task,
+        metrics=metrics,
+        batch=batch,
+        samples_ms=samples,
+        load_s=runtime.load_s,
+        size_bytes=runtime.size_bytes,
+        record=item.record,
+        notes=notes,
         predictions=detections,
     )
 
@@ -450,8 +565,11 @@ def _add_deltas(results: list[EvalResult]) -> None:
         ref = next((f for f in fp32 if f.record.get("format") == fmt), fp32[0])
         r.reference = ref.artifact
         keys = ("top1", "top5") if r.task == "classification" else ("map", "map50", "map75", "ar100")
-        r.delta = {k: r.metrics[k] - ref.metrics[k] for k in keys
-                   if r.metrics.get(k) is not None and ref.metrics.get(k) is not None}
+        r.delta = {
+            k: r.metrics[k] - ref.metrics[k]
+            for k in keys
+            if r.metrics.get(k) is not None and ref.metrics.get(k) is not None
+        }
 
 
 def evaluate(
@@ -485,10 +603,14 @@ def evaluate(
     dataset = open_dataset(data, images).limit(limit)
     if isinstance(dataset, CocoDataset):
         dataset.check_images()
-    target_info, manifest, run_dir, items, skipped = plan(target, weights=weights, backends=backends, zoo_options=zoo_options)
+    target_info, manifest, run_dir, items, skipped = plan(
+        target, weights=weights, backends=backends, zoo_options=zoo_options
+    )
     model_info = dict((manifest or {}).get("model") or {})
     report_warnings: list[str] = []
-    spec = input_spec or (InputSpec.from_dict(manifest["input_spec"]) if manifest and manifest.get("input_spec") else None)
+    spec = input_spec or (
+        InputSpec.from_dict(manifest["input_spec"]) if manifest and manifest.get("input_spec") else None
+    )
     if spec is not None:
         _check_task(spec, dataset, items[0].label)
     results: list[EvalResult] = []
@@ -498,8 +620,12 @@ def evaluate(
     postprocess = model_info.get("postprocess") if isinstance(model_info.get("postprocess"), dict) else None
     conf = None
     for item in items:
-        if item.backend == "torch" and isinstance(dataset, (ImageFolderDataset, CocoDataset)) and "num_classes" not in item.load_options \
-                and manifest is None:
+        if (
+            item.backend == "torch"
+            and isinstance(dataset, (ImageFolderDataset, CocoDataset))
+            and "num_classes" not in item.load_options
+            and manifest is None
+        ):
             item.load_options["num_classes"] = dataset.num_classes
         try:
             runtime = load(item.source, backend=item.backend, **item.load_options)
@@ -513,7 +639,11 @@ def evaluate(
         try:
             if item.backend == "torch" and manifest is None and getattr(runtime, "_model", None) is not None:
                 bg = getattr(runtime._model, "background_class", None)
-                if bg == 0 and isinstance(dataset, CocoDataset) and item.load_options.get("num_classes") == dataset.num_classes:
+                if (
+                    bg == 0
+                    and isinstance(dataset, CocoDataset)
+                    and item.load_options.get("num_classes") == dataset.num_classes
+                ):
                     runtime.close()
                     item.load_options["num_classes"] = dataset.num_classes + 1
                     runtime = load(item.source, backend=item.backend, **item.load_options)
@@ -540,8 +670,11 @@ def evaluate(
                 assert isinstance(dataset, CocoDataset)
                 background = _background(item_spec, model_info, runtime)
                 offset = label_offset if label_offset is not None else (1 if background == 0 else 0)
-                mapping = (CategoryMapping.parse(category_map, dataset.category_ids) if category_map
-                           else CategoryMapping.default(dataset.category_ids, offset))
+                mapping = (
+                    CategoryMapping.parse(category_map, dataset.category_ids)
+                    if category_map
+                    else CategoryMapping.default(dataset.category_ids, offset)
+                )
                 if postprocess is None and isinstance(item_spec.extra.get("postprocess"), dict):
                     postprocess = item_spec.extra["postprocess"]  # a custom module's own declaration
                 if item_spec.output("num_dets") is None:
@@ -559,7 +692,9 @@ def evaluate(
         results.append(result)
         observer.end(item.label, result)
     if not results:
-        raise ArtifactError("no artifact could be evaluated: " + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped))
+        raise ArtifactError(
+            "no artifact could be evaluated: " + "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped)
+        )
     _add_deltas(results)
     assert spec is not None
     if conf is not None and conf > CONF_WARN:
@@ -576,9 +711,16 @@ def evaluate(
     if model_info.get("random_weights") or (target_info["kind"] == "model" and weights is None):
         report_warnings.append("the model was exported with random weights: its accuracy means nothing")
     report = EvalReport(
-        target=target_info, data=dataset.describe(), task=spec.task, input_spec=spec.to_dict(), results=results,
-        mapping=mapping.to_dict() if mapping else None, conf_thres=conf, postprocess=postprocess,
-        skipped=skipped, warnings=report_warnings,
+        target=target_info,
+        data=dataset.describe(),
+        task=spec.task,
+        input_spec=spec.to_dict(),
+        results=results,
+        mapping=mapping.to_dict() if mapping else None,
+        conf_thres=conf,
+        postprocess=postprocess,
+        skipped=skipped,
+        warnings=report_warnings,
     )
     if run_dir is not None:
         record_eval(run_dir, report)
@@ -599,12 +741,18 @@ def record_eval(run_dir: Path, report: EvalReport) -> Path | None:
         old = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         old = None
-    if isinstance(old, dict) and old.get("schema") == EVAL_SCHEMA and (old.get("data") or {}).get("path") == report.data.get("path"):
+    if (
+        isinstance(old, dict)
+        and old.get("schema") == EVAL_SCHEMA
+        and (old.get("data") or {}).get("path") == report.data.get("path")
+    ):
         entries = dict(old.get("accuracy") or {})
     for r in report.results:
         entries[r.artifact] = r.accuracy(report.data, report.conf_thres)
     try:
-        write_json_atomic(path, {"schema": EVAL_SCHEMA, "created": report.created, "data": report.data, "accuracy": entries})
+        write_json_atomic(
+            path, {"schema": EVAL_SCHEMA, "created": report.created, "data": report.data, "accuracy": entries}
+        )
     except OSError as exc:
         warnings.warn(f"could not record the figures in {path}: {exc}", stacklevel=2)
         return None
@@ -680,7 +828,9 @@ def save_predictions(report: EvalReport, path: str | Path) -> list[Path]:
         raise InvalidOptionError("--save-predictions writes COCO detection results; this is a classifier")
     written = []
     for r in report.results:
-        target = path if len(report.results) == 1 else path.with_name(f"{path.stem}.{r.artifact}{path.suffix or '.json'}")
+        target = (
+            path if len(report.results) == 1 else path.with_name(f"{path.stem}.{r.artifact}{path.suffix or '.json'}")
+        )
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(r.predictions) + "\n")
@@ -688,4 +838,3 @@ def save_predictions(report: EvalReport, path: str | Path) -> list[Path]:
             raise OutputPathError(f"cannot write {target}: {exc.strerror or exc}") from None
         written.append(target)
     return written
-

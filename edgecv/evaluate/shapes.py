@@ -42,10 +42,15 @@ class ShapesSummary:
     crops: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"root": str(self.root), "images": self.images, "objects": self.objects, "crops": self.crops,
-                "categories": [{"id": i, "name": n} for i, n in zip(CATEGORY_IDS, CLASSES)],
-                "coco": {s: str(self.root / s / "annotations.json") for s in SPLITS},
-                "imagefolder": {s: str(self.root / "crops" / s) for s in SPLITS}}
+        return {
+            "root": str(self.root),
+            "images": self.images,
+            "objects": self.objects,
+            "crops": self.crops,
+            "categories": [{"id": i, "name": n} for i, n in zip(CATEGORY_IDS, CLASSES)],
+            "coco": {s: str(self.root / s / "annotations.json") for s in SPLITS},
+            "imagefolder": {s: str(self.root / "crops" / s) for s in SPLITS},
+        }
 
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -57,7 +62,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     angle = rng.uniform(0, 2 * math.pi)
-    t = (xx * math.cos(angle) + yy * math.sin(angle))
+    t = xx * math.cos(angle) + yy * math.sin(angle)
     t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
     img = c0 + (c1 - c0) * t[..., None]
     kind = rng.integers(0, 3)
@@ -161,11 +166,14 @@ def make_image(seed: int, split: str, index: int, size: int) -> tuple[Image.Imag
         colour = _contrasting_colour(rng, pixels[y0:y1, x0:x1])
         image.paste(colour, (0, 0), mask)
         boxes.append(bbox)
-        objects.append({
-            "class": CLASSES[k], "category_id": CATEGORY_IDS[k],
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "area": int(np.count_nonzero(np.asarray(mask))),
-        })
+        objects.append(
+            {
+                "class": CLASSES[k],
+                "category_id": CATEGORY_IDS[k],
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": int(np.count_nonzero(np.asarray(mask))),
+            }
+        )
     return image, objects
 
 
@@ -189,7 +197,11 @@ def _check_out(out: Path) -> None:
 
 
 def generate_shapes(
-    out: str | Path, images: int = 200, size: int = 160, seed: int = 0, progress: Any = None,
+    out: str | Path,
+    images: int = 200,
+    size: int = 160,
+    seed: int = 0,
+    progress: Any = None,
 ) -> ShapesSummary:
     """Write the data set under ``out``; ``images`` pictures in all, a fifth of them in ``val``.
 
@@ -220,10 +232,16 @@ def generate_shapes(
             image_id = index + 1
             coco_images.append({"id": image_id, "file_name": file_name, "width": image.width, "height": image.height})
             for j, obj in enumerate(objects):
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": image_id, "category_id": obj["category_id"],
-                    "bbox": obj["bbox"], "area": obj["area"], "iscrowd": 0,
-                })
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": obj["category_id"],
+                        "bbox": obj["bbox"],
+                        "area": obj["area"],
+                        "iscrowd": 0,
+                    }
+                )
                 crop = _crop(image, obj["bbox"])
                 if crop is not None:
                     crop.save(root / "crops" / split / obj["class"] / f"{index:06d}_{j}.png")

@@ -32,7 +32,8 @@ def validate_export_options(opset: int, batch: int, exporter: str) -> None:
         raise InvalidOptionError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         raise BackendUnavailableError(
-            "dynamo exporter", "onnxscript",
+            "dynamo exporter",
+            "onnxscript",
             "--exporter dynamo needs the onnxscript package, which is not installed (or pip install "
             "'edgecv[dynamo]'; the default --exporter torchscript needs nothing more)",
         )
@@ -89,7 +90,9 @@ def export_onnx(
     notes = []
     if written != opset:
         # The dynamo exporter writes opset 18 at least, and its down-conversion fails on some graphs.
-        notes.append(f"asked for opset {opset}, the {exporter} exporter wrote opset {written}; the manifest records {written}")
+        notes.append(
+            f"asked for opset {opset}, the {exporter} exporter wrote opset {written}; the manifest records {written}"
+        )
     return {
         "exporter": exporter,
         "opset": written,

@@ -60,7 +60,8 @@ class ExportOptions:
     def detection_flags_set(self) -> bool:
         return (
             any(v is not None for v in (self.conf_thres, self.iou_thres, self.max_det))
-            or not self.nms or self.agnostic_nms
+            or not self.nms
+            or self.agnostic_nms
         )
 
     def detection_options(self):
@@ -72,7 +73,8 @@ class ExportOptions:
             conf_thres=base.conf_thres if self.conf_thres is None else self.conf_thres,
             iou_thres=base.iou_thres if self.iou_thres is None else self.iou_thres,
             max_det=base.max_det if self.max_det is None else self.max_det,
-            nms=self.nms, agnostic=self.agnostic_nms,
+            nms=self.nms,
+            agnostic=self.agnostic_nms,
         ).validate()
 
     def validate(self) -> None:
@@ -81,9 +83,7 @@ class ExportOptions:
             raise InvalidOptionError("--batch and --dynamic-batch exclude each other")
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown:
-            raise InvalidOptionError(
-                f"unknown backend {', '.join(unknown)} (choose from {', '.join(BACKENDS)})"
-            )
+            raise InvalidOptionError(f"unknown backend {', '.join(unknown)} (choose from {', '.join(BACKENDS)})")
         if self.calib_method not in CALIB_METHODS:
             raise InvalidOptionError(
                 f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}"
@@ -91,17 +91,22 @@ class ExportOptions:
         if self.calib_size < 1:
             raise InvalidOptionError(f"--calib-size must be ≥ 1, got {self.calib_size}")
         if self.target_cpu not in TARGET_CPUS:
-            raise InvalidOptionError(
-                f"--target-cpu must be one of {', '.join(TARGET_CPUS)}, got {self.target_cpu!r}"
-            )
+            raise InvalidOptionError(f"--target-cpu must be one of {', '.join(TARGET_CPUS)}, got {self.target_cpu!r}")
         if self.keep_fp32 < 0:
             raise InvalidOptionError(f"--keep-fp32 must be ≥ 0, got {self.keep_fp32}")
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
-        trt_flags = self.max_batch is not None or self.dla_core is not None or self.workspace_bytes is not None or self.trt_weak_typing
+        trt_flags = (
+            self.max_batch is not None
+            or self.dla_core is not None
+            or self.workspace_bytes is not None
+            or self.trt_weak_typing
+        )
         if trt_flags and "tensorrt" not in self.backends:
-            raise InvalidOptionError("--max-batch, --dla-core, --workspace and --trt-weak-typing apply with --backend tensorrt")
+            raise InvalidOptionError(
+                "--max-batch, --dla-core, --workspace and --trt-weak-typing apply with --backend tensorrt"
+            )
         if self.max_batch is not None and (not self.dynamic_batch or self.max_batch < 1):
             raise InvalidOptionError(f"--max-batch needs --dynamic-batch and a value ≥ 1, got {self.max_batch}")
         if self.dla_core is not None and self.dla_core < 0:
@@ -135,7 +140,11 @@ def batch_suffix(batch: int = 1, dynamic_batch: bool = False) -> str:
 
 
 def default_run_name(
-    model: str, width_mult: float, resolution: Any, variant: dict[str, Any], batch: int = 1,
+    model: str,
+    width_mult: float,
+    resolution: Any,
+    variant: dict[str, Any],
+    batch: int = 1,
     dynamic_batch: bool = False,
 ) -> str:
     # Runs with other batch settings get other folders: their artifacts are not interchangeable.

@@ -138,9 +138,7 @@ class ExportContext:
     def verification_inputs(self) -> VerificationInputs:
         if self._inputs is None:
             o = self.options
-            self._inputs = verification_inputs(
-                self.spec, batch=o.batch, dynamic_batch=o.dynamic_batch, seed=o.seed
-            )
+            self._inputs = verification_inputs(self.spec, batch=o.batch, dynamic_batch=o.dynamic_batch, seed=o.seed)
         return self._inputs
 
     def calibration_data(self):
@@ -151,7 +149,9 @@ class ExportContext:
             # Calibration and hold-out sets use the export's batch-1 preprocessing.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._calibration = load_calibration(o.calib, replace(self.spec, batch=1), size=o.calib_size, seed=o.seed)
+                self._calibration = load_calibration(
+                    o.calib, replace(self.spec, batch=1), size=o.calib_size, seed=o.seed
+                )
             for message in self._calibration.report.warnings:
                 self.reporter.warn(message)
         return self._calibration
@@ -249,8 +249,14 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
         if options.batch != 1:
             spec = replace(spec, batch=options.batch)
         name = getattr(model, "model_name", None) or type(model).__name__.lower()
-        info = {"name": name, "custom": True, "class": f"{type(model).__module__}.{type(model).__qualname__}",
-                "task": spec.task, "random_weights": None, "state_sha256": _state_hash(model)}
+        info = {
+            "name": name,
+            "custom": True,
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "task": spec.task,
+            "random_weights": None,
+            "state_sha256": _state_hash(model),
+        }
         if spec.task == "detection":
             # What eval, predict and the INT8 stage need to read the detector's outputs.
             post = getattr(model, "detection_options", None)
@@ -295,19 +301,33 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
     if options.weights is not None:
         wpath = Path(options.weights).expanduser()
         if not wpath.is_file():
-            raise WeightsError(f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file")
+            raise WeightsError(
+                f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file"
+            )
         weights, weights_sha = str(wpath.resolve()), sha256_file(wpath)
     factory = functools.partial(
-        create_model, entry.name, num_classes=num_classes, width_mult=width,
-        resolution=resolution, weights=weights, postprocess=postprocess, **variant,
+        create_model,
+        entry.name,
+        num_classes=num_classes,
+        width_mult=width,
+        resolution=resolution,
+        weights=weights,
+        postprocess=postprocess,
+        **variant,
     )
     # Build once now: bad weights must fail before anything is written.
     built = factory()
     spec = built.input_spec if options.batch == 1 else replace(built.input_spec, batch=options.batch)
     info = {
-        "name": entry.name, "task": entry.task, "num_classes": num_classes, "width_mult": float(width),
-        "resolution": built.model_config["resolution"], **variant, "weights": weights,
-        "weights_sha256": weights_sha, "random_weights": weights is None,
+        "name": entry.name,
+        "task": entry.task,
+        "num_classes": num_classes,
+        "width_mult": float(width),
+        "resolution": built.model_config["resolution"],
+        **variant,
+        "weights": weights,
+        "weights_sha256": weights_sha,
+        "random_weights": weights is None,
     }
     if postprocess is not None:
         info["postprocess"] = built.detection_options.to_dict()
@@ -323,9 +343,14 @@ def _stamp_artifacts(ctx: ExportContext, stage: Stage, info: dict[str, Any]) -> 
     from edgecv.artifact_metadata import build_metadata, stamp
 
     for rec in stage.artifacts(ctx, info):
-        meta = build_metadata(ctx.spec, model=ctx.model_info, precision=rec.precision,
-                              intended_for=rec.intended_for, version=__version__,
-                              target_cpu=rec.extra.get("target_cpu", ""))
+        meta = build_metadata(
+            ctx.spec,
+            model=ctx.model_info,
+            precision=rec.precision,
+            intended_for=rec.intended_for,
+            version=__version__,
+            target_cpu=rec.extra.get("target_cpu", ""),
+        )
         stamp(ctx.run_dir / rec.path, meta)
 
 
@@ -384,8 +409,12 @@ def export(
 
 
 def _export(
-    model: str | nn.Module, out: str | Path | None, input_spec: InputSpec | None, reporter: _WarningLog,
-    runs_root: str | Path, opts: ExportOptions,
+    model: str | nn.Module,
+    out: str | Path | None,
+    input_spec: InputSpec | None,
+    reporter: _WarningLog,
+    runs_root: str | Path,
+    opts: ExportOptions,
 ) -> ExportResult:
     model_info, spec, factory, run_name = _resolve_model(model, opts, input_spec)
     if "tensorrt" in opts.backends:
@@ -393,11 +422,18 @@ def _export(
 
         require_tensorrt()
     if model_info.get("random_weights"):
-        reporter.warn("no --weights given: the model has random weights; its engines are for timing only",
-                      RandomWeightsWarning)
+        reporter.warn(
+            "no --weights given: the model has random weights; its engines are for timing only", RandomWeightsWarning
+        )
     ctx = ExportContext(
-        run_dir=Path(out) if out is not None else Path(runs_root) / run_name, options=opts, spec=spec,
-        model_info=model_info, versions=_versions(), machine=_machine(), reporter=reporter, _model_factory=factory,
+        run_dir=Path(out) if out is not None else Path(runs_root) / run_name,
+        options=opts,
+        spec=spec,
+        model_info=model_info,
+        versions=_versions(),
+        machine=_machine(),
+        reporter=reporter,
+        _model_factory=factory,
     )
     if opts.int8:
         # Bad calibration data is the user's to fix: refuse it before the run folder is even made.

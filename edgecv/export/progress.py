@@ -61,12 +61,19 @@ def artifact_table(result: ExportResult) -> Table:
     # Names and file names are what the reader copies: never cut them; the figures' headers wrap instead.
     whole = {"artifact": [a["name"] for a in artifacts], "file": files, "for": [a["intended_for"] for a in artifacts]}
     detector = (result.manifest.get("input_spec") or {}).get("task") == "detection"
-    figures = (("max |Δ| vs torch", "dets matched", "", "INT8 mAP vs FP32 / kept") if detector
-               else ("max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR"))
+    figures = (
+        ("max |Δ| vs torch", "dets matched", "", "INT8 mAP vs FP32 / kept")
+        if detector
+        else ("max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR")
+    )
     for col in ("artifact", "file", "for", "size MB", *[c for c in figures if c]):
         keep = whole.get(col)
-        table.add_column(col, justify="right" if col[0] in "smct I" else "left", no_wrap=keep is not None,
-                         min_width=max(map(len, keep), default=0) if keep else None)
+        table.add_column(
+            col,
+            justify="right" if col[0] in "smct I" else "left",
+            no_wrap=keep is not None,
+            min_width=max(map(len, keep), default=0) if keep else None,
+        )
     for a, file in zip(artifacts, files):
         v = a["verification"] or {}
         f = a["fidelity"] or {}
@@ -117,12 +124,16 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
     inputs = "calibration inputs (in-sample: too few to hold any out)" if in_sample else "held-out inputs"
     by_map = ranking.get("metric") == "map"
     if by_map:
-        title = (f"INT8 sensitivity: mAP against FP32 detections gained by leaving one layer in float "
-                 f"(TensorRT-flavour graph, all INT8: {ranking['baseline_map']:.3f} on {ranking['inputs']} {inputs})")
+        title = (
+            f"INT8 sensitivity: mAP against FP32 detections gained by leaving one layer in float "
+            f"(TensorRT-flavour graph, all INT8: {ranking['baseline_map']:.3f} on {ranking['inputs']} {inputs})"
+        )
         columns, keys, formats = ("gain mAP", "mAP"), ("gain_map", "map"), ("{:+.3f}", "{:.3f}")
     else:
-        title = (f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
-                 f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})")
+        title = (
+            f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
+            f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})"
+        )
         columns, keys, formats = ("gain dB", "SQNR dB"), ("gain_db", "sqnr_db"), ("{:+.2f}", "{:.1f}")
     table = Table(title=title, title_justify="left")
     for col in ("#", "layer", "op", *columns, "kept in float"):

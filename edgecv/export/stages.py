@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import ExportContext
 
 
-
 class Stage:
     name: ClassVar[str]
     title: ClassVar[str]
@@ -107,8 +106,13 @@ def verify_or_fail(
         for got, extra in zip(actual, exposed or []):
             got.update(extra)
     result = verify_outputs(
-        artifact, backend, precision, ctx.reference_outputs(), actual,
-        inputs=inputs.description, atol=ctx.options.atol if precision == "fp32" else None,
+        artifact,
+        backend,
+        precision,
+        ctx.reference_outputs(),
+        actual,
+        inputs=inputs.description,
+        atol=ctx.options.atol if precision == "fp32" else None,
         rtol=ctx.options.rtol if precision == "fp32" else None,
         classification=ctx.spec.task == "classification",
     )
@@ -138,8 +142,11 @@ class ExportOnnx(Stage):
         o = ctx.options
         return {
             "model": ctx.model_record(),
-            "opset": o.opset, "batch": o.batch, "dynamic_batch": o.dynamic_batch,
-            "exporter": o.exporter, "torch": ctx.versions.get("torch"),
+            "opset": o.opset,
+            "batch": o.batch,
+            "dynamic_batch": o.dynamic_batch,
+            "exporter": o.exporter,
+            "torch": ctx.versions.get("torch"),
         }
 
     def outputs(self, ctx):
@@ -151,8 +158,13 @@ class ExportOnnx(Stage):
         o = ctx.options
         with atomic_path(ctx.run_dir / RAW_ONNX) as tmp:
             return export_onnx(
-                ctx.model, ctx.spec, tmp, opset=o.opset, batch=o.batch,
-                dynamic_batch=o.dynamic_batch, exporter=o.exporter,
+                ctx.model,
+                ctx.spec,
+                tmp,
+                opset=o.opset,
+                batch=o.batch,
+                dynamic_batch=o.dynamic_batch,
+                exporter=o.exporter,
             )
 
 
@@ -184,10 +196,17 @@ class SimplifyAndVerify(Stage):
     def artifacts(self, ctx, info):
         return [
             ArtifactRecord(
-                name="onnx-fp32", path=ONNX, format="onnx", backend="onnxruntime", precision="fp32",
+                name="onnx-fp32",
+                path=ONNX,
+                format="onnx",
+                backend="onnxruntime",
+                precision="fp32",
                 intended_for="onnxruntime",
-                description="simplified FP32 ONNX" if info.get("simplified") else "FP32 ONNX (onnxsim failed; raw graph)",
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                description="simplified FP32 ONNX"
+                if info.get("simplified")
+                else "FP32 ONNX (onnxsim failed; raw graph)",
+                dynamic_batch=ctx.options.dynamic_batch,
+                batch=ctx.options.batch,
                 verification=info.get("verification", {}),
             )
         ]
@@ -226,10 +245,15 @@ class _OpenVinoIR(Stage):
     def artifacts(self, ctx, info):
         return [
             ArtifactRecord(
-                name=f"openvino-{self.precision}", path=self.xml, format="openvino", backend="openvino",
-                precision=self.precision, intended_for="openvino",
+                name=f"openvino-{self.precision}",
+                path=self.xml,
+                format="openvino",
+                backend="openvino",
+                precision=self.precision,
+                intended_for="openvino",
                 description=f"OpenVINO IR, {info.get('weights', self.precision)} weights",
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                dynamic_batch=ctx.options.dynamic_batch,
+                batch=ctx.options.batch,
                 verification=info.get("verification", {}),
                 extra={"cpu_default_precision": info.get("cpu_default_precision")},
             )
@@ -257,7 +281,6 @@ class OpenVinoFP16(_OpenVinoIR):
         return super().enabled(ctx) and ctx.options.fp16
 
 
-
 # --- INT8 (calibration) ---------------------------------------------------------------------------
 # (the INT8 stage is defined here, before the engines that consume its Q/DQ graph)
 @register_stage
@@ -272,10 +295,15 @@ class Int8(Stage):
     def key(self, ctx):
         o = ctx.options
         return {
-            "data": ctx.calibration_data().fingerprint, "method": o.calib_method, "exclude": list(o.exclude),
+            "data": ctx.calibration_data().fingerprint,
+            "method": o.calib_method,
+            "exclude": list(o.exclude),
             "float_scopes": list(float_scopes_of(ctx)),
-            "keep_fp32": o.keep_fp32, "sensitivity": o.sensitivity, "openvino": "openvino" in o.backends,
-            "onnxruntime": ctx.versions.get("onnxruntime"), "nncf": ctx.versions.get("nncf"),
+            "keep_fp32": o.keep_fp32,
+            "sensitivity": o.sensitivity,
+            "openvino": "openvino" in o.backends,
+            "onnxruntime": ctx.versions.get("onnxruntime"),
+            "nncf": ctx.versions.get("nncf"),
             # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU built for:
             # with `auto`, a rerun on another kind of CPU rebuilds.
             "target_cpu": target_cpu(o.target_cpu).name,
@@ -295,9 +323,17 @@ class Int8(Stage):
         # ORT's calibrator and NNCF print progress on stdout, which belongs to `--json` output.
         with contextlib.redirect_stdout(io.StringIO()):
             result = quantize_run(
-                ctx.run_dir / ONNX, ctx.run_dir, ctx.calibration_data(), o.calib_method, openvino_xml=ov,
-                exclude=o.exclude, keep_fp32=o.keep_fp32, sensitivity=o.sensitivity,
-                progress=ctx.reporter.progress, float_scopes=float_scopes_of(ctx), target_cpu=o.target_cpu,
+                ctx.run_dir / ONNX,
+                ctx.run_dir,
+                ctx.calibration_data(),
+                o.calib_method,
+                openvino_xml=ov,
+                exclude=o.exclude,
+                keep_fp32=o.keep_fp32,
+                sensitivity=o.sensitivity,
+                progress=ctx.reporter.progress,
+                float_scopes=float_scopes_of(ctx),
+                target_cpu=o.target_cpu,
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
@@ -313,29 +349,48 @@ class Int8(Stage):
         built_for = {"target_cpu": info["target_cpu"]} if info.get("target_cpu") else {}
         records = [
             ArtifactRecord(
-                name="onnx-int8", path=INT8_ONNX, format="onnx", backend="onnxruntime",
-                precision="int8", intended_for="tensorrt",
+                name="onnx-int8",
+                path=INT8_ONNX,
+                format="onnx",
+                backend="onnxruntime",
+                precision="int8",
+                intended_for="tensorrt",
                 description="INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8", {}),
+                dynamic_batch=ctx.options.dynamic_batch,
+                batch=ctx.options.batch,
+                fidelity=fid.get("onnx-int8", {}),
             ),
             ArtifactRecord(
-                name="onnx-int8-cpu", path=INT8_CPU_ONNX, format="onnx", backend="onnxruntime",
-                precision="int8", intended_for="onnxruntime",
+                name="onnx-int8-cpu",
+                path=INT8_CPU_ONNX,
+                format="onnx",
+                backend="onnxruntime",
+                precision="int8",
+                intended_for="onnxruntime",
                 description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid.get("onnx-int8-cpu", {}),
+                dynamic_batch=ctx.options.dynamic_batch,
+                batch=ctx.options.batch,
+                fidelity=fid.get("onnx-int8-cpu", {}),
                 extra=dict(built_for),
             ),
         ]
         if "openvino-int8" in fid:
-            records.append(ArtifactRecord(
-                name="openvino-int8", path=OV_INT8_XML, format="openvino", backend="openvino",
-                precision="int8", intended_for="openvino", description="OpenVINO IR quantized by NNCF",
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch, fidelity=fid["openvino-int8"],
-                extra=dict(built_for),
-            ))
+            records.append(
+                ArtifactRecord(
+                    name="openvino-int8",
+                    path=OV_INT8_XML,
+                    format="openvino",
+                    backend="openvino",
+                    precision="int8",
+                    intended_for="openvino",
+                    description="OpenVINO IR quantized by NNCF",
+                    dynamic_batch=ctx.options.dynamic_batch,
+                    batch=ctx.options.batch,
+                    fidelity=fid["openvino-int8"],
+                    extra=dict(built_for),
+                )
+            )
         return records
-
-
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------
@@ -369,12 +424,18 @@ class TensorRTPreflight(Stage):
         reports = {}
         warnings = []
         for name in files:
-            report = check_tensorrt(ctx.run_dir / name, _trt_version(ctx), max_batch=ctx.options.max_batch,
-                                    exempt=exempt if name == INT8_ONNX else ())
+            report = check_tensorrt(
+                ctx.run_dir / name,
+                _trt_version(ctx),
+                max_batch=ctx.options.max_batch,
+                exempt=exempt if name == INT8_ONNX else (),
+            )
             reports[name] = report.to_dict()
             if report.errors or report.warnings:
-                warnings.append(f"TensorRT {report.trt_version} preflight of {name}: {report.summary()} "
-                                f"(`edgecv check {ctx.run_dir / name} --target tensorrt`)")
+                warnings.append(
+                    f"TensorRT {report.trt_version} preflight of {name}: {report.summary()} "
+                    f"(`edgecv check {ctx.run_dir / name} --target tensorrt`)"
+                )
         return {"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings}
 
 
@@ -394,24 +455,27 @@ class TensorRTEngines(Stage):
         o = ctx.options
         precisions = ["fp16" if o.fp16 else "fp32"] + (["int8"] if o.int8 else [])
         version = ctx.versions.get("tensorrt") or _trt_version(ctx)  # the TensorRT that builds here
-        return [
-            engine_recipe(version, p, weak_typing=o.trt_weak_typing,
-                          dla_core=o.dla_core)
-            for p in precisions
-        ]
+        return [engine_recipe(version, p, weak_typing=o.trt_weak_typing, dla_core=o.dla_core) for p in precisions]
 
     def settings(self, ctx) -> dict[str, Any]:
         from .tensorrt import MAX_DYNAMIC_BATCH, WORKSPACE_BYTES
 
         o = ctx.options
-        return {"max_batch": o.max_batch or MAX_DYNAMIC_BATCH, "opt_batch": o.batch,
-                "workspace_bytes": o.workspace_bytes or WORKSPACE_BYTES}
+        return {
+            "max_batch": o.max_batch or MAX_DYNAMIC_BATCH,
+            "opt_batch": o.batch,
+            "workspace_bytes": o.workspace_bytes or WORKSPACE_BYTES,
+        }
 
     def key(self, ctx):
         from .tensorrt import gpu_description
 
-        return {"tensorrt": _trt_version(ctx), "gpu": gpu_description(), "plan": [r.to_dict() for r in self.plan(ctx)],
-                **self.settings(ctx)}
+        return {
+            "tensorrt": _trt_version(ctx),
+            "gpu": gpu_description(),
+            "plan": [r.to_dict() for r in self.plan(ctx)],
+            **self.settings(ctx),
+        }
 
     def outputs(self, ctx):
         from .tensorrt import INT8_ONNX
@@ -444,9 +508,15 @@ class TensorRTEngines(Stage):
             final = ctx.run_dir / f"tensorrt/model.{recipe.precision}.engine"
             with atomic_path(final, companions=(".json",)) as tmp:
                 info = build_engine(
-                    ctx.run_dir / recipe.source, tmp, precision=recipe.precision, input_name=ctx.spec.input_name,
-                    input_shape=ctx.spec.shape, dynamic_batch=ctx.options.dynamic_batch, recipe=recipe,
-                    timing_cache=ctx.run_dir / "tensorrt" / TIMING_CACHE, **self.settings(ctx),
+                    ctx.run_dir / recipe.source,
+                    tmp,
+                    precision=recipe.precision,
+                    input_name=ctx.spec.input_name,
+                    input_shape=ctx.spec.shape,
+                    dynamic_batch=ctx.options.dynamic_batch,
+                    recipe=recipe,
+                    timing_cache=ctx.run_dir / "tensorrt" / TIMING_CACHE,
+                    **self.settings(ctx),
                 )
                 if recipe.precision != "int8":
                     tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
@@ -455,8 +525,13 @@ class TensorRTEngines(Stage):
                 from edgecv import __version__
                 from edgecv.artifact_metadata import build_metadata
 
-                info["metadata"] = build_metadata(ctx.spec, model=ctx.model_info, precision=recipe.precision,
-                                                  intended_for="tensorrt", version=__version__)
+                info["metadata"] = build_metadata(
+                    ctx.spec,
+                    model=ctx.model_info,
+                    precision=recipe.precision,
+                    intended_for="tensorrt",
+                    version=__version__,
+                )
                 write_sidecar(tmp, info)
             engines[recipe.precision] = info
         return {"engines": engines}
@@ -464,15 +539,25 @@ class TensorRTEngines(Stage):
     def artifacts(self, ctx, info):
         return [
             ArtifactRecord(
-                name=f"tensorrt-{precision}", path=f"tensorrt/model.{precision}.engine", format="tensorrt",
-                backend="tensorrt", precision=precision, intended_for="tensorrt",
+                name=f"tensorrt-{precision}",
+                path=f"tensorrt/model.{precision}.engine",
+                format="tensorrt",
+                backend="tensorrt",
+                precision=precision,
+                intended_for="tensorrt",
                 description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}"
                 + (" (strongly typed)" if e.get("strongly_typed") else " (weakly typed)"),
-                dynamic_batch=ctx.options.dynamic_batch, batch=ctx.options.batch,
+                dynamic_batch=ctx.options.dynamic_batch,
+                batch=ctx.options.batch,
                 verification=e.get("verification", {}),
-                fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {}) if precision == "int8" else {},
-                extra={"profile": e.get("profile"), "compute_capability": e.get("compute_capability"),
-                       "source_onnx": e.get("source_onnx")},
+                fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {})
+                if precision == "int8"
+                else {},
+                extra={
+                    "profile": e.get("profile"),
+                    "compute_capability": e.get("compute_capability"),
+                    "source_onnx": e.get("source_onnx"),
+                },
             )
             for precision, e in info.get("engines", {}).items()
         ]

@@ -50,7 +50,8 @@ def require_tensorrt():
         import tensorrt as trt
     except ImportError:
         raise BackendUnavailableError(
-            "tensorrt", "edgecv[tensorrt]",
+            "tensorrt",
+            "edgecv[tensorrt]",
             "the TensorRT Python package is not installed (on Jetson it comes with JetPack, not pip)",
         ) from None
     if parse_version(trt.__version__)[0] < 10:
@@ -116,15 +117,27 @@ def engine_recipe(
         flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
         source = INT8_ONNX if precision == "int8" else ONNX
         return Recipe(
-            trt_version, precision, source, strongly_typed=False, builder_flags=flags + dla_flags, dla_core=dla_core,
+            trt_version,
+            precision,
+            source,
+            strongly_typed=False,
+            builder_flags=flags + dla_flags,
+            dla_core=dla_core,
             notes=("weakly typed (deprecated since TensorRT 10.12): TensorRT picks layer precisions",),
         )
     source = {"fp32": ONNX, "fp16": FP16_ONNX, "int8": INT8_FP16_ONNX}[precision]
     # [TRT docs] 10.x: strongly typed is opt-in (NetworkDefinitionCreationFlag.STRONGLY_TYPED);
     # 11: always on, the flag deprecated and ignored, so it is not passed.
     network_flags = ("STRONGLY_TYPED",) if major == 10 else ()
-    return Recipe(trt_version, precision, source, strongly_typed=True, network_flags=network_flags,
-                  builder_flags=dla_flags, dla_core=dla_core)
+    return Recipe(
+        trt_version,
+        precision,
+        source,
+        strongly_typed=True,
+        network_flags=network_flags,
+        builder_flags=dla_flags,
+        dla_core=dla_core,
+    )
 
 
 # --- FP16 copies -----------------------------------------------------------------------------------
@@ -264,8 +277,9 @@ def build_engine(
     if serialized is None:
         detail = "; ".join(getattr(logger, "messages", [])[-3:])
         raise StageError(
-            "tensorrt", f"TensorRT could not build a {precision} engine from {onnx_path.name}"
-            + (f": {detail}" if detail else " (see TensorRT's log above)")
+            "tensorrt",
+            f"TensorRT could not build a {precision} engine from {onnx_path.name}"
+            + (f": {detail}" if detail else " (see TensorRT's log above)"),
         )
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(bytes(serialized))

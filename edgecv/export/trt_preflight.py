@@ -33,19 +33,58 @@ OPS_SOURCE_101 = "onnx-tensorrt docs/operators.md (10.1-GA)"
 # Operators TensorRT's ONNX parser does not import: op → (first TensorRT version that imports it,
 # or None: none up to 11.1; where the fact comes from). Standard-domain operators only.
 UNSUPPORTED_OPS: dict[str, tuple[str | None, str]] = {
-    **{op: (None, OPS_SOURCE_86) for op in (
-        "Bernoulli", "BitShift", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
-        "DynamicQuantizeLinear", "MatMulInteger", "MaxRoiPool", "MaxUnpool", "MelWeightMatrix", "Multinomial",
-        "NegativeLogLikelihoodLoss", "Optional", "OptionalGetElement", "OptionalHasElement", "QLinearConv",
-        "QLinearMatMul", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert",
-        "SequenceLength", "SequenceMap", "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringNormalizer",
-        "TfIdfVectorizer", "Unique",
-    )},
+    **{
+        op: (None, OPS_SOURCE_86)
+        for op in (
+            "Bernoulli",
+            "BitShift",
+            "Compress",
+            "ConcatFromSequence",
+            "ConvInteger",
+            "DFT",
+            "Det",
+            "DynamicQuantizeLinear",
+            "MatMulInteger",
+            "MaxRoiPool",
+            "MaxUnpool",
+            "MelWeightMatrix",
+            "Multinomial",
+            "NegativeLogLikelihoodLoss",
+            "Optional",
+            "OptionalGetElement",
+            "OptionalHasElement",
+            "QLinearConv",
+            "QLinearMatMul",
+            "SequenceAt",
+            "SequenceConstruct",
+            "SequenceEmpty",
+            "SequenceErase",
+            "SequenceInsert",
+            "SequenceLength",
+            "SequenceMap",
+            "SoftmaxCrossEntropyLoss",
+            "SplitToSequence",
+            "StringNormalizer",
+            "TfIdfVectorizer",
+            "Unique",
+        )
+    },
     # Opset 18-20 operators the 10.1 matrix lists as unsupported (8.6 predates them).
-    **{op: (None, OPS_SOURCE_101) for op in (
-        "AffineGrid", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor", "CenterCropPad", "ImageDecoder",
-        "RegexFullMatch", "StringConcat", "StringSplit",
-    )},
+    **{
+        op: (None, OPS_SOURCE_101)
+        for op in (
+            "AffineGrid",
+            "BitwiseAnd",
+            "BitwiseNot",
+            "BitwiseOr",
+            "BitwiseXor",
+            "CenterCropPad",
+            "ImageDecoder",
+            "RegexFullMatch",
+            "StringConcat",
+            "StringSplit",
+        )
+    },
     "Hardmax": ("9.2", "TensorRT CHANGELOG 9.2.0 (unsupported in 8.6)"),
     "BlackmanWindow": ("10.4", "TensorRT CHANGELOG 10.4.0"),
     "HammingWindow": ("10.4", "TensorRT CHANGELOG 10.4.0"),
@@ -62,8 +101,16 @@ NMS_TOPK_LIMIT = {"sm53/62": 2000, "other": 5000}
 # EfficientNMS plugin README: after sorting, the top 4096 scores go to the NMS kernel.
 EFFICIENT_NMS_TOPK = 4096
 # Q/DQ rules (tensorrt_rules) that make the build fail; the others leave it slower.
-QDQ_ERRORS = {"opset", "domain", "int8", "zero-point", "scale-constant", "scale-positive", "per-channel-weights-only",
-              "bias-float"}
+QDQ_ERRORS = {
+    "opset",
+    "domain",
+    "int8",
+    "zero-point",
+    "scale-constant",
+    "scale-positive",
+    "per-channel-weights-only",
+    "bias-float",
+}
 INT32_RANGE = (-(2**31), 2**31 - 1)
 SEVERITIES = ("error", "warning", "info")
 
@@ -103,8 +150,11 @@ class PreflightReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "artifact": self.artifact, "trt_version": self.trt_version, "would_build": not self.errors,
-            "errors": len(self.errors), "warnings": len(self.warnings),
+            "artifact": self.artifact,
+            "trt_version": self.trt_version,
+            "would_build": not self.errors,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
             "findings": [asdict(f) for f in self.findings],
         }
 
@@ -126,8 +176,11 @@ class _Graph:
         g = model.graph
         self.nodes = list(g.node)
         self.initializers = {t.name: t for t in g.initializer}
-        self.constants = {n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
-                          for n in self.nodes if n.op_type == "Constant" and n.output}
+        self.constants = {
+            n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
+            for n in self.nodes
+            if n.op_type == "Constant" and n.output
+        }
 
     def constant(self, name: str) -> np.ndarray | None:
         tensor = self.initializers.get(name) or self.constants.get(name)
@@ -145,16 +198,30 @@ def _check_ops(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...], 
         since, source = entry
         if since is None or not _version_at_least(version, since):
             later = f"; TensorRT {since} imports it" if since else ""
-            out.append(Finding("error", "unsupported-op", _label(node),
-                               f"{node.op_type} is not imported by TensorRT {text}'s ONNX parser{later}", source))
+            out.append(
+                Finding(
+                    "error",
+                    "unsupported-op",
+                    _label(node),
+                    f"{node.op_type} is not imported by TensorRT {text}'s ONNX parser{later}",
+                    source,
+                )
+            )
     opset = _opset(model)
     known = [(v, limit) for v, limit in MAX_OPSET.items() if version[:2] >= v]
     if known:
         limit, source = max(known)[1]
         if opset > limit:
-            out.append(Finding("warning", "opset", "graph",
-                               f"opset {opset} is above {limit}, the highest the parser documents for TensorRT "
-                               f"{'.'.join(map(str, max(known)[0]))}; operators newer than that may not import", source))
+            out.append(
+                Finding(
+                    "warning",
+                    "opset",
+                    "graph",
+                    f"opset {opset} is above {limit}, the highest the parser documents for TensorRT "
+                    f"{'.'.join(map(str, max(known)[0]))}; operators newer than that may not import",
+                    source,
+                )
+            )
     return out
 
 
@@ -162,43 +229,76 @@ def _check_plugins(graph: _Graph) -> list[Finding]:
     out = []
     for node in graph.nodes:
         if node.op_type.endswith("_TRT") or node.domain == "trt.plugins":
-            out.append(Finding(
-                "warning", "plugin", _label(node),
-                f"{node.op_type} is a TensorRT plugin: the engine needs the plugin library at build and run time, "
-                "and ONNX Runtime and OpenVINO cannot run this graph", "TensorRT plugin registry"))
+            out.append(
+                Finding(
+                    "warning",
+                    "plugin",
+                    _label(node),
+                    f"{node.op_type} is a TensorRT plugin: the engine needs the plugin library at build and run time, "
+                    "and ONNX Runtime and OpenVINO cannot run this graph",
+                    "TensorRT plugin registry",
+                )
+            )
         elif node.domain not in ("", "ai.onnx"):
-            out.append(Finding(
-                "error", "custom-op", _label(node),
-                f"{node.domain}::{node.op_type} is not an ONNX operator and TensorRT has no importer for it "
-                "(a plugin of that name would have to be registered)", "onnx-tensorrt (custom domains go to plugins)"))
+            out.append(
+                Finding(
+                    "error",
+                    "custom-op",
+                    _label(node),
+                    f"{node.domain}::{node.op_type} is not an ONNX operator and TensorRT has no importer for it "
+                    "(a plugin of that name would have to be registered)",
+                    "onnx-tensorrt (custom domains go to plugins)",
+                )
+            )
     return out
 
 
 def _check_types(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...]) -> list[Finding]:
     out = []
     g = model.graph
-    int64_io = [v.name for v in [*g.input, *g.output]
-                if v.type.tensor_type.elem_type == TensorProto.INT64 and v.name not in graph.initializers]
+    int64_io = [
+        v.name
+        for v in [*g.input, *g.output]
+        if v.type.tensor_type.elem_type == TensorProto.INT64 and v.name not in graph.initializers
+    ]
     if version[0] < 10:
         for name in int64_io:
-            out.append(Finding("warning", "int64", name, "INT64 input/output: TensorRT 8 casts it to INT32", OPS_SOURCE_86))
+            out.append(
+                Finding("warning", "int64", name, "INT64 input/output: TensorRT 8 casts it to INT32", OPS_SOURCE_86)
+            )
         for t in g.initializer:
             if t.data_type == TensorProto.INT64:
                 values = numpy_helper.to_array(t)
                 clamp = values.size and (values.min() < INT32_RANGE[0] or values.max() > INT32_RANGE[1])
-                out.append(Finding(
-                    "warning" if clamp else "info", "int64", t.name,
-                    "INT64 initializer cast down to INT32" + (", values outside INT32 are clamped" if clamp else ""),
-                    OPS_SOURCE_86))
+                out.append(
+                    Finding(
+                        "warning" if clamp else "info",
+                        "int64",
+                        t.name,
+                        "INT64 initializer cast down to INT32"
+                        + (", values outside INT32 are clamped" if clamp else ""),
+                        OPS_SOURCE_86,
+                    )
+                )
     else:
         for name in int64_io:
-            out.append(Finding("info", "int64", name,
-                               "INT64 input/output: TensorRT 10+ keeps INT64 (TensorRT 8 cast it to INT32); "
-                               "callers must feed int64", OPS_SOURCE_101))
+            out.append(
+                Finding(
+                    "info",
+                    "int64",
+                    name,
+                    "INT64 input/output: TensorRT 10+ keeps INT64 (TensorRT 8 cast it to INT32); "
+                    "callers must feed int64",
+                    OPS_SOURCE_101,
+                )
+            )
     for v in [*g.input, *g.output]:
         if v.type.tensor_type.elem_type == TensorProto.DOUBLE:
-            out.append(Finding("warning", "double", v.name, "DOUBLE is cast down to FLOAT, clamped to ±FLT_MAX",
-                               OPS_SOURCE_101))
+            out.append(
+                Finding(
+                    "warning", "double", v.name, "DOUBLE is cast down to FLOAT, clamped to ±FLT_MAX", OPS_SOURCE_101
+                )
+            )
     return out
 
 
@@ -213,18 +313,28 @@ def _check_dynamic(model: onnx.ModelProto, graph: _Graph, max_batch: int | None)
             continue
         others = [i for i in dynamic if i != 0]
         if others:
-            out.append(Finding(
-                "error", "dynamic-shape", v.name,
-                f"dimension(s) {', '.join(map(str, others))} are dynamic and edgecv's optimisation profile covers the "
-                "batch axis only: a dynamic input without a profile fails the build; export with a fixed input size",
-                "TensorRT developer guide (dynamic shapes need an optimization profile)"))
+            out.append(
+                Finding(
+                    "error",
+                    "dynamic-shape",
+                    v.name,
+                    f"dimension(s) {', '.join(map(str, others))} are dynamic and edgecv's optimisation profile covers the "
+                    "batch axis only: a dynamic input without a profile fails the build; export with a fixed input size",
+                    "TensorRT developer guide (dynamic shapes need an optimization profile)",
+                )
+            )
         if 0 in dynamic:
             top = f"max {max_batch}" if max_batch else "max --max-batch"
-            out.append(Finding(
-                "info", "dynamic-batch", v.name,
-                f"dynamic batch: engines get one optimisation profile (min 1, opt the export batch, {top}); "
-                "trtexec needs --minShapes/--optShapes/--maxShapes (build_engine.sh passes them)",
-                "TensorRT developer guide"))
+            out.append(
+                Finding(
+                    "info",
+                    "dynamic-batch",
+                    v.name,
+                    f"dynamic batch: engines get one optimisation profile (min 1, opt the export batch, {top}); "
+                    "trtexec needs --minShapes/--optShapes/--maxShapes (build_engine.sh passes them)",
+                    "TensorRT developer guide",
+                )
+            )
     return out
 
 
@@ -235,26 +345,50 @@ def _check_nms(graph: _Graph) -> list[Finding]:
             name = _label(node)
             for index, what in ((2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")):
                 if len(node.input) > index and node.input[index] and graph.constant(node.input[index]) is None:
-                    out.append(Finding("error", "nms", name,
-                                       f"{what} is computed at run time; TensorRT's NMS layer needs it as a build-time constant",
-                                       "NvInfer.h INMSLayer (scalar inputs)"))
-            out.append(Finding(
-                "warning", "nms", name,
-                f"TensorRT's NMS layer considers only the {NMS_TOPK_LIMIT['other']} highest-scoring boxes per image "
-                f"({NMS_TOPK_LIMIT['sm53/62']} on SM 5.3/6.2: Jetson Nano, TX2); its selected-indices output has a "
-                "data-dependent size, sized for the worst case", "NvInfer.h (10.3) INMSLayer"))
+                    out.append(
+                        Finding(
+                            "error",
+                            "nms",
+                            name,
+                            f"{what} is computed at run time; TensorRT's NMS layer needs it as a build-time constant",
+                            "NvInfer.h INMSLayer (scalar inputs)",
+                        )
+                    )
+            out.append(
+                Finding(
+                    "warning",
+                    "nms",
+                    name,
+                    f"TensorRT's NMS layer considers only the {NMS_TOPK_LIMIT['other']} highest-scoring boxes per image "
+                    f"({NMS_TOPK_LIMIT['sm53/62']} on SM 5.3/6.2: Jetson Nano, TX2); its selected-indices output has a "
+                    "data-dependent size, sized for the worst case",
+                    "NvInfer.h (10.3) INMSLayer",
+                )
+            )
         elif node.op_type == "TopK" and len(node.input) > 1:
             k = graph.constant(node.input[1])
             if k is not None and k.size and int(k.reshape(-1)[0]) >= TOPK_MAX:
-                out.append(Finding("error", "topk", _label(node),
-                                   f"TopK with K = {int(k.reshape(-1)[0])}; TensorRT's parser needs K < {TOPK_MAX}",
-                                   OPS_SOURCE_101))
+                out.append(
+                    Finding(
+                        "error",
+                        "topk",
+                        _label(node),
+                        f"TopK with K = {int(k.reshape(-1)[0])}; TensorRT's parser needs K < {TOPK_MAX}",
+                        OPS_SOURCE_101,
+                    )
+                )
         elif node.op_type.startswith("EfficientNMS"):
             top_k = next((a.i for a in node.attribute if a.name in ("max_output_boxes",)), None)
-            out.append(Finding(
-                "info", "nms", _label(node),
-                f"EfficientNMS keeps only the top {EFFICIENT_NMS_TOPK} scores per image before NMS"
-                + (f"; max_output_boxes = {top_k}" if top_k is not None else ""), "EfficientNMS plugin README"))
+            out.append(
+                Finding(
+                    "info",
+                    "nms",
+                    _label(node),
+                    f"EfficientNMS keeps only the top {EFFICIENT_NMS_TOPK} scores per image before NMS"
+                    + (f"; max_output_boxes = {top_k}" if top_k is not None else ""),
+                    "EfficientNMS plugin README",
+                )
+            )
     return out
 
 
@@ -270,8 +404,15 @@ def _check_qdq(model: onnx.ModelProto, version: tuple[int, ...], exempt: tuple[s
             severity = "error" if version[0] < 10 else "info"
         else:  # dedicated-pair, residual-add: builds, but layers fall out of INT8 fusions
             severity = "warning"
-        out.append(Finding(severity, f"qdq-{v.rule}", v.node, v.message,
-                           "edgecv.calibration.tensorrt_rules (onnx-tensorrt operators.md, NvInfer.h)"))
+        out.append(
+            Finding(
+                severity,
+                f"qdq-{v.rule}",
+                v.node,
+                v.message,
+                "edgecv.calibration.tensorrt_rules (onnx-tensorrt operators.md, NvInfer.h)",
+            )
+        )
     return out
 
 
@@ -299,8 +440,12 @@ def check_tensorrt(
     graph = _Graph(model)
     text = ".".join(map(str, version))
     findings = (
-        _check_ops(model, graph, version, text) + _check_plugins(graph) + _check_qdq(model, version, exempt)
-        + _check_types(model, graph, version) + _check_dynamic(model, graph, max_batch) + _check_nms(graph)
+        _check_ops(model, graph, version, text)
+        + _check_plugins(graph)
+        + _check_qdq(model, version, exempt)
+        + _check_types(model, graph, version)
+        + _check_dynamic(model, graph, max_batch)
+        + _check_nms(graph)
     )
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order[f.severity])
@@ -311,7 +456,9 @@ def check_tensorrt(
 RUN_FOLDER_ONNX = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.fp16.onnx")
 
 
-def check_target(path: str | Path, trt_version: str = DEFAULT_TRT_VERSION, *, max_batch: int | None = None) -> list[PreflightReport]:
+def check_target(
+    path: str | Path, trt_version: str = DEFAULT_TRT_VERSION, *, max_batch: int | None = None
+) -> list[PreflightReport]:
     """Preflight one ONNX file, or every TensorRT-bound ONNX of a run folder."""
     path = Path(path).expanduser()
     if path.is_dir():
@@ -319,8 +466,10 @@ def check_target(path: str | Path, trt_version: str = DEFAULT_TRT_VERSION, *, ma
         if not files:
             raise ArtifactError(f"{path} holds none of {', '.join(RUN_FOLDER_ONNX)}")
         exempt = _exempt_from_manifest(path)
-        return [check_tensorrt(f, trt_version, max_batch=max_batch, exempt=exempt if ".int8" in f.name else ())
-                for f in files]
+        return [
+            check_tensorrt(f, trt_version, max_batch=max_batch, exempt=exempt if ".int8" in f.name else ())
+            for f in files
+        ]
     if path.suffix.lower() != ".onnx":
         raise ArtifactError(f"{path}: the TensorRT preflight reads .onnx files or run folders")
     return [check_tensorrt(path, trt_version, max_batch=max_batch)]

@@ -177,7 +177,12 @@ def verify_outputs(
             tol = max(atol, 1e-5 * float(np.max(np.abs(ref), initial=0.0)))
         result.outputs.append(
             compare_arrays(
-                name, ref, got, atol=tol, rtol=rtol, min_cosine=min_cos,
+                name,
+                ref,
+                got,
+                atol=tol,
+                rtol=rtol,
+                min_cosine=min_cos,
                 classification=classification and not name.startswith("__"),
             )
         )
@@ -188,7 +193,9 @@ def run_all(infer: Callable[[np.ndarray], Mapping[str, np.ndarray]], batches: Se
     return [dict(infer(b)) for b in batches]
 
 
-def onnx_decoded_outputs(path, batches: Sequence[np.ndarray], names: tuple[str, str]) -> list[dict[str, np.ndarray]] | None:
+def onnx_decoded_outputs(
+    path, batches: Sequence[np.ndarray], names: tuple[str, str]
+) -> list[dict[str, np.ndarray]] | None:
     """Run an ONNX detector with the tensors its ``decode`` scope hands to its ``postprocess`` scope
     (decoded boxes, class scores) exposed as outputs, returned under ``names`` per batch; None when
     the graph does not have exactly those two (a detector not built on the contract's scopes)."""
@@ -290,7 +297,16 @@ def compare_detections(
     share = 1.0 if total == 0 else matched / total
     passed = bool(share >= min_matched and worst_iou >= min_iou and worst_diff <= max_diff)
     return DetectionComparison(
-        name="detections", images=len(refs), reference_detections=n_ref, artifact_detections=n_got,
-        matched=matched, worst_iou=worst_iou, max_score_diff=worst_diff, matched_share=share, min_matched=min_matched,
-        min_iou=min_iou, max_score_tolerance=max_diff, passed=passed,
+        name="detections",
+        images=len(refs),
+        reference_detections=n_ref,
+        artifact_detections=n_got,
+        matched=matched,
+        worst_iou=worst_iou,
+        max_score_diff=worst_diff,
+        matched_share=share,
+        min_matched=min_matched,
+        min_iou=min_iou,
+        max_score_tolerance=max_diff,
+        passed=passed,
     )

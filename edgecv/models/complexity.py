@@ -103,4 +103,3 @@ def count_complexity(model: nn.Module, input_shape: tuple[int, ...] | None = Non
         input_shape=tuple(input_shape),
         per_layer=tuple(layers),
     )
-

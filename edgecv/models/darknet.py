@@ -53,9 +53,7 @@ class DarknetConv:
             ]
         else:
             if self.conv.bias is None:
-                raise ValueError(
-                    "a convolution without BatchNorm carries a bias in darknet"
-                )
+                raise ValueError("a convolution without BatchNorm carries a bias in darknet")
             pre = [self.conv.bias]
         return [*pre, self.conv.weight]
 
@@ -94,25 +92,19 @@ def read_darknet_file(path: str | os.PathLike[str]) -> tuple[DarknetHeader, np.n
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
-            f"weights file not found: {path}"
-            if not path.exists()
-            else f"weights path is not a file: {path}"
+            f"weights file not found: {path}" if not path.exists() else f"weights path is not a file: {path}"
         )
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise WeightsError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) < 4 * HEADER_INTS:
-        raise WeightsError(
-            f"{path} is not a Darknet .weights file: {len(data)} bytes, shorter than its header"
-        )
+        raise WeightsError(f"{path} is not a Darknet .weights file: {len(data)} bytes, shorter than its header")
     major, minor, revision = struct.unpack_from("<3i", data, 0)
     fmt = "<q" if seen_is_int64(major, minor) else "<i"
     offset = 4 * HEADER_INTS + struct.calcsize(fmt)
     if len(data) < offset:
-        raise WeightsError(
-            f"{path} is not a Darknet .weights file: {len(data)} bytes, shorter than its header"
-        )
+        raise WeightsError(f"{path} is not a Darknet .weights file: {len(data)} bytes, shorter than its header")
     (seen,) = struct.unpack_from(fmt, data, 4 * HEADER_INTS)
     body = len(data) - offset
     if body % 4:
@@ -149,9 +141,7 @@ def load_darknet_weights(
         for layer in layers:
             for tensor in layer.tensors():
                 n = tensor.numel()
-                chunk = torch.from_numpy(values[offset : offset + n].copy()).view_as(
-                    tensor
-                )
+                chunk = torch.from_numpy(values[offset : offset + n].copy()).view_as(tensor)
                 tensor.copy_(chunk)
                 offset += n
             if layer.bn is not None:
@@ -174,9 +164,7 @@ def write_darknet_weights(
     header = struct.pack("<3i", major, minor, revision)
     header += struct.pack("<q" if seen_is_int64(major, minor) else "<i", int(seen))
     body = [
-        t.detach().to("cpu", torch.float32).contiguous().numpy().ravel()
-        for layer in layers
-        for t in layer.tensors()
+        t.detach().to("cpu", torch.float32).contiguous().numpy().ravel() for layer in layers for t in layer.tensors()
     ]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +172,5 @@ def write_darknet_weights(
             f.write(header)
             f.write(np.concatenate(body).astype("<f4").tobytes())
     except OSError as exc:
-        raise OutputPathError(
-            f"cannot write weights to {path}: {exc.strerror or exc}"
-        ) from None
+        raise OutputPathError(f"cannot write weights to {path}: {exc.strerror or exc}") from None
     return path

@@ -23,9 +23,7 @@ from .registry import (
 from .spec import format_resolution
 
 
-def describe_models(
-    width_mult: float | None = None, resolution: int | None = None
-) -> list[dict[str, Any]]:
+def describe_models(width_mult: float | None = None, resolution: int | None = None) -> list[dict[str, Any]]:
     """Describe every registered model at ``width_mult`` and ``resolution`` (defaults: each model's).
 
     An invalid value (α ≤ 0, a resolution that is not a multiple of 32) raises
@@ -40,9 +38,7 @@ def describe_models(
     return [describe_model(name, width_mult, resolution) for name in list_models()]
 
 
-def describe_model(
-    name: str, width_mult: float | None = None, resolution: int | None = None
-) -> dict[str, Any]:
+def describe_model(name: str, width_mult: float | None = None, resolution: int | None = None) -> dict[str, Any]:
     """One row of :func:`describe_models`."""
     entry = get_entry(name)
     notes = []

@@ -46,7 +46,12 @@ class DetectionOptions:
 
     def validate(self) -> "DetectionOptions":
         for flag, value in (("--conf-thres", self.conf_thres), ("--iou-thres", self.iou_thres)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not 0.0 <= value <= 1.0
+            ):
                 raise InvalidOptionError(f"{flag} must be a number in [0, 1], got {value!r}")
         if isinstance(self.max_det, bool) or not isinstance(self.max_det, int) or self.max_det <= 0:
             raise InvalidOptionError(f"--max-det must be a positive integer, got {self.max_det!r}")
@@ -77,7 +82,9 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
-def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, max_out: int, iou_thres: float, score_thres: float) -> torch.Tensor:
+def _greedy_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, max_out: int, iou_thres: float, score_thres: float
+) -> torch.Tensor:
     """Indices kept for one (image, class), in descending score order.
 
     Follows ONNX Runtime's NonMaxSuppression: candidates need ``score > score_thres``; a box is
@@ -120,7 +127,9 @@ class _NonMaxSuppression(torch.autograd.Function):
     @staticmethod
     def symbolic(g, boxes, scores, max_out: int, iou_thres: float, score_thres: float):
         return g.op(
-            "NonMaxSuppression", boxes, scores,
+            "NonMaxSuppression",
+            boxes,
+            scores,
             g.op("Constant", value_t=torch.tensor([max_out], dtype=torch.int64)),
             g.op("Constant", value_t=torch.tensor([iou_thres], dtype=torch.float32)),
             g.op("Constant", value_t=torch.tensor([score_thres], dtype=torch.float32)),

@@ -92,7 +92,9 @@ class ConvNormAct(nn.Sequential):
         eps: float = BN_EPS,
     ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False
+            ),
             nn.BatchNorm2d(out_channels, eps=eps),
         ]
         if act is not None:
@@ -173,7 +175,9 @@ class MobileNetV3(ImageClassifier):
         hidden = make_divisible(HEAD_CHANNELS[variant] * width_mult)
         self._set_head(
             "classifier",
-            nn.Sequential(nn.Linear(last_conv, hidden), nn.Hardswish(), nn.Dropout(DROPOUT), nn.Linear(hidden, num_classes)),
+            nn.Sequential(
+                nn.Linear(last_conv, hidden), nn.Hardswish(), nn.Dropout(DROPOUT), nn.Linear(hidden, num_classes)
+            ),
         )
         # The pooled feature map is what forward_head(pre_logits=True) returns; the 1280/1024-wide
         # hidden layer is part of the head here, as in torchvision.
@@ -191,7 +195,11 @@ class MobileNetV3(ImageClassifier):
     paper="Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)",
     variant_options={"variant": ("large", "small")},
     default_variant_options={"variant": "large"},
-    aliases=("mobilenet_v3", ("mobilenet_v3_large", {"variant": "large"}), ("mobilenet_v3_small", {"variant": "small"})),
+    aliases=(
+        "mobilenet_v3",
+        ("mobilenet_v3_large", {"variant": "large"}),
+        ("mobilenet_v3_small", {"variant": "small"}),
+    ),
 )
 def mobilenetv3(num_classes: int, width_mult: float, resolution: int, variant: str = "large") -> MobileNetV3:
     return MobileNetV3(num_classes=num_classes, width_mult=width_mult, variant=variant)

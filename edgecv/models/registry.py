@@ -138,7 +138,9 @@ def resolve_name(name: str) -> str:
     # A family name without its version ("shufflenet") names several models: never pick one silently.
     family = sorted(n for n in _REGISTRY if re.fullmatch(re.escape(key) + r"v\d+", normalize_name(n)))
     if len(family) > 1:
-        raise InvalidOptionError(f"'{name}' is ambiguous: it could be {' or '.join(family)}; name one (see `edgecv models`)")
+        raise InvalidOptionError(
+            f"'{name}' is ambiguous: it could be {' or '.join(family)}; name one (see `edgecv models`)"
+        )
     close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
     suggestions = sorted({_ALIASES[c] for c in close}) or sorted(_REGISTRY)
     raise UnknownModelError(name, suggestions)
@@ -171,9 +173,7 @@ def list_models(filter: str | None = None) -> list[str]:
         import fnmatch
 
         pat = normalize_name(filter)
-        names = [
-            n for n in names if fnmatch.fnmatch(normalize_name(n), pat) or pat in normalize_name(n)
-        ]
+        names = [n for n in names if fnmatch.fnmatch(normalize_name(n), pat) or pat in normalize_name(n)]
     return names
 
 
@@ -276,9 +276,7 @@ def create_model(
     # Random weights are seeded: two exports of an untrained model time and quantize the same net.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = entry.builder(
-            num_classes=num_classes, width_mult=float(width_mult), resolution=resolution, **variant
-        )
+        model = entry.builder(num_classes=num_classes, width_mult=float(width_mult), resolution=resolution, **variant)
     spec = getattr(model, "input_spec", None) or InputSpec()
     height, width = resolution_hw(resolution)
     model.input_spec = spec.with_size(height, width)

@@ -81,8 +81,10 @@ class ShuffleNetV2(ImageClassifier):
     paper="Ma et al. 2018, ShuffleNet V2 (arXiv:1807.11164)",
     width_mults=tuple(STAGE_CHANNELS),
     # torchvision's names, each one width.
-    aliases=tuple((f"shufflenet_v2_x{w:g}".replace(".", "_") + ("_0" if w == int(w) else ""), {"width_mult": w})
-                  for w in STAGE_CHANNELS),
+    aliases=tuple(
+        (f"shufflenet_v2_x{w:g}".replace(".", "_") + ("_0" if w == int(w) else ""), {"width_mult": w})
+        for w in STAGE_CHANNELS
+    ),
 )
 def shufflenetv2(num_classes: int, width_mult: float, resolution: int) -> ShuffleNetV2:
     # The registry accepts values close to an allowed width; snap to the table's key.

@@ -39,13 +39,23 @@ class OutputSpec:
     batch_axis: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "meaning": self.meaning, "shape": list(self.shape),
-                "dtype": self.dtype, "batch_axis": self.batch_axis}
+        return {
+            "name": self.name,
+            "meaning": self.meaning,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "batch_axis": self.batch_axis,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "OutputSpec":
-        return cls(name=d["name"], meaning=d["meaning"], shape=tuple(d.get("shape", ())),
-                   dtype=d.get("dtype", "float32"), batch_axis=int(d.get("batch_axis", 0)))
+        return cls(
+            name=d["name"],
+            meaning=d["meaning"],
+            shape=tuple(d.get("shape", ())),
+            dtype=d.get("dtype", "float32"),
+            batch_axis=int(d.get("batch_axis", 0)),
+        )
 
 
 def classification_outputs(name: str = "logits") -> tuple[OutputSpec, ...]:

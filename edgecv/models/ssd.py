@@ -309,9 +309,7 @@ class MobileNetFeatures(nn.Module):
         )
         depth = [max(min_depth, int(d * width_mult)) for d in (512, 256, 256, 128)]
         last = _out_channels(backbone[-1])
-        self.extra = nn.ModuleList(
-            _extra_block(c_in, c_out) for c_in, c_out in zip([last, *depth[:-1]], depth)
-        )
+        self.extra = nn.ModuleList(_extra_block(c_in, c_out) for c_in, c_out in zip([last, *depth[:-1]], depth))
         _normal_init(self.extra)
         self.out_channels = (_out_channels(expansion), last, *depth)
 
@@ -344,8 +342,11 @@ def _mobilenetv2_backbone(width_mult: float) -> tuple[nn.Sequential, int]:
     features = MobileNetV2(num_classes=1, width_mult=width_mult).features
     # The paper attaches SSDLite's first layer to the expansion of "layer 15" (block 14 here, the
     # first 160-channel block: output stride 16).
-    strided = [i for i, b in enumerate(features) if any(
-        isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in b.modules()) and i > 0]
+    strided = [
+        i
+        for i, b in enumerate(features)
+        if any(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in b.modules()) and i > 0
+    ]
     return features, strided[-1]
 
 
@@ -423,8 +424,14 @@ class SSD(Detector):
 def _spec(mean: tuple[float, ...], std: tuple[float, ...], height: int, width: int) -> InputSpec:
     # torchvision's GeneralizedRCNNTransform normalises 0..1 images: (x/255 - mean) / std.
     return InputSpec(
-        height=height, width=width, mean=mean, std=std, scale=1.0 / 255.0, resize="resize",
-        task="detection", outputs=detection_outputs(True),
+        height=height,
+        width=width,
+        mean=mean,
+        std=std,
+        scale=1.0 / 255.0,
+        resize="resize",
+        task="detection",
+        outputs=detection_outputs(True),
     )
 
 

@@ -165,9 +165,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
     except ImportError:
-        raise WeightsError(
-            f"{path} is a .safetensors file; reading it needs `pip install safetensors`"
-        ) from None
+        raise WeightsError(f"{path} is a .safetensors file; reading it needs `pip install safetensors`") from None
     try:
         return load_file(path, device="cpu")
     except OSError as exc:
@@ -200,8 +198,7 @@ def _find_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         keys = ", ".join(map(str, list(obj)[:LISTED_KEYS])) or "nothing"
         raise WeightsError(
-            f"{path} is not a state_dict: it holds {keys}, and no tensors under "
-            f"{'/'.join(STATE_DICT_KEYS)}"
+            f"{path} is not a state_dict: it holds {keys}, and no tensors under {'/'.join(STATE_DICT_KEYS)}"
         )
     raise WeightsError(f"{path} is not a state_dict: it holds a {type(obj).__name__}")
 
@@ -222,9 +219,7 @@ def _differing_head(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[s
     head = {k for k in own if prefixes and k.startswith(prefixes)}
     differs = [k for k in head if k in state and state[k].shape != own[k].shape]
     # Only the class dimension (dim 0) may differ; another input width means another model.
-    if differs and all(
-        state[k].dim() == own[k].dim() and state[k].shape[1:] == own[k].shape[1:] for k in differs
-    ):
+    if differs and all(state[k].dim() == own[k].dim() and state[k].shape[1:] == own[k].shape[1:] for k in differs):
         return head, int(state[differs[0]].shape[0])
     return set(), None
 
@@ -238,8 +233,7 @@ def _refuse_other_class_count(model: nn.Module, state: dict[str, torch.Tensor], 
     background = " (background included)" if getattr(model, "background_class", None) is not None else ""
     name = getattr(model, "model_name", type(model).__name__)
     raise WeightsError(
-        f"{path} holds {held} classes{background}, {name} has {model.num_classes}: "
-        f"pass --num-classes {held} to load it"
+        f"{path} holds {held} classes{background}, {name} has {model.num_classes}: pass --num-classes {held} to load it"
     )
 
 

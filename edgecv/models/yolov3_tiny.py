@@ -87,9 +87,7 @@ class DarknetMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Replicated edge values equal the "padding never wins" max and export to ONNX Pad(edge).
-        return F.max_pool2d(
-            F.pad(x, (0, 1, 0, 1), mode="replicate"), kernel_size=2, stride=1
-        )
+        return F.max_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), kernel_size=2, stride=1)
 
 
 class Route(nn.Module):
@@ -107,9 +105,7 @@ class YoloLayerMarker(nn.Identity):
     """``[yolo]``: holds no weights; decoding happens in the model's ``decode``."""
 
 
-def _conv_layer(
-    in_channels: int, filters: int, size: int, stride: int, bn: bool
-) -> nn.Sequential:
+def _conv_layer(in_channels: int, filters: int, size: int, stride: int, bn: bool) -> nn.Sequential:
     layer = nn.Sequential()
     layer.add_module(
         "Conv2d",
@@ -144,9 +140,7 @@ class YoloDecode(nn.Module):
                 persistent=False,
             )
 
-    def forward(
-        self, raw: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, raw: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, scores = [], []
         for i, (p, stride) in enumerate(zip(raw, self.strides)):
             anchors = getattr(self, f"anchors{i}")
@@ -160,9 +154,7 @@ class YoloDecode(nn.Module):
             )
             grid = torch.stack((xs, ys), -1).view(1, 1, h, w, 2)
             xy = (torch.sigmoid(p[..., :2]) + grid) * stride
-            wh = torch.exp(p[..., 2:4].clamp(max=MAX_LOG_SIZE)) * anchors.view(
-                1, a, 1, 1, 2
-            )
+            wh = torch.exp(p[..., 2:4].clamp(max=MAX_LOG_SIZE)) * anchors.view(1, a, 1, 1, 2)
             boxes.append(torch.cat((xy - wh / 2, xy + wh / 2), -1).reshape(n, -1, 4))
             prob = torch.sigmoid(p[..., 4:5]) * torch.sigmoid(p[..., 5:])
             scores.append(prob.reshape(n, -1, self.num_classes))
@@ -218,18 +210,12 @@ class YOLOv3Tiny(Detector):
     background_class = None
     extra_float_scopes = tuple(f"module_list.{i}" for i in PREDICTION_LAYERS)
 
-    def __init__(
-        self, num_classes: int = 80, backbone: str = "darknet", width_mult: float = 1.0
-    ) -> None:
+    def __init__(self, num_classes: int = 80, backbone: str = "darknet", width_mult: float = 1.0) -> None:
         super().__init__()
         if backbone not in BACKBONES:
-            raise InvalidOptionError(
-                f"yolov3-tiny takes backbone in {{{', '.join(BACKBONES)}}}, got {backbone!r}"
-            )
+            raise InvalidOptionError(f"yolov3-tiny takes backbone in {{{', '.join(BACKBONES)}}}, got {backbone!r}")
         if backbone == "darknet" and width_mult != 1.0:
-            raise InvalidOptionError(
-                f"yolov3-tiny has the cfg's fixed widths (width_mult 1), got {width_mult:g}"
-            )
+            raise InvalidOptionError(f"yolov3-tiny has the cfg's fixed widths (width_mult 1), got {width_mult:g}")
         self.num_classes = num_classes
         self.backbone_name = backbone
         outputs_per_anchor = 5 + num_classes
@@ -238,9 +224,7 @@ class YOLOv3Tiny(Detector):
         first = 0
         if backbone != "darknet":
             self.backbone = (
-                MobileNetV2Features(width_mult)
-                if backbone == "mobilenetv2"
-                else ShuffleNetV2Features(width_mult)
+                MobileNetV2Features(width_mult) if backbone == "mobilenetv2" else ShuffleNetV2Features(width_mult)
             )
             channels[ROUTED], channels[BACKBONE_END] = self.backbone.channels
             first = BACKBONE_END + 1
@@ -289,9 +273,7 @@ class YOLOv3Tiny(Detector):
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(
-                    m.weight, a=LEAKY_SLOPE, mode="fan_out", nonlinearity="leaky_relu"
-                )
+                nn.init.kaiming_normal_(m.weight, a=LEAKY_SLOPE, mode="fan_out", nonlinearity="leaky_relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         # Prediction convs start near the prior objectness/class probability of 1 % (so an
@@ -316,9 +298,7 @@ class YOLOv3Tiny(Detector):
         for index in range(BACKBONE_END + 1, len(CFG)):
             module = layers[str(index)]
             if isinstance(module, Route):
-                x = module(
-                    *(outputs[i if i >= 0 else index + i] for i in module.layers)
-                )
+                x = module(*(outputs[i if i >= 0 else index + i] for i in module.layers))
             elif isinstance(module, YoloLayerMarker):
                 predictions.append(x)
             else:
@@ -347,9 +327,7 @@ class YOLOv3Tiny(Detector):
         layers = []
         for module in self.module_list.values():
             if isinstance(module, nn.Sequential) and hasattr(module, "Conv2d"):
-                layers.append(
-                    DarknetConv(module.Conv2d, getattr(module, "BatchNorm2d", None))
-                )
+                layers.append(DarknetConv(module.Conv2d, getattr(module, "BatchNorm2d", None)))
         return layers
 
     def _classes_hint(self, path: str | os.PathLike[str]) -> str:
@@ -359,16 +337,11 @@ class YOLOv3Tiny(Detector):
         _, values = read_darknet_file(path)
         needed = values_needed(self.darknet_layers())
         per_class = sum(
-            len(YOLO_LAYERS[CFG[i + 1][1]][0])
-            * (self.module_list[str(i)].Conv2d.in_channels + 1)
+            len(YOLO_LAYERS[CFG[i + 1][1]][0]) * (self.module_list[str(i)].Conv2d.in_channels + 1)
             for i in PREDICTION_LAYERS
         )
         extra = values.size - needed
-        if (
-            extra
-            and extra % per_class == 0
-            and self.num_classes + extra // per_class >= 1
-        ):
+        if extra and extra % per_class == 0 and self.num_classes + extra // per_class >= 1:
             return f"; it fits yolov3-tiny with {self.num_classes + extra // per_class} classes (--num-classes)"
         return ""
 
@@ -389,9 +362,7 @@ class YOLOv3Tiny(Detector):
         version: tuple[int, int, int] = (0, 2, 0),
         seen: int = 0,
     ) -> Path:
-        return write_darknet_weights(
-            self.darknet_layers(), path, version=version, seen=seen
-        )
+        return write_darknet_weights(self.darknet_layers(), path, version=version, seen=seen)
 
 
 @register_model(

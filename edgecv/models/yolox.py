@@ -75,13 +75,9 @@ class BaseConv(nn.Module):
 class DWConv(nn.Module):
     """Depthwise ``ksize`` conv then pointwise 1×1 (``dconv``, ``pconv``)."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, ksize: int, stride: int = 1
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, ksize: int, stride: int = 1) -> None:
         super().__init__()
-        self.dconv = BaseConv(
-            in_channels, in_channels, ksize, stride, groups=in_channels
-        )
+        self.dconv = BaseConv(in_channels, in_channels, ksize, stride, groups=in_channels)
         self.pconv = BaseConv(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,9 +124,7 @@ class CSPLayer(nn.Module):
         self.conv1 = BaseConv(in_channels, hidden, 1)
         self.conv2 = BaseConv(in_channels, hidden, 1)
         self.conv3 = BaseConv(2 * hidden, out_channels, 1)
-        self.m = nn.Sequential(
-            *(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise) for _ in range(n))
-        )
+        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, 1.0, depthwise) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(torch.cat((self.m(self.conv1(x)), self.conv2(x)), 1))
@@ -146,9 +140,7 @@ class SPPBottleneck(nn.Module):
         super().__init__()
         hidden = in_channels // 2
         self.conv1 = BaseConv(in_channels, hidden, 1)
-        self.m = nn.ModuleList(
-            nn.MaxPool2d(k, stride=1, padding=k // 2) for k in kernel_sizes
-        )
+        self.m = nn.ModuleList(nn.MaxPool2d(k, stride=1, padding=k // 2) for k in kernel_sizes)
         self.conv2 = BaseConv(hidden * (len(kernel_sizes) + 1), out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,9 +195,7 @@ class CSPDarknet(nn.Module):
             CSPLayer(base * 16, base * 16, n, shortcut=False, depthwise=depthwise),
         )
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dark3 = self.dark3(self.dark2(self.stem(x)))
         dark4 = self.dark4(dark3)
         return dark3, dark4, self.dark5(dark4)
@@ -230,9 +220,7 @@ class YOLOPAFPN(nn.Module):
         self.bu_conv1 = conv(c4, c4, 3, 2)
         self.C3_n4 = CSPLayer(2 * c4, c5, n, False, depthwise)
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x2, x1, x0 = self.backbone(x)
         fpn_out0 = self.lateral_conv0(x0)
         f_out0 = self.C3_p4(torch.cat((self.upsample(fpn_out0), x1), 1))
@@ -253,20 +241,14 @@ class YOLOXHead(nn.Module):
         conv = _conv(depthwise)
         hidden = int(HEAD_CHANNELS * width)
         self.num_classes = num_classes
-        self.stems = nn.ModuleList(
-            BaseConv(int(c * width), hidden, 1) for c in IN_CHANNELS
-        )
+        self.stems = nn.ModuleList(BaseConv(int(c * width), hidden, 1) for c in IN_CHANNELS)
         self.cls_convs = nn.ModuleList(
-            nn.Sequential(conv(hidden, hidden, 3, 1), conv(hidden, hidden, 3, 1))
-            for _ in IN_CHANNELS
+            nn.Sequential(conv(hidden, hidden, 3, 1), conv(hidden, hidden, 3, 1)) for _ in IN_CHANNELS
         )
         self.reg_convs = nn.ModuleList(
-            nn.Sequential(conv(hidden, hidden, 3, 1), conv(hidden, hidden, 3, 1))
-            for _ in IN_CHANNELS
+            nn.Sequential(conv(hidden, hidden, 3, 1), conv(hidden, hidden, 3, 1)) for _ in IN_CHANNELS
         )
-        self.cls_preds = nn.ModuleList(
-            nn.Conv2d(hidden, num_classes, 1) for _ in IN_CHANNELS
-        )
+        self.cls_preds = nn.ModuleList(nn.Conv2d(hidden, num_classes, 1) for _ in IN_CHANNELS)
         self.reg_preds = nn.ModuleList(nn.Conv2d(hidden, 4, 1) for _ in IN_CHANNELS)
         self.obj_preds = nn.ModuleList(nn.Conv2d(hidden, 1, 1) for _ in IN_CHANNELS)
 
@@ -301,9 +283,7 @@ class YOLOXDecode(nn.Module):
         self.strides = tuple(strides)
         self.num_classes = num_classes
 
-    def forward(
-        self, raw: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, raw: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, scores = [], []
         for p, stride in zip(raw, self.strides):
             h, w = p.shape[-2:]
@@ -328,9 +308,7 @@ class YOLOX(Detector):
     def __init__(self, num_classes: int = 80, variant: str = "nano") -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise InvalidOptionError(
-                f"yolox takes variant in {{{', '.join(VARIANTS)}}}, got {variant!r}"
-            )
+            raise InvalidOptionError(f"yolox takes variant in {{{', '.join(VARIANTS)}}}, got {variant!r}")
         depth, width, depthwise = VARIANTS[variant]
         self.num_classes = num_classes
         self.variant = variant
@@ -378,9 +356,7 @@ class YOLOX(Detector):
     def classes_in_checkpoint(self, state) -> int | None:
         """The class count of a YOLOX checkpoint's ``state`` (read by load_weights)."""
         weight = state.get("head.cls_preds.0.weight")
-        return (
-            int(weight.shape[0]) if weight is not None and weight.dim() == 4 else None
-        )
+        return int(weight.shape[0]) if weight is not None and weight.dim() == 4 else None
 
 
 @register_model(

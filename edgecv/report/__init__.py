@@ -12,8 +12,13 @@ from edgecv.errors import OutputPathError
 from .schema import COMPARISON_SCHEMA, RESULTS_SCHEMA, read_results, validate_results
 
 __all__ = [
-    "COMPARISON_SCHEMA", "RESULTS_SCHEMA", "compare_files", "read_results", "validate_results",
-    "write_comparison", "write_report",
+    "COMPARISON_SCHEMA",
+    "RESULTS_SCHEMA",
+    "compare_files",
+    "read_results",
+    "validate_results",
+    "write_comparison",
+    "write_report",
 ]
 
 
@@ -48,11 +53,14 @@ def write_report(doc: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     from .markdown import render_markdown
 
     validate_results(doc)
-    return _write({
-        "results.json": json.dumps(doc, indent=1, default=str) + "\n",
-        "report.md": render_markdown(doc),
-        "report.html": render_html(doc),
-    }, out_dir)
+    return _write(
+        {
+            "results.json": json.dumps(doc, indent=1, default=str) + "\n",
+            "report.md": render_markdown(doc),
+            "report.html": render_html(doc),
+        },
+        out_dir,
+    )
 
 
 def compare_files(paths: Sequence[str | Path]) -> dict[str, Any]:
@@ -67,8 +75,11 @@ def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> dict[st
     """Write ``comparison.json``, ``comparison.md`` and ``comparison.html``."""
     from .compare import render_comparison_html, render_comparison_markdown
 
-    return _write({
-        "comparison.json": json.dumps(comparison, indent=1, default=str) + "\n",
-        "comparison.md": render_comparison_markdown(comparison),
-        "comparison.html": render_comparison_html(comparison),
-    }, out_dir)
+    return _write(
+        {
+            "comparison.json": json.dumps(comparison, indent=1, default=str) + "\n",
+            "comparison.md": render_comparison_markdown(comparison),
+            "comparison.html": render_comparison_html(comparison),
+        },
+        out_dir,
+    )

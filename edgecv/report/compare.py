@@ -70,11 +70,7 @@ def run_differences(docs: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     """Every setting, machine fact and tool version whose value is not the same in all runs."""
     fields = [_setting_fields(doc) for doc in docs]
     keys = list(dict.fromkeys(k for f in fields for k in f))
-    return {
-        k: [f.get(k) for f in fields]
-        for k in keys
-        if len({repr(f.get(k)) for f in fields}) > 1
-    }
+    return {k: [f.get(k) for f in fields] for k in keys if len({repr(f.get(k)) for f in fields}) > 1}
 
 
 def headline(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
@@ -92,11 +88,19 @@ def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     for j, (_, doc) in enumerate(runs):
         for r in doc["results"]:
             key = (r["artifact"], r["backend"], r["scenario"], r["batch"])
-            row = index.setdefault(key, {
-                "artifact": r["artifact"], "backend": r["backend"], "scenario": r["scenario"], "batch": r["batch"],
-                "medians": [None] * len(runs), "p90s": [None] * len(runs), "throughputs": [None] * len(runs),
-                "precisions": [None] * len(runs),
-            })
+            row = index.setdefault(
+                key,
+                {
+                    "artifact": r["artifact"],
+                    "backend": r["backend"],
+                    "scenario": r["scenario"],
+                    "batch": r["batch"],
+                    "medians": [None] * len(runs),
+                    "p90s": [None] * len(runs),
+                    "throughputs": [None] * len(runs),
+                    "precisions": [None] * len(runs),
+                },
+            )
             row["medians"][j] = r["latency"]["median_ms"]
             row["p90s"][j] = r["latency"]["p90_ms"]
             row["throughputs"][j] = (r.get("concurrency") or {}).get("items_per_s") or r.get("throughput_ips")
@@ -118,8 +122,13 @@ def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         "schema": COMPARISON_SCHEMA,
         "baseline": labels[0],
         "runs": [
-            {"label": label, "created": doc.get("created"), "target": (doc.get("target") or {}).get("path"),
-             "machine": machine_line(doc), "settings": doc.get("settings")}
+            {
+                "label": label,
+                "created": doc.get("created"),
+                "target": (doc.get("target") or {}).get("path"),
+                "machine": machine_line(doc),
+                "settings": doc.get("settings"),
+            }
             for label, doc in runs
         ],
         "versions_differing": differing,
@@ -179,8 +188,10 @@ def render_comparison_markdown(comparison: dict[str, Any]) -> str:
     columns, rows = comparison_rows(comparison)
     numeric = {k for k, _ in columns if k.startswith(("median", "ratio")) or k == "batch"}
     lines = [f"# edgecv comparison against {md_escape(comparison['baseline'])}", ""]
-    lines += [f"- **{md_escape(r['label'])}**: {md_escape(r['machine'])} ({md_escape(r['created'])}, {md_escape(r['target'])})"
-              for r in comparison["runs"]]
+    lines += [
+        f"- **{md_escape(r['label'])}**: {md_escape(r['machine'])} ({md_escape(r['created'])}, {md_escape(r['target'])})"
+        for r in comparison["runs"]
+    ]
     diff_columns, diff_rows = difference_rows(comparison)
     lines += ["", "## What differs between the runs", ""]
     lines += [md_table(diff_columns, diff_rows) if diff_rows else "Nothing: same settings, machine and versions."]
@@ -197,14 +208,24 @@ def render_comparison_html(comparison: dict[str, Any]) -> str:
         for r in comparison["runs"]
     )
     diff_columns, diff_rows = difference_rows(comparison)
-    diffs = html_table(diff_columns, diff_rows, set()) if diff_rows else "<p>Nothing: same settings, machine and versions.</p>"
-    body = "\n".join([
-        f"<h1>edgecv comparison against {esc(comparison['baseline'])}</h1>",
-        f"<ul>{runs}</ul>",
-        html_table(columns, rows, numeric),
-        f'<p class="meta">{esc(ratio_note(comparison))}</p>',
-        "<h2>What differs between the runs</h2>",
-        diffs,
-        figure(plots.comparison_bars(comparison["rows"], labels), "median latency per run", "Median latency of each artifact in each run."),
-    ])
+    diffs = (
+        html_table(diff_columns, diff_rows, set())
+        if diff_rows
+        else "<p>Nothing: same settings, machine and versions.</p>"
+    )
+    body = "\n".join(
+        [
+            f"<h1>edgecv comparison against {esc(comparison['baseline'])}</h1>",
+            f"<ul>{runs}</ul>",
+            html_table(columns, rows, numeric),
+            f'<p class="meta">{esc(ratio_note(comparison))}</p>',
+            "<h2>What differs between the runs</h2>",
+            diffs,
+            figure(
+                plots.comparison_bars(comparison["rows"], labels),
+                "median latency per run",
+                "Median latency of each artifact in each run.",
+            ),
+        ]
+    )
     return page(f"edgecv comparison against {comparison['baseline']}", body)

@@ -17,11 +17,17 @@ from .markdown import NUMERIC
 def results_table(doc: dict[str, Any]) -> Table:
     target = (doc.get("target") or {}).get("path", "")
     scenario = (doc.get("settings") or {}).get("scenario")
-    table = Table(title=Text(f"{target} · {scenario}"), title_justify="left", caption=Text(machine_line(doc)),
-                  caption_justify="left")
+    table = Table(
+        title=Text(f"{target} · {scenario}"),
+        title_justify="left",
+        caption=Text(machine_line(doc)),
+        caption_justify="left",
+    )
     columns, rows = results_columns(doc["results"])
     for key, header in columns:
-        table.add_column(header, justify="right" if key in NUMERIC else "left", no_wrap=key not in ("fidelity", "intended_for"))
+        table.add_column(
+            header, justify="right" if key in NUMERIC else "left", no_wrap=key not in ("fidelity", "intended_for")
+        )
     for row in rows:
         table.add_row(*(Text(row[k]) for k, _ in columns))
     return table
@@ -30,10 +36,16 @@ def results_table(doc: dict[str, Any]) -> Table:
 def comparison_table(comparison: dict[str, Any]) -> Group:
     """The results against the first run, then what differs between the runs."""
     columns, rows = comparison_rows(comparison)
-    table = Table(title=Text(f"compared against {comparison['baseline']}"), title_justify="left",
-                  caption=ratio_note(comparison), caption_justify="left")
+    table = Table(
+        title=Text(f"compared against {comparison['baseline']}"),
+        title_justify="left",
+        caption=ratio_note(comparison),
+        caption_justify="left",
+    )
     for key, header in columns:
-        table.add_column(Text(header), justify="right" if key.startswith(("median", "ratio")) or key == "batch" else "left")
+        table.add_column(
+            Text(header), justify="right" if key.startswith(("median", "ratio")) or key == "batch" else "left"
+        )
     for row in rows:
         table.add_row(*(Text(row[k]) for k, _ in columns))
     diff_columns, diff_rows = difference_rows(comparison)

@@ -212,8 +212,12 @@ def accuracy_note(doc: dict[str, Any]) -> str | None:
         return None
     model = (doc.get("target") or {}).get("model") or {}
     if model.get("random_weights"):
-        return ("Accuracy: none to show. The model has random weights (no --weights given): these engines "
-                "show speed and fidelity to the FP32 model only. Export trained weights and run `edgecv eval "
-                "RUN --data ...` to put accuracy next to latency.")
-    return ("Accuracy: not measured for this run. `edgecv eval RUN --data ...` measures it (top-1/top-5 or "
-            "COCO mAP) and a later `edgecv benchmark --report` shows it here.")
+        return (
+            "Accuracy: none to show. The model has random weights (no --weights given): these engines "
+            "show speed and fidelity to the FP32 model only. Export trained weights and run `edgecv eval "
+            "RUN --data ...` to put accuracy next to latency."
+        )
+    return (
+        "Accuracy: not measured for this run. `edgecv eval RUN --data ...` measures it (top-1/top-5 or "
+        "COCO mAP) and a later `edgecv benchmark --report` shows it here."
+    )

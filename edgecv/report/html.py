@@ -58,7 +58,7 @@ def figure(png: bytes | None, alt: str, caption: str) -> str:
 
 def page(title: str, body: str) -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
@@ -77,15 +77,21 @@ def render_html(doc: dict[str, Any]) -> str:
         html_table(*results_columns(results)),
         *([f'<p class="note">{esc(accuracy_note(doc))}</p>'] if accuracy_note(doc) else []),
         "<h2>Latency distribution</h2>",
-        figure(plots.latency_distribution(results), "latency distribution per artifact",
-               "Boxes: quartiles and median; whiskers: Tukey's 1.5·IQR fences; dots beyond them: outliers "
-               "(counted, not dropped); diamonds: p90."),
+        figure(
+            plots.latency_distribution(results),
+            "latency distribution per artifact",
+            "Boxes: quartiles and median; whiskers: Tukey's 1.5·IQR fences; dots beyond them: outliers "
+            "(counted, not dropped); diamonds: p90.",
+        ),
         "<h2>Latency against fidelity</h2>",
-        figure(plots.latency_vs_fidelity(results), "latency against fidelity",
-               "Top-1 agreement with the FP32 model: INT8 artifacts on held-out calibration inputs (or, "
-               "marked in-sample, on the calibration inputs themselves when too few were given), the "
-               "others from the export's verification against PyTorch, shown only where the benchmark ran "
-               "the precision that was verified (OpenVINO verifies in f32: benchmark with --precision f32)."),
+        figure(
+            plots.latency_vs_fidelity(results),
+            "latency against fidelity",
+            "Top-1 agreement with the FP32 model: INT8 artifacts on held-out calibration inputs (or, "
+            "marked in-sample, on the calibration inputs themselves when too few were given), the "
+            "others from the export's verification against PyTorch, shown only where the benchmark ran "
+            "the precision that was verified (OpenVINO verifies in f32: benchmark with --precision f32).",
+        ),
         "<h2>Cold start, memory and spread</h2>",
         html_table(DETAIL_COLUMNS, (detail_row(r) for r in results)),
         f'<p class="meta">{esc(MEMORY_NOTE)}</p>',
@@ -94,9 +100,12 @@ def render_html(doc: dict[str, Any]) -> str:
     if accuracy_png is not None:  # only where `edgecv eval` measured accuracy
         parts[-3:-3] = [
             "<h2>Latency against accuracy</h2>",
-            figure(accuracy_png, "latency against accuracy",
-                   "Accuracy measured by edgecv eval on the user's data; red: the Pareto front (no other artifact "
-                   "is both faster and more accurate)."),
+            figure(
+                accuracy_png,
+                "latency against accuracy",
+                "Accuracy measured by edgecv eval on the user's data; red: the Pareto front (no other artifact "
+                "is both faster and more accurate).",
+            ),
         ]
     skipped = doc.get("skipped") or []
     if skipped:

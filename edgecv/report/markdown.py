@@ -24,14 +24,30 @@ def md_escape(text: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, str]], numeric: set[str] = frozenset()) -> str:
+def md_table(
+    columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, str]], numeric: set[str] = frozenset()
+) -> str:
     header = "| " + " | ".join(md_escape(h) for _, h in columns) + " |"
     rule = "| " + " | ".join("---:" if k in numeric else "---" for k, _ in columns) + " |"
     body = ["| " + " | ".join(md_escape(row[k]) for k, _ in columns) + " |" for row in rows]
     return "\n".join([header, rule, *body])
 
 
-NUMERIC = {"batch", "size_mb", "median_ms", "p90_ms", "throughput", "speedup", "load_s", "first_ms", "peak_rss", "rss_growth", "std_ms", "outliers", "calls"}
+NUMERIC = {
+    "batch",
+    "size_mb",
+    "median_ms",
+    "p90_ms",
+    "throughput",
+    "speedup",
+    "load_s",
+    "first_ms",
+    "peak_rss",
+    "rss_growth",
+    "std_ms",
+    "outliers",
+    "calls",
+}
 
 MEMORY_NOTE = (
     "Peak RSS is the resident-memory peak of a fresh process that loaded and ran only that artifact "
@@ -63,10 +79,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
     ]
     note = accuracy_note(doc)
     if note is not None:
-        lines[lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1] = ["", md_escape(note)]
+        lines[
+            lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1
+        ] = ["", md_escape(note)]
     front = pareto_line(results)
     if front is not None:  # only where `edgecv eval` measured accuracy
-        lines[lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1] = ["", md_escape(front)]
+        lines[
+            lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1
+        ] = ["", md_escape(front)]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {md_escape(s['artifact'])}: {md_escape(s['reason'])}" for s in skipped]

@@ -39,11 +39,21 @@ def latency_distribution(results: list[dict[str, Any]]) -> bytes | None:
     fig = Figure(figsize=(8, 1.0 + 0.45 * len(with_samples)))
     ax = fig.add_subplot()
     ax.boxplot(
-        [r["samples_ms"] for r in with_samples], whis=1.5, widths=0.6, **_HORIZONTAL,
+        [r["samples_ms"] for r in with_samples],
+        whis=1.5,
+        widths=0.6,
+        **_HORIZONTAL,
         flierprops={"marker": ".", "markersize": 3, "alpha": 0.5},
     )
-    ax.scatter([r["latency"]["p90_ms"] for r in with_samples], range(1, len(with_samples) + 1),
-               marker="D", s=18, color="tab:red", zorder=3, label="p90")
+    ax.scatter(
+        [r["latency"]["p90_ms"] for r in with_samples],
+        range(1, len(with_samples) + 1),
+        marker="D",
+        s=18,
+        color="tab:red",
+        zorder=3,
+        label="p90",
+    )
     ax.set_yticks(range(1, len(with_samples) + 1), labels)
     ax.invert_yaxis()
     lows = [min(r["samples_ms"]) for r in with_samples]
@@ -91,8 +101,13 @@ def fidelity_figure(results: list[dict[str, Any]]) -> Figure | None:
     for kind, marker in ((INT8_HELD_OUT, "o"), (INT8_IN_SAMPLE, "^"), (VERIFICATION, "s")):
         chosen = [(r, p) for r, p in points if p[1] == kind]
         if chosen:
-            ax.scatter([r["latency"]["median_ms"] for r, _ in chosen], [100 * p[0] for _, p in chosen],
-                       marker=marker, s=40, label=kind)
+            ax.scatter(
+                [r["latency"]["median_ms"] for r, _ in chosen],
+                [100 * p[0] for _, p in chosen],
+                marker=marker,
+                s=40,
+                label=kind,
+            )
     lowest = min(100 * p[0] for _, p in points)
     bottom = max(0.0, lowest - max(2.0, 0.1 * (100 - lowest)))
     ax.set_ylim(bottom, 100.8)
@@ -106,8 +121,14 @@ def fidelity_figure(results: list[dict[str, Any]]) -> Figure | None:
         on_right = x > left + 0.6 * span
         near = sum(abs(px - x) < 0.12 * span and abs(py - y) < 0.04 * (100.8 - bottom) for px, py in placed)
         placed.append((x, y))
-        ax.annotate(_label(r, batches), (x, y), fontsize=7, xytext=(-4 if on_right else 4, 4 - 9 * near),
-                    textcoords="offset points", ha="right" if on_right else "left")
+        ax.annotate(
+            _label(r, batches),
+            (x, y),
+            fontsize=7,
+            xytext=(-4 if on_right else 4, 4 - 9 * near),
+            textcoords="offset points",
+            ha="right" if on_right else "left",
+        )
     ax.set_xlabel("median latency (ms)")
     ax.set_ylabel("top-1 agreement with FP32 (%)")
     ax.grid(alpha=0.3)
@@ -140,7 +161,9 @@ def latency_vs_accuracy(results: list[dict[str, Any]]) -> bytes | None:
     rows = [r for r in results if (r.get("accuracy") or {}).get("value") is not None]
     if not rows:
         return None
-    metric = {"top1": "top-1 accuracy (%)", "map": "mAP@[.5:.95] (%)"}.get(rows[0]["accuracy"].get("metric"), "accuracy (%)")
+    metric = {"top1": "top-1 accuracy (%)", "map": "mAP@[.5:.95] (%)"}.get(
+        rows[0]["accuracy"].get("metric"), "accuracy (%)"
+    )
     batches = {r["batch"] for r in rows}
     points = [(r["latency"]["median_ms"], 100 * r["accuracy"]["value"]) for r in rows]
     front = pareto_front(points)
@@ -148,9 +171,13 @@ def latency_vs_accuracy(results: list[dict[str, Any]]) -> bytes | None:
     ax = fig.add_subplot()
     others = [i for i in range(len(rows)) if i not in front]
     if others:
-        ax.scatter([points[i][0] for i in others], [points[i][1] for i in others], s=36, color="tab:gray", label="dominated")
+        ax.scatter(
+            [points[i][0] for i in others], [points[i][1] for i in others], s=36, color="tab:gray", label="dominated"
+        )
     ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="tab:red", alpha=0.5)
-    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=48, color="tab:red", label="Pareto front")
+    ax.scatter(
+        [points[i][0] for i in front], [points[i][1] for i in front], s=48, color="tab:red", label="Pareto front"
+    )
     for r, (x, y) in zip(rows, points):
         ax.annotate(_label(r, batches), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("median latency (ms)")

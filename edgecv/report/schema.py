@@ -54,7 +54,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser()
     if path.is_dir():
         if not (path / "results.json").is_file():
-            raise ArtifactError(f"{path} is a folder without a results.json (write one with `edgecv benchmark --report {path}`)")
+            raise ArtifactError(
+                f"{path} is a folder without a results.json (write one with `edgecv benchmark --report {path}`)"
+            )
         path = path / "results.json"
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")

@@ -15,8 +15,15 @@ from .base import Runtime, TensorInfo, normalize_precision
 from .registry import BACKENDS, backend_class, backend_name, is_installed, resolve_backend
 
 __all__ = [
-    "BACKENDS", "Runtime", "TensorInfo", "available_backends", "backend_class", "backend_name",
-    "load", "normalize_precision", "resolve_backend",
+    "BACKENDS",
+    "Runtime",
+    "TensorInfo",
+    "available_backends",
+    "backend_class",
+    "backend_name",
+    "load",
+    "normalize_precision",
+    "resolve_backend",
 ]
 
 

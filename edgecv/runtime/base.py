@@ -24,10 +24,18 @@ Dim = Union[int, str, None]
 # edgecv's precision vocabulary (fp32, fp16, bf16, int8), and the spellings users and backends use
 # for them. int8 names an artifact's precision; no backend takes it as a compute hint.
 PRECISION_ALIASES = {
-    "fp32": "fp32", "f32": "fp32", "float32": "fp32", "float": "fp32",
-    "fp16": "fp16", "f16": "fp16", "float16": "fp16", "half": "fp16",
-    "bf16": "bf16", "bfloat16": "bf16",
-    "int8": "int8", "i8": "int8",
+    "fp32": "fp32",
+    "f32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "fp16": "fp16",
+    "f16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "int8": "int8",
+    "i8": "int8",
 }
 
 
@@ -97,13 +105,16 @@ class TensorInfo:
         if len(shape) == 4 and array.ndim == 4 and isinstance(shape[1], int):
             channels = shape[1]
             if array.shape[3] == channels and array.shape[1] != channels:
-                hints.append("the array looks channels-last (NHWC) and the model takes NCHW: "
-                             "transpose it with .transpose(0, 3, 1, 2)")
+                hints.append(
+                    "the array looks channels-last (NHWC) and the model takes NCHW: "
+                    "transpose it with .transpose(0, 3, 1, 2)"
+                )
         elif len(shape) == 4 and array.ndim == 3 and isinstance(shape[1], int) and array.shape[0] == shape[1]:
             hints.append("one image without its batch axis: add it with array[None]")
         if array.dtype == np.uint8 and np.dtype(self.dtype).kind == "f":
-            hints.append("raw 0..255 pixels: normalise them as the export did "
-                         "(edgecv.preprocess.preprocess(image, input_spec))")
+            hints.append(
+                "raw 0..255 pixels: normalise them as the export did (edgecv.preprocess.preprocess(image, input_spec))"
+            )
         return hints
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,7 +235,8 @@ class Runtime(abc.ABC):
             while not errors:
                 with lock:
                     if (calls is not None and state["started"] >= calls) or (
-                            deadline is not None and time.perf_counter() >= deadline):
+                        deadline is not None and time.perf_counter() >= deadline
+                    ):
                         return
                     state["started"] += 1
                 try:
@@ -268,10 +280,15 @@ class Runtime(abc.ABC):
         if missing or extra:
             raise InputMismatchError(
                 f"{self.name} takes inputs {', '.join(expected)}; "
-                + "; ".join(filter(None, [
-                    f"missing {', '.join(missing)}" if missing else "",
-                    f"unknown {', '.join(map(str, extra))}" if extra else "",
-                ]))
+                + "; ".join(
+                    filter(
+                        None,
+                        [
+                            f"missing {', '.join(missing)}" if missing else "",
+                            f"unknown {', '.join(map(str, extra))}" if extra else "",
+                        ],
+                    )
+                )
             )
         prepared = {}
         for name, info in expected.items():

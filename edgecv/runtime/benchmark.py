@@ -33,8 +33,20 @@ from .timing import (
 )
 
 __all__ = [
-    "BASELINE_LABEL", "SCENARIOS", "BenchJob", "BenchObserver", "BenchReport", "BenchResult", "BenchSettings",
-    "PlanOptions", "benchmark", "benchmark_target", "check_batch_value", "make_inputs", "measure", "run_job",
+    "BASELINE_LABEL",
+    "SCENARIOS",
+    "BenchJob",
+    "BenchObserver",
+    "BenchReport",
+    "BenchResult",
+    "BenchSettings",
+    "PlanOptions",
+    "benchmark",
+    "benchmark_target",
+    "check_batch_value",
+    "make_inputs",
+    "measure",
+    "run_job",
     "time_calls",
 ]
 
@@ -75,7 +87,9 @@ def benchmark(
         return measure(runtime, batch, settings, clock=clock, progress=progress)
 
 
-def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | None, int, float], None] | None = None) -> list[BenchResult]:
+def run_job(
+    job: BenchJob, settings: BenchSettings, progress: Callable[[int | None, int, float], None] | None = None
+) -> list[BenchResult]:
     """Load the artifact, time every batch, close it. Memory figures cover the whole job."""
     # Import the backend's package first, so the RSS growth below is the model's, not the library's.
     backend_class(job.backend)
@@ -87,6 +101,7 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
             if batch is not None:
                 runtime.check_batch(batch)  # every batch before timing any: a bad one fails fast
         for batch in job.batches:
+
             def report(done: int, fraction: float, batch: int | None = batch) -> None:
                 if progress is not None:
                     progress(batch, done, fraction)
@@ -124,8 +139,11 @@ def run_job(job: BenchJob, settings: BenchSettings, progress: Callable[[int | No
         verification = record.get("verification") or {}
         headline = verification_headline(verification)
         # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
-        result.verification = {**headline, "inputs": verification.get("inputs"),
-                               "ran_precision": verification.get("ran_precision")} if headline else {}
+        result.verification = (
+            {**headline, "inputs": verification.get("inputs"), "ran_precision": verification.get("ran_precision")}
+            if headline
+            else {}
+        )
         result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}
     return results
 
@@ -158,7 +176,9 @@ def measure_concurrency(job: BenchJob, results: list[BenchResult], settings: Ben
                 "setup": f"{setup}, {requests} in flight",
                 "vs_single_stream": items / result.throughput_ips if result.throughput_ips else None,
             }
-            result.notes.append(f"{job.label}: throughput with {setup}; items/s: one request at a time → {requests} in flight")
+            result.notes.append(
+                f"{job.label}: throughput with {setup}; items/s: one request at a time → {requests} in flight"
+            )
 
 
 def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObserver") -> list[BenchResult]:
@@ -241,14 +261,21 @@ def benchmark_target(
     observer = observer or BenchObserver()
     explicit = {backend_name(b) for b in plan.backends} if plan.backends else set()
     target_info, jobs, skipped = plan_jobs(
-        target, batches=plan.batches, backends=plan.backends, threads=plan.threads, precision=plan.precision,
-        scenario=settings.scenario, baseline=plan.baseline,
+        target,
+        batches=plan.batches,
+        backends=plan.backends,
+        threads=plan.threads,
+        precision=plan.precision,
+        scenario=settings.scenario,
+        baseline=plan.baseline,
     )
     for job in list(jobs):
         if not is_installed(job.backend):
             if job.backend in explicit or len(jobs) == 1:
                 raise BackendUnavailableError(
-                    job.backend, next(iter(BACKENDS[job.backend].packages.values())), "its Python package is not installed"
+                    job.backend,
+                    next(iter(BACKENDS[job.backend].packages.values())),
+                    "its Python package is not installed",
                 )
             jobs.remove(job)
             skipped.append({"artifact": job.label, "reason": f"{job.backend} is not installed"})

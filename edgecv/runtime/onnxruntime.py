@@ -16,9 +16,15 @@ from .base import Runtime, TensorInfo, first_line, require_file
 
 # ONNX Runtime's type strings for the tensor types a vision model has at its boundary.
 _DTYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
-    "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
 }
 
 # Providers per device, best first; ONNX Runtime falls back along the list for unsupported nodes.
@@ -27,7 +33,11 @@ _DEVICE_PROVIDERS = {
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
-_PROVIDER_DEVICES = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "tensorrt"}
+_PROVIDER_DEVICES = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+}
 
 # Operators that make a graph an integer-quantized one (QDQ, or QOperator after ORT's own quantizer).
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
@@ -123,11 +133,14 @@ class OnnxRuntimeRuntime(Runtime):
         if not device:
             device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
         if device not in _DEVICE_PROVIDERS:
-            raise InvalidOptionError(f"ONNX Runtime device must be one of {', '.join(_DEVICE_PROVIDERS)}, got {self.device!r}")
+            raise InvalidOptionError(
+                f"ONNX Runtime device must be one of {', '.join(_DEVICE_PROVIDERS)}, got {self.device!r}"
+            )
         wanted = _DEVICE_PROVIDERS[device]
         if wanted[0] not in available:
             raise BackendUnavailableError(
-                f"onnxruntime on {device}", "onnxruntime-gpu",
+                f"onnxruntime on {device}",
+                "onnxruntime-gpu",
                 f"this onnxruntime build has only {', '.join(available)}",
             )
         return [p for p in wanted if p in available]

@@ -92,7 +92,9 @@ class OpenVinoRuntime(Runtime):
         try:
             self._compiled = core().compile_model(model, device, properties)
         except Exception as exc:
-            raise InvalidOptionError(f"OpenVINO cannot compile {path.name} for {device} with {properties}: {first_line(exc)}") from None
+            raise InvalidOptionError(
+                f"OpenVINO cannot compile {path.name} for {device} with {properties}: {first_line(exc)}"
+            ) from None
         executed_on = _property(self._compiled, "EXECUTION_DEVICES")
         self.device = ",".join(executed_on) if executed_on else device
         self.float_precision = normalize_ov_precision(_property(self._compiled, "INFERENCE_PRECISION_HINT"))

@@ -45,7 +45,9 @@ class PlanOptions:
     isolate: bool = True  # each artifact in a fresh process: honest peak memory and cold start
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
             raise InvalidOptionError(f"threads must be a positive integer, got {self.threads!r}")
         self.precision = normalize_precision(self.precision)
         if self.batches:
@@ -81,12 +83,18 @@ def plan_jobs(
     wanted = {backend_name(b) for b in backends} if backends else None
     skipped: list[dict[str, str]] = []
 
-    def job_for(label: str, source: str, backend: str, record: dict[str, Any], job_batches: list[int | None]) -> BenchJob:
+    def job_for(
+        label: str, source: str, backend: str, record: dict[str, Any], job_batches: list[int | None]
+    ) -> BenchJob:
         entry = BACKENDS[backend]
         return BenchJob(
-            label=label, source=source, backend=backend, batches=job_batches,
+            label=label,
+            source=source,
+            backend=backend,
+            batches=job_batches,
             threads=threads if entry.cpu_threads else None,
-            precision=precision if entry.precision_hint else None, record=record,
+            precision=precision if entry.precision_hint else None,
+            record=record,
         )
 
     path = Path(target).expanduser()
@@ -109,12 +117,18 @@ def plan_jobs(
         model = manifest.get("model") or {}
         if baseline and (wanted is None or "torch" in wanted):
             if model.get("custom"):
-                skipped.append({"artifact": BASELINE_LABEL, "reason": "exported from a custom nn.Module: no PyTorch baseline"})
+                skipped.append(
+                    {"artifact": BASELINE_LABEL, "reason": "exported from a custom nn.Module: no PyTorch baseline"}
+                )
             else:
                 planned = sorted({b for job in jobs for b in job.batches if b is not None}) or [None]
-                jobs.insert(0, job_for(BASELINE_LABEL, str(path), "torch", {"precision": "fp32"}, list(batches or planned)))
+                jobs.insert(
+                    0, job_for(BASELINE_LABEL, str(path), "torch", {"precision": "fp32"}, list(batches or planned))
+                )
         if not jobs:
-            raise InvalidOptionError(f"nothing to benchmark in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else ""))
+            raise InvalidOptionError(
+                f"nothing to benchmark in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else "")
+            )
         return {"path": str(path), "kind": "run-folder", "model": model}, jobs, skipped
 
     from .registry import resolve_backend
@@ -135,7 +149,9 @@ def plan_jobs(
     return {"path": str(target), "kind": kind, "model": model}, [job], skipped
 
 
-def _check_record_batches(label: str, record: dict[str, Any], batches: Sequence[int], single_file: bool = False) -> None:
+def _check_record_batches(
+    label: str, record: dict[str, Any], batches: Sequence[int], single_file: bool = False
+) -> None:
     if record.get("dynamic_batch"):
         return
     fixed = int(record.get("batch", 1))
@@ -144,8 +160,8 @@ def _check_record_batches(label: str, record: dict[str, Any], batches: Sequence[
         advice = (
             f"time this file at --batch {fixed}, or re-export with --dynamic-batch (runs/<model>-…-dyn) "
             "and benchmark that file to sweep batch sizes"
-            if single_file else
-            "export with --dynamic-batch to sweep batch sizes, or pick artifacts with --backend"
+            if single_file
+            else "export with --dynamic-batch to sweep batch sizes, or pick artifacts with --backend"
         )
         raise InputMismatchError(
             f"{label} has a static batch of {fixed}, asked for batch {', '.join(map(str, bad))} ({advice})"

@@ -39,11 +39,20 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("onnxruntime", "onnxruntime", "OnnxRuntimeRuntime", {"onnxruntime": "onnxruntime"}, (".onnx",), ("ort",)),
-        BackendEntry("openvino", "openvino", "OpenVinoRuntime", {"openvino": "openvino"}, (".xml",), ("ov",), precision_hint=True),
         BackendEntry(
-            "tensorrt", "tensorrt", "TensorRTRuntime", {"tensorrt": "edgecv[tensorrt]", "cuda": "cuda-python"},
-            (".engine", ".plan"), ("trt",), cpu_threads=False,
+            "onnxruntime", "onnxruntime", "OnnxRuntimeRuntime", {"onnxruntime": "onnxruntime"}, (".onnx",), ("ort",)
+        ),
+        BackendEntry(
+            "openvino", "openvino", "OpenVinoRuntime", {"openvino": "openvino"}, (".xml",), ("ov",), precision_hint=True
+        ),
+        BackendEntry(
+            "tensorrt",
+            "tensorrt",
+            "TensorRTRuntime",
+            {"tensorrt": "edgecv[tensorrt]", "cuda": "cuda-python"},
+            (".engine", ".plan"),
+            ("trt",),
+            cpu_threads=False,
         ),
         BackendEntry("torch", "torch", "TorchRuntime", {"torch": "torch"}, (".pt", ".pth"), ("pytorch",)),
     )
@@ -73,7 +82,9 @@ def backend_class(name: str) -> "type[Runtime]":
         root = (exc.name or "").split(".")[0]
         if root not in entry.packages:
             raise
-        raise BackendUnavailableError(entry.name, entry.packages[root], f"Python package '{root}' is not installed") from None
+        raise BackendUnavailableError(
+            entry.name, entry.packages[root], f"Python package '{root}' is not installed"
+        ) from None
     except ImportError as exc:  # installed but broken (missing shared library, ABI mismatch)
         raise BackendUnavailableError(entry.name, None, f"its package failed to import: {exc}") from None
     return getattr(module, entry.class_name)

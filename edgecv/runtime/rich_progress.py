@@ -22,9 +22,14 @@ class RichObserver(BenchObserver):
     def __init__(self, console: Console):
         self.console = console
         self.progress_bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[calls]} calls"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[calls]} calls"),
             # Redrawing competes with the timed backend for the same few cores: redraw rarely.
-            TimeElapsedColumn(), console=console, transient=False, refresh_per_second=2,
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=2,
         )
         self._tasks: dict[tuple[str, int | None], TaskID] = {}
         # Started with the first job, so an error before any (a bad path) is one line, not a blank one too.

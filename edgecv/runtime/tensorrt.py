@@ -108,16 +108,26 @@ class TensorRTRuntime(Runtime):
         if mismatch:
             # [TRT docs] a plan is tied to the TensorRT release and the GPU that built it; deserializing
             # it elsewhere fails or, across GPUs of one compute capability, runs untuned.
-            raise ArtifactError(f"{path.name} was {mismatch}: rebuild it on this machine (build_engine.sh or edgecv export)")
+            raise ArtifactError(
+                f"{path.name} was {mismatch}: rebuild it on this machine (build_engine.sh or edgecv export)"
+            )
         if sidecar.get("gpu") and gpu and sidecar["gpu"] != gpu.get("gpu"):
-            self.notes.append(f"{path.name} was built on {sidecar['gpu']}, runs on {gpu.get('gpu')}: same compute "
-                              "capability, but TensorRT tuned it for the other GPU")
+            self.notes.append(
+                f"{path.name} was built on {sidecar['gpu']}, runs on {gpu.get('gpu')}: same compute "
+                "capability, but TensorRT tuned it for the other GPU"
+            )
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._trt_runtime = trt.Runtime(self._logger)
         self._engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            built = (f" (built with TensorRT {sidecar.get('tensorrt')} for {sidecar.get('gpu')}, compute capability "
-                     f"{sidecar.get('compute_capability')})") if sidecar else " (no .json sidecar says what built it)"
+            built = (
+                (
+                    f" (built with TensorRT {sidecar.get('tensorrt')} for {sidecar.get('gpu')}, compute capability "
+                    f"{sidecar.get('compute_capability')})"
+                )
+                if sidecar
+                else " (no .json sidecar says what built it)"
+            )
             raise ArtifactError(
                 f"TensorRT {trt.__version__} could not deserialize {path.name}{built}; "
                 "engines only run on the GPU model and TensorRT version that built them"
@@ -157,7 +167,9 @@ class TensorRTRuntime(Runtime):
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             largest = dims_to_shape(context.get_tensor_shape(name))
             if None in largest:
-                raise ArtifactError(f"output '{name}' of {self.name} has a data-dependent shape, which edgecv cannot run")
+                raise ArtifactError(
+                    f"output '{name}' of {self.name} has a data-dependent shape, which edgecv cannot run"
+                )
             self.outputs.append(TensorInfo(name, dims_to_shape(engine.get_tensor_shape(name)), dtype))
             self._bind(name, largest, dtype)
         self._stream = _cuda(cudart.cudaStreamCreate())
@@ -182,7 +194,9 @@ class TensorRTRuntime(Runtime):
             shape = tuple(int(d) for d in self._context.get_tensor_shape(info.name))
             buffer = self._buffers[info.name]
             results[info.name] = buffer.view(shape, info.dtype)
-            _cuda(cudart.cudaMemcpyAsync(buffer.host_ptr, buffer.device_ptr, results[info.name].nbytes, d2h, self._stream))
+            _cuda(
+                cudart.cudaMemcpyAsync(buffer.host_ptr, buffer.device_ptr, results[info.name].nbytes, d2h, self._stream)
+            )
         _cuda(cudart.cudaStreamSynchronize(self._stream))
         # Copies: the pinned buffers are overwritten by the next call.
         return {name: array.copy() for name, array in results.items()}

@@ -62,8 +62,9 @@ class BenchSettings:
     def __post_init__(self) -> None:
         if self.shape is not None:
             parse_shape(self.shape)
-        if self.requests is not None and (isinstance(self.requests, bool) or not isinstance(self.requests, int)
-                                          or self.requests < 1):
+        if self.requests is not None and (
+            isinstance(self.requests, bool) or not isinstance(self.requests, int) or self.requests < 1
+        ):
             raise InvalidOptionError(f"requests must be an integer ≥ 1, got {self.requests!r}")
         if self.scenario not in SCENARIOS:
             raise InvalidOptionError(f"scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
@@ -162,14 +163,20 @@ def _given_shape(runtime: Runtime, info: Any, shape: str | None) -> tuple[int, .
             f"{runtime.name} has {len(runtime.inputs)} inputs; name the one --shape is for (NAME:1x3x224x224)"
         )
     if name is not None and name not in {i.name for i in runtime.inputs}:
-        raise InvalidOptionError(f"--shape names input '{name}'; {runtime.name} has {', '.join(i.name for i in runtime.inputs)}")
+        raise InvalidOptionError(
+            f"--shape names input '{name}'; {runtime.name} has {', '.join(i.name for i in runtime.inputs)}"
+        )
     if name is not None and name != info.name:
         return None
     fixed = info.shape
-    if fixed is not None and (len(fixed) != len(dims) or any(
-            isinstance(f, int) and f != d for axis, (f, d) in enumerate(zip(fixed, dims)) if axis > 0)):
-        raise InvalidOptionError(f"--shape {'x'.join(map(str, dims))} does not fit input '{info.name}' of {runtime.name}, "
-                                 f"which takes {info.describe()}")
+    if fixed is not None and (
+        len(fixed) != len(dims)
+        or any(isinstance(f, int) and f != d for axis, (f, d) in enumerate(zip(fixed, dims)) if axis > 0)
+    ):
+        raise InvalidOptionError(
+            f"--shape {'x'.join(map(str, dims))} does not fit input '{info.name}' of {runtime.name}, "
+            f"which takes {info.describe()}"
+        )
     return dims
 
 
@@ -224,7 +231,7 @@ def _detector_photos(runtime: Runtime, feed: dict[str, np.ndarray]) -> dict[str,
         spec = input_spec_of(runtime.path)
     if spec is None or spec.task != "detection" or len(feed) != 1:
         return None
-    (name, noise), = feed.items()
+    ((name, noise),) = feed.items()
     if noise.ndim != 4 or tuple(noise.shape[1:]) != (spec.channels, spec.height, spec.width):
         return None
     photos = photo_batch(spec.with_batch(1), noise.shape[0])
@@ -290,8 +297,10 @@ def measure(
     photos = _detector_photos(runtime, feed)
     if photos is not None:
         feed = photos
-        notes.append("inputs: sample photographs preprocessed with the artifact's input spec, not noise "
-                     "(a detector's NMS time depends on what the picture holds)")
+        notes.append(
+            "inputs: sample photographs preprocessed with the artifact's input spec, not noise "
+            "(a detector's NMS time depends on what the picture holds)"
+        )
     feed = runtime.prepare(feed)
     infer = runtime.infer
 

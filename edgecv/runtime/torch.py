@@ -76,11 +76,15 @@ class TorchRuntime(Runtime):
         self.precision = "fp32"
         self._require_fixed_precision(precision)
         self.input_spec = spec
-        self.inputs = [TensorInfo(spec.input_name, (None, spec.channels, spec.height, spec.width), np.dtype(np.float32))]
+        self.inputs = [
+            TensorInfo(spec.input_name, (None, spec.channels, spec.height, spec.width), np.dtype(np.float32))
+        ]
         # Output shapes are only known after a call; no hidden inference at load time.
         self.outputs = [TensorInfo(name, None, np.dtype(np.float32)) for name in spec.output_names]
 
-    def _resolve(self, source: Any, input_spec: InputSpec | None, zoo: dict[str, Any]) -> tuple[nn.Module, InputSpec | None]:
+    def _resolve(
+        self, source: Any, input_spec: InputSpec | None, zoo: dict[str, Any]
+    ) -> tuple[nn.Module, InputSpec | None]:
         if isinstance(source, nn.Module):
             if zoo:
                 raise InvalidOptionError(f"options {', '.join(zoo)} apply to zoo model names, not to an nn.Module")
@@ -89,7 +93,9 @@ class TorchRuntime(Runtime):
         path = Path(source).expanduser()
         if path.is_dir():
             if zoo:
-                raise InvalidOptionError(f"options {', '.join(zoo)} do not apply to a run folder (its manifest fixes the model)")
+                raise InvalidOptionError(
+                    f"options {', '.join(zoo)} do not apply to a run folder (its manifest fixes the model)"
+                )
             model, spec, name = model_from_manifest(path)
             self.path, self.name = path, f"pytorch ({name})"
             return model, input_spec or spec
@@ -100,7 +106,9 @@ class TorchRuntime(Runtime):
             self.path, self.name = path, path.name
             if _is_torchscript(path):
                 if zoo:
-                    raise InvalidOptionError(f"{path.name} is a TorchScript archive; options {', '.join(zoo)} do not apply")
+                    raise InvalidOptionError(
+                        f"{path.name} is a TorchScript archive; options {', '.join(zoo)} do not apply"
+                    )
                 return torch.jit.load(str(path), map_location="cpu"), input_spec
             name = zoo.pop("model", None)
             if name is None:

@@ -48,7 +48,11 @@ def run_in_subprocess(job: "BenchJob", settings: "BenchSettings", observer: "Ben
     with tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edgecv.runtime.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
         )
         stdin, stdout = proc.stdin, proc.stdout
         if stdin is None or stdout is None:  # pragma: no cover - both are PIPE above
@@ -94,9 +98,11 @@ def main() -> int:
     try:
         job = BenchJob(**request["job"])
         settings = BenchSettings(**request["settings"])
-        results = run_job(job, settings, progress=lambda batch, done, fraction: emit(
-            "progress", batch=batch, done=done, fraction=fraction
-        ))
+        results = run_job(
+            job,
+            settings,
+            progress=lambda batch, done, fraction: emit("progress", batch=batch, done=done, fraction=fraction),
+        )
     except EdgecvError as exc:
         emit("error", type=type(exc).__name__, message=str(exc))
         return exc.exit_code

@@ -51,8 +51,15 @@ def export_simplified(model: nn.Module, path: Path, resolution: int = RESOLUTION
     model.eval()
     raw = path.with_suffix(".raw.onnx")
     with torch.no_grad():
-        torch.onnx.export(model, (torch.randn(1, 3, resolution, resolution),), str(raw), dynamo=False,
-                          input_names=["input"], output_names=["logits"], opset_version=17)
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 3, resolution, resolution),),
+            str(raw),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=17,
+        )
     simplified, ok = onnxsim.simplify(onnx.load(str(raw)))
     assert ok
     onnx.save(simplified, str(path))

@@ -24,17 +24,22 @@ def _conv(name, x, cin, cout, k=1, group=1, stride=1, bias=True):
     if bias:
         inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), f"{name}.b"))
         inputs.append(f"{name}.b")
-    node = helper.make_node("Conv", inputs, [name], name=name, group=group, kernel_shape=[k, k],
-                            pads=[k // 2] * 4, strides=[stride, stride])
+    node = helper.make_node(
+        "Conv", inputs, [name], name=name, group=group, kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride]
+    )
     return [node], inits
 
 
 def _shuffle(name, x, c, groups):
-    inits = [numpy_helper.from_array(np.array([1, groups, c // groups, H, H], np.int64), f"{name}.s1"),
-             numpy_helper.from_array(np.array([1, -1, H, H], np.int64), f"{name}.s2")]
-    nodes = [helper.make_node("Reshape", [x, f"{name}.s1"], [f"{name}.r"], name=f"{name}/Reshape"),
-             helper.make_node("Transpose", [f"{name}.r"], [f"{name}.t"], name=f"{name}/Transpose", perm=[0, 2, 1, 3, 4]),
-             helper.make_node("Reshape", [f"{name}.t", f"{name}.s2"], [name], name=f"{name}/Reshape_1")]
+    inits = [
+        numpy_helper.from_array(np.array([1, groups, c // groups, H, H], np.int64), f"{name}.s1"),
+        numpy_helper.from_array(np.array([1, -1, H, H], np.int64), f"{name}.s2"),
+    ]
+    nodes = [
+        helper.make_node("Reshape", [x, f"{name}.s1"], [f"{name}.r"], name=f"{name}/Reshape"),
+        helper.make_node("Transpose", [f"{name}.r"], [f"{name}.t"], name=f"{name}/Transpose", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", [f"{name}.t", f"{name}.s2"], [name], name=f"{name}/Reshape_1"),
+    ]
     return nodes, inits
 
 
@@ -59,14 +64,36 @@ def synthetic_model() -> onnx.ModelProto:
     nodes.append(helper.make_node("Concat", ["unit_relu", "branch"], ["cat"], name="concat", axis=1))
     add(_shuffle("shuffle2", "cat", 2 * C_IN, 2))
     add(_conv("after", "shuffle2", 2 * C_IN, 20))
-    nodes.append(helper.make_node("AveragePool", ["after"], ["pool"], name="pool", kernel_shape=[3, 3],
-                                  strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1))
-    nodes.append(helper.make_node("AveragePool", ["after"], ["pool_excl"], name="pool_excl", kernel_shape=[3, 3],
-                                  strides=[2, 2], pads=[1, 1, 1, 1]))
+    nodes.append(
+        helper.make_node(
+            "AveragePool",
+            ["after"],
+            ["pool"],
+            name="pool",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+            count_include_pad=1,
+        )
+    )
+    nodes.append(
+        helper.make_node(
+            "AveragePool",
+            ["after"],
+            ["pool_excl"],
+            name="pool_excl",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
+    )
     nodes.append(helper.make_node("Add", ["pool", "pool_excl"], ["y"], name="out"))
     graph = helper.make_graph(
-        nodes, "synthetic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20, H // 2, H // 2])], inits,
+        nodes,
+        "synthetic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20, H // 2, H // 2])],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
@@ -92,8 +119,12 @@ def test_the_rewritten_graph_computes_the_same_function():
     onnx.checker.check_model(rewritten, full_check=True)
 
     rules = collections.Counter(r["rule"] for r in records)
-    assert rules == {"channel_shuffle_into_conv": 1, "channel_shuffle_as_1x1_conv": 1,
-                     "average_pool_as_depthwise_conv": 1, "channels_aligned": 1}
+    assert rules == {
+        "channel_shuffle_into_conv": 1,
+        "channel_shuffle_as_1x1_conv": 1,
+        "average_pool_as_depthwise_conv": 1,
+        "channels_aligned": 1,
+    }
     assert all(r["why"] for r in records)
     ops = _ops(rewritten)
     assert ops["Transpose"] == 0 and ops["Reshape"] == 0
@@ -139,8 +170,13 @@ def test_nodes_kept_in_float_are_not_rewritten():
 
 def test_a_graph_without_these_patterns_is_left_alone():
     nodes, inits = _conv("conv", "x", C_IN, 32)
-    graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
-                              [helper.make_tensor_value_info("conv", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
+        [helper.make_tensor_value_info("conv", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     before = model.SerializeToString()
     assert rewrite_for_cpu_int8(model) == []
@@ -189,8 +225,11 @@ def test_quantized_shufflenetv1_has_no_channel_shuffle_or_quantized_average_pool
             readers[name].add(node.op_type)
     for node in optimized.graph.node:
         if node.op_type == "Transpose":
-            assert not (producer.get(node.input[0]) == "QLinearConv" or "QLinearConv" in readers[node.output[0]]
-                        and producer.get(node.input[0]) != "QuantizeLinear"), node.name
+            assert not (
+                producer.get(node.input[0]) == "QLinearConv"
+                or "QLinearConv" in readers[node.output[0]]
+                and producer.get(node.input[0]) != "QuantizeLinear"
+            ), node.name
 
     info = result.flavours["cpu"]
     rules = collections.Counter(r["rule"] for r in info["rewrites"])
@@ -203,8 +242,13 @@ def test_quantized_shufflenetv1_has_no_channel_shuffle_or_quantized_average_pool
 
 def test_a_three_channel_image_is_padded_for_the_first_convolution():
     nodes, inits = _conv("stem", "x", 3, 16, k=3, stride=2)
-    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, H, H])],
-                              [helper.make_tensor_value_info("stem", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "stem",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, H, H])],
+        [helper.make_tensor_value_info("stem", TensorProto.FLOAT, None)],
+        inits,
+    )
     original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(original)
@@ -230,13 +274,20 @@ def test_a_shufflenetv2_split_after_the_shuffle_becomes_selections():
     for name, start, end in (("keep_half", 0, c), ("conv_half", c, 2 * c)):
         for suffix, value in (("starts", start), ("ends", end), ("axes", 1)):
             inits.append(numpy_helper.from_array(np.array([value], np.int64), f"{name}.{suffix}"))
-        nodes.append(helper.make_node("Slice", ["shuffle", f"{name}.starts", f"{name}.ends", f"{name}.axes"], [name], name=name))
+        nodes.append(
+            helper.make_node("Slice", ["shuffle", f"{name}.starts", f"{name}.ends", f"{name}.axes"], [name], name=name)
+        )
     part = _conv("branch", "conv_half", c, c)
     nodes.extend(part[0])
     inits.extend(part[1])
     nodes.append(helper.make_node("Concat", ["keep_half", "branch"], ["y"], name="out", axis=1))
-    graph = helper.make_graph(nodes, "v2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * c, H, H])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "v2",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * c, H, H])],
+        inits,
+    )
     original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(original)

@@ -73,8 +73,13 @@ def test_list_file_paths_are_relative_to_the_file(photo_folder, tmp_path):
     images = sorted(p for p in photo_folder.rglob("img*"))[:6]
     listing = tmp_path / "lists" / "calib.txt"
     listing.parent.mkdir()
-    lines = ["# calibration images", "", *[f"../photos/{p.relative_to(photo_folder).as_posix()}" for p in images[:5]],
-             str(images[5]), "../photos/missing.jpg"]
+    lines = [
+        "# calibration images",
+        "",
+        *[f"../photos/{p.relative_to(photo_folder).as_posix()}" for p in images[:5]],
+        str(images[5]),
+        "../photos/missing.jpg",
+    ]
     listing.write_text("\n".join(lines) + "\n")
     calib = quiet_calibration(listing, SPEC, size=4, holdout=2)
     r = calib.report

@@ -19,7 +19,9 @@ def _graph(conv_names: list[str]) -> onnx.ModelProto:
         helper.make_node("Sigmoid", ["flat"], ["y"], name="/decode/Sigmoid"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [helper.make_tensor("shape", TensorProto.INT64, [2], [1, -1])],
     )
@@ -29,11 +31,17 @@ def _graph(conv_names: list[str]) -> onnx.ModelProto:
 def test_scopes_match_short_and_full_module_path_names():
     scopes = ("decode", "head.cls_preds", "head.reg_preds")
     short = _graph(["/head/cls_preds.0/Conv", "/head/reg_preds.0/Conv", "/head/stems.0/Conv"])
-    assert nodes_in_scopes(short, scopes) == ["/head/cls_preds.0/Conv", "/head/reg_preds.0/Conv",
-                                              "/decode/Reshape", "/decode/Sigmoid"]
+    assert nodes_in_scopes(short, scopes) == [
+        "/head/cls_preds.0/Conv",
+        "/head/reg_preds.0/Conv",
+        "/decode/Reshape",
+        "/decode/Sigmoid",
+    ]
     full = _graph(["/head/head.cls_preds/head.cls_preds.0/Conv", "/head/head.reg_preds/head.reg_preds.0/Conv"])
-    assert nodes_in_scopes(full, scopes)[:2] == ["/head/head.cls_preds/head.cls_preds.0/Conv",
-                                                 "/head/head.reg_preds/head.reg_preds.0/Conv"]
+    assert nodes_in_scopes(full, scopes)[:2] == [
+        "/head/head.cls_preds/head.cls_preds.0/Conv",
+        "/head/head.reg_preds/head.reg_preds.0/Conv",
+    ]
     # A sibling whose name only starts like a scope is not inside it.
     assert nodes_in_scopes(_graph(["/head/cls_preds_extra/Conv"]), scopes) == ["/decode/Reshape", "/decode/Sigmoid"]
 

@@ -84,8 +84,14 @@ def test_a_target_built_for_avx2_is_stamped_and_noted(flavours, tiny_onnx, tiny_
     from edgecv.artifact_metadata import stamp_onnx
 
     run = _run_dir(tmp_path, tiny_onnx, tiny_ir)
-    result = quantize_run(run / "model.onnx", run, tiny_calib, flavours=("cpu",), target_cpu="x86-avx2",
-                          openvino_xml=run / "openvino" / "model.xml")
+    result = quantize_run(
+        run / "model.onnx",
+        run,
+        tiny_calib,
+        flavours=("cpu",),
+        target_cpu="x86-avx2",
+        openvino_xml=run / "openvino" / "model.xml",
+    )
     assert result.target_cpu == "x86-avx2" and result.flavours["cpu"]["reduce_range"] is True
     assert result.flavours["openvino"]["overflow_fix"] == "enable"
     stamp_onnx(run / "model.int8.cpu.onnx", {"edgecv.target_cpu": "x86-avx2"})

@@ -23,11 +23,18 @@ def test_nncf_quantizes_the_ir_and_keeps_excluded_layers_in_float(tiny_onnx, tin
     assert info["subset_size"] == len(tiny_calib.calibration)
     assert info["excluded_not_found"] == ["/not/there"]
     model = ov.Core().read_model(str(tmp_path / "int8.xml"))
-    fake_quantized = {t.get_node().get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
-                      for out in op.outputs() for t in out.get_target_inputs()}
+    fake_quantized = {
+        t.get_node().get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "FakeQuantize"
+        for out in op.outputs()
+        for t in out.get_target_inputs()
+    }
     assert f"{conv}/WithoutBiases" not in fake_quantized and fake_quantized, fake_quantized
     holdout = list(tiny_calib.holdout.batches(1))
-    report = compare(collect(ort_runner(tiny_onnx), holdout), collect(openvino_runner(tmp_path / "int8.xml"), holdout), artifact="ov")
+    report = compare(
+        collect(ort_runner(tiny_onnx), holdout), collect(openvino_runner(tmp_path / "int8.xml"), holdout), artifact="ov"
+    )
     assert report.headline.top1_agreement >= 0.9
 
 

@@ -56,6 +56,7 @@ def test_every_artifact_is_written_and_follows_fp32(full_run, tiny_calib):
 
 def test_flavours_have_the_types_their_engines_need(full_run):
     run, result = full_run
+
     def quantized_types(path):
         model = onnx.load(str(path))
         inits = {i.name: i.data_type for i in model.graph.initializer}
@@ -75,7 +76,9 @@ def test_report_json_holds_fidelity_calibration_and_timings(full_run):
     for fid in report["fidelity"].values():
         assert {"top1_agreement", "top5_agreement", "cosine", "sqnr_db", "max_abs"} <= set(fid)
     assert report["calibration"]["calibration"] == 96 and report["calibration"]["kind"] == "default"
-    assert {"pre_process", "ranges", "quantize_tensorrt", "quantize_cpu", "nncf_openvino", "fidelity"} <= set(report["timings_s"])
+    assert {"pre_process", "ranges", "quantize_tensorrt", "quantize_cpu", "nncf_openvino", "fidelity"} <= set(
+        report["timings_s"]
+    )
     assert report["ranges"]["reused"] is False and report["method"] == "percentile"
 
 
@@ -88,7 +91,9 @@ def test_rerun_reuses_the_cached_ranges(full_run, tiny_calib):
 
 def test_a_different_method_recomputes_the_ranges(tiny_onnx, tiny_calib, tmp_path):
     run = _run_dir(tmp_path, tiny_onnx)
-    results = {m: quantize_run(run / "model.onnx", run, tiny_calib, m, flavours=("cpu",)) for m in ("minmax", "entropy")}
+    results = {
+        m: quantize_run(run / "model.onnx", run, tiny_calib, m, flavours=("cpu",)) for m in ("minmax", "entropy")
+    }
     assert results["minmax"].ranges["key"] != results["entropy"].ranges["key"]
     assert not results["entropy"].ranges["reused"]
     for r in results.values():
@@ -121,8 +126,11 @@ def test_a_layer_kept_in_float_still_sees_its_activation(full_run, tiny_onnx, ti
     prepare_for_quantization(tiny_onnx, prepared)
     fp32 = onnx.load(str(prepared)).graph
     producers = {o: n for n in fp32.node for o in n.output}
-    after_activation = [n.name for n in fp32.node if n.op_type == "Conv"
-                        and getattr(producers.get(n.input[0]), "op_type", None) in ("Clip", "Relu")]
+    after_activation = [
+        n.name
+        for n in fp32.node
+        if n.op_type == "Conv" and getattr(producers.get(n.input[0]), "op_type", None) in ("Clip", "Relu")
+    ]
     assert after_activation, "the tiny net should have a convolution after a ReLU6"
     (tmp_path / "run").mkdir()
     run = _run_dir(tmp_path / "run", tiny_onnx)
@@ -133,7 +141,9 @@ def test_a_layer_kept_in_float_still_sees_its_activation(full_run, tiny_onnx, ti
     assert producer[kept.input[0]].op_type in ("Clip", "Relu")
     # Keeping a layer in float may not make the artifact follow FP32 worse than keeping none.
     _, everything = full_run
-    assert result.fidelity["onnx-int8-cpu"].headline.sqnr_db >= everything.fidelity["onnx-int8-cpu"].headline.sqnr_db - 1.0
+    assert (
+        result.fidelity["onnx-int8-cpu"].headline.sqnr_db >= everything.fidelity["onnx-int8-cpu"].headline.sqnr_db - 1.0
+    )
 
 
 def test_bad_options_are_user_errors(tiny_onnx, tiny_calib, tmp_path):

@@ -31,8 +31,9 @@ def prepared(tiny_onnx, tmp_path_factory):
 
 def _ort_reference(prepared, samples, method, tmp_path):
     """ONNX Runtime's calibrator, fed the same chunks as edgecv's statistics."""
-    calibrator = create_calibrator(prepared, augmented_model_path=str(tmp_path / "aug.onnx"),
-                                   calibrate_method=method_of(method))
+    calibrator = create_calibrator(
+        prepared, augmented_model_path=str(tmp_path / "aug.onnx"), calibrate_method=method_of(method)
+    )
     reader = SampleReader(samples, "input")
     for start in range(0, len(samples), DEFAULT_CHUNK):
         reader.set_range(start, start + DEFAULT_CHUNK)
@@ -48,7 +49,9 @@ def test_ranges_match_onnx_runtime_calibrators(prepared, tiny_calib, method, tmp
     theirs = _ort_reference(prepared, samples, method, tmp_path)
     assert set(ours.data) == set(theirs.data)
     for name in theirs.data:
-        np.testing.assert_allclose(np.ravel(ours[name].range_value), np.ravel(theirs[name].range_value), rtol=1e-3, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            np.ravel(ours[name].range_value), np.ravel(theirs[name].range_value), rtol=1e-3, atol=1e-5, err_msg=name
+        )
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
@@ -81,7 +84,9 @@ def test_cache_is_reused_only_for_the_same_key(prepared, tiny_calib, tmp_path):
 
 def test_an_edited_or_half_written_cache_is_not_used(prepared, tiny_calib, tmp_path):
     cache = tmp_path / "ranges.json"
-    _, info = cached_ranges(prepared, tiny_calib.calibration[:8], "input", "minmax", data_fingerprint="a", cache_path=cache)
+    _, info = cached_ranges(
+        prepared, tiny_calib.calibration[:8], "input", "minmax", data_fingerprint="a", cache_path=cache
+    )
     data = json.loads(cache.read_text())
     cache.write_text(json.dumps(data).replace("1", "2", 1))
     assert read_cached(cache, info["key"]) is None

@@ -15,12 +15,14 @@ def test_near_constant_and_empty_tensors_calibrate(method):
     rng = np.random.default_rng(0)
     stats = RangeStatistics(method, chunk=2)
     for _ in range(5):
-        stats.update({
-            # |x| from 4.59198 to 4.59215: fewer float32 steps than 2048 histogram bins.
-            "obj": (-4.59198 - 1.7e-4 * rng.random((1, 1, 20, 20))).astype(np.float32),
-            "nms": np.zeros((0, 3), np.int64),
-            "act": rng.normal(size=(1, 8, 4, 4)).astype(np.float32),
-        })
+        stats.update(
+            {
+                # |x| from 4.59198 to 4.59215: fewer float32 steps than 2048 histogram bins.
+                "obj": (-4.59198 - 1.7e-4 * rng.random((1, 1, 20, 20))).astype(np.float32),
+                "nms": np.zeros((0, 3), np.int64),
+                "act": rng.normal(size=(1, 8, 4, 4)).astype(np.float32),
+            }
+        )
     ranges = stats.result()
     lo, hi = (float(v) for v in ranges["obj"].range_value)
     assert np.isfinite([lo, hi]).all()

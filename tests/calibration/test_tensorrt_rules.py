@@ -51,7 +51,9 @@ def qdq_model(**fault) -> onnx.ModelProto:
     weight_axis = fault.get("weight_axis", 0)
     if fault.get("int8_weight_initializer"):
         inits.append(_init("W_q", np.ones((C, C, 1, 1)), np.int8))
-        nodes.append(helper.make_node("DequantizeLinear", ["W_q", "s_w", "zp_w"], ["W_dq"], name="dq_w", axis=weight_axis))
+        nodes.append(
+            helper.make_node("DequantizeLinear", ["W_q", "s_w", "zp_w"], ["W_dq"], name="dq_w", axis=weight_axis)
+        )
     else:
         inits.append(_init("W", np.full((C, C, 1, 1), 0.5), np.float32))
         nodes += [
@@ -60,7 +62,11 @@ def qdq_model(**fault) -> onnx.ModelProto:
         ]
     bias = "B"
     if fault.get("int32_bias"):
-        inits += [_init("B_q", np.zeros(C), np.int32), _init("s_b", [0.0005] * C, np.float32), _init("zp_b", [0] * C, np.int32)]
+        inits += [
+            _init("B_q", np.zeros(C), np.int32),
+            _init("s_b", [0.0005] * C, np.float32),
+            _init("zp_b", [0] * C, np.int32),
+        ]
         nodes.append(helper.make_node("DequantizeLinear", ["B_q", "s_b", "zp_b"], ["B_dq"], name="dq_b", axis=0))
         bias = "B_dq"
     nodes.append(helper.make_node("Conv", ["x_dq", "W_dq", bias], ["y"], name="conv"))
@@ -85,7 +91,9 @@ def qdq_model(**fault) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 8, 8])]
     if fault.get("runtime_scale"):
         inputs.append(helper.make_tensor_value_info("scale_in", TensorProto.FLOAT, []))
-    graph = helper.make_graph(nodes, "qdq", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, C, 8, 8])], inits)
+    graph = helper.make_graph(
+        nodes, "qdq", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, C, 8, 8])], inits
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", fault.get("opset", 17))])
 
 
@@ -142,8 +150,14 @@ def quantized_flavours(tiny_onnx, tiny_calib, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rules")
     prepared = tmp / "prepared.onnx"
     prepare_for_quantization(tiny_onnx, prepared)
-    cached_ranges(prepared, tiny_calib.calibration, "input", "minmax", data_fingerprint=tiny_calib.fingerprint,
-                  cache_path=tmp / "ranges.json")
+    cached_ranges(
+        prepared,
+        tiny_calib.calibration,
+        "input",
+        "minmax",
+        data_fingerprint=tiny_calib.fingerprint,
+        cache_path=tmp / "ranges.json",
+    )
     out = {}
     for flavour in (TENSORRT, CPU):
         out[flavour.name] = tmp / flavour.filename

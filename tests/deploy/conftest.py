@@ -35,12 +35,22 @@ def tiny_model(dynamic_batch: bool = True, opset: int = 17) -> onnx.ModelProto:
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], name="fc", transB=1),
     ]
-    inits = [init("w1", (8, 3, 3, 3)), init("b1", (8,), 0.1), init("w2", (8, 8, 3, 3)), init("b2", (8,), 0.1),
-             init("wf", (CLASSES, 8)), init("bf", (CLASSES,), 0.1)]
+    inits = [
+        init("w1", (8, 3, 3, 3)),
+        init("b1", (8,), 0.1),
+        init("w2", (8, 8, 3, 3)),
+        init("b2", (8,), 0.1),
+        init("wf", (CLASSES, 8)),
+        init("bf", (CLASSES,), 0.1),
+    ]
     batch = "batch" if dynamic_batch else 1
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, *SHAPE[1:]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, CLASSES])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, *SHAPE[1:]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, CLASSES])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -62,10 +72,22 @@ def quantize(src: Path, dst: Path, *, tensorrt_flavour: bool, uint8: bool = Fals
             return next(self.batches, None)
 
     if tensorrt_flavour:
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                                       "AddQDQPairToWeight": True, "DedicatedQDQPair": True})
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
+                "AddQDQPairToWeight": True,
+                "DedicatedQDQPair": True,
+            },
+        )
     elif uint8:  # ONNX Runtime's long-standing CPU choice: asymmetric UINT8 activations
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8)
     else:  # ONNX Runtime's defaults: asymmetric activations, INT32 biases, INT8 weight initializers
@@ -102,9 +124,21 @@ def write_run_folder(root: Path, onnx_files: dict[str, Path], *, dynamic_batch: 
         "input_spec": {"input_name": "input", "shape": list(SHAPE), "mean": [0.5] * 3, "std": [0.5] * 3},
         "stages": {"int8": {"info": {"excluded": []}}},
         "artifacts": [
-            {"name": "onnx-fp32", "path": "model.onnx", "format": "onnx", "backend": "onnxruntime", "precision": "fp32"},
-            {"name": "onnx-int8", "path": "model.int8.onnx", "format": "onnx", "backend": "onnxruntime",
-             "precision": "int8", "intended_for": "tensorrt"},
+            {
+                "name": "onnx-fp32",
+                "path": "model.onnx",
+                "format": "onnx",
+                "backend": "onnxruntime",
+                "precision": "fp32",
+            },
+            {
+                "name": "onnx-int8",
+                "path": "model.int8.onnx",
+                "format": "onnx",
+                "backend": "onnxruntime",
+                "precision": "int8",
+                "intended_for": "tensorrt",
+            },
         ],
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -15,7 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
-TRTEXEC = r'''#!@@PYTHON@@
+TRTEXEC = r"""#!@@PYTHON@@
 import json, os, sys
 args = sys.argv[1:]
 version = os.environ.get("FAKE_TRT_VERSION", "10.3.0")
@@ -60,15 +60,15 @@ if "loadEngine" in opts:
     print("[I] Latency: min = 1 ms, max = 3 ms, mean = 2 ms, median = 2 ms, percentile(90%) = 2.5 ms, percentile(95%) = 2.7 ms, percentile(99%) = 2.9 ms")
     print("[I] GPU Compute Time: min = 0.9 ms, max = 2.9 ms, mean = 1.9 ms, median = 1.9 ms, percentile(90%) = 2.4 ms, percentile(95%) = 2.6 ms, percentile(99%) = 2.8 ms")
 print(f"&&&& PASSED TensorRT.trtexec {tag}")
-'''
+"""
 
-SIMPLE = r'''#!/bin/sh
+SIMPLE = r"""#!/bin/sh
 echo "{\"tool\": \"@@NAME@@\", \"args\": \"$*\"}" >> "$FAKE_LOG"
 @@BODY@@
-'''
+"""
 
 # `edgecv benchmark` needs TensorRT; here it answers a fixed results document. Everything else is the real CLI.
-EDGECV = r'''#!@@PYTHON@@
+EDGECV = r"""#!@@PYTHON@@
 import json, os, subprocess, sys
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(json.dumps({"tool": "edgecv", "args": sys.argv[1:]}) + "\n")
@@ -80,7 +80,7 @@ if sys.argv[1] == "benchmark":
                                    "latency": {"count": 200, "median_ms": 2.1, "p90_ms": 2.6}, "throughput_ips": 470.0}]}))
     sys.exit(0)
 sys.exit(subprocess.call([sys.executable, "-m", "edgecv.cli", *sys.argv[1:]]))
-'''
+"""
 
 
 def write_tools(bin_dir: Path, *, with_edgecv: bool = False) -> Path:
@@ -90,7 +90,8 @@ def write_tools(bin_dir: Path, *, with_edgecv: bool = False) -> Path:
         "nvpmodel": SIMPLE.replace("@@NAME@@", "nvpmodel").replace("@@BODY@@", 'echo "NV Power Mode: MAXN"\necho 0'),
         "jetson_clocks": SIMPLE.replace("@@NAME@@", "jetson_clocks").replace("@@BODY@@", 'echo "SOC family:tegra234"'),
         "tegrastats": SIMPLE.replace("@@NAME@@", "tegrastats").replace(
-            "@@BODY@@", 'while true; do echo "RAM 2000/30000MB GR3D_FREQ 99%"; sleep 0.2; done'),
+            "@@BODY@@", 'while true; do echo "RAM 2000/30000MB GR3D_FREQ 99%"; sleep 0.2; done'
+        ),
     }
     if with_edgecv:
         tools["edgecv"] = EDGECV.replace("@@PYTHON@@", sys.executable)
@@ -107,6 +108,11 @@ def read_log(path: Path) -> list[dict]:
 
 def env_for(bin_dir: Path, log: Path, version: str, **extra: str) -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
-    return {**{k: v for k, v in os.environ.items() if k not in ("TRTEXEC", "DLA_CORE", "WEAK_TYPING", "PRECISIONS")},
-            "PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), "FAKE_TRT_VERSION": version,
-            "PYTHONPATH": root, **extra}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in ("TRTEXEC", "DLA_CORE", "WEAK_TYPING", "PRECISIONS")},
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "FAKE_LOG": str(log),
+        "FAKE_TRT_VERSION": version,
+        "PYTHONPATH": root,
+        **extra,
+    }

@@ -25,16 +25,30 @@ BLOCKED = "torch,onnxruntime,openvino"
 def engine(monkeypatch, tmp_path, onnx_files):
     install(monkeypatch, "10.3.0")
     path = tmp_path / "model.fp32.engine"
-    info = T.build_engine(onnx_files["fp32"], path, precision="fp32", input_name="input", input_shape=SHAPE,
-                          dynamic_batch=True, max_batch=4)
+    info = T.build_engine(
+        onnx_files["fp32"],
+        path,
+        precision="fp32",
+        input_name="input",
+        input_shape=SHAPE,
+        dynamic_batch=True,
+        max_batch=4,
+    )
     T.write_sidecar(path, info)
     return path
 
 
 def board_env(**extra):
     env = {k: v for k, v in os.environ.items() if k != "EDGECV_DEBUG"}
-    env.update({"PYTHONPATH": os.pathsep.join([str(SITE_DIR), str(ROOT)]), "EDGECV_FAKE_TRT": "10.3.0",
-                "EDGECV_BLOCK_IMPORTS": BLOCKED, "PYTHONWARNINGS": "ignore", **extra})
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(SITE_DIR), str(ROOT)]),
+            "EDGECV_FAKE_TRT": "10.3.0",
+            "EDGECV_BLOCK_IMPORTS": BLOCKED,
+            "PYTHONWARNINGS": "ignore",
+            **extra,
+        }
+    )
     return env
 
 
@@ -61,8 +75,23 @@ def test_runtime_module_imports_none_of_them(engine):
 @pytest.mark.parametrize("isolation", [[], ["--in-process"]])
 def test_edgecv_benchmark_on_an_engine(engine, isolation):
     proc = subprocess.run(
-        [sys.executable, "-m", "edgecv.cli", "benchmark", str(engine), "--json", "-n", "5", "--warmup", "1", *isolation],
-        env=board_env(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "edgecv.cli",
+            "benchmark",
+            str(engine),
+            "--json",
+            "-n",
+            "5",
+            "--warmup",
+            "1",
+            *isolation,
+        ],
+        env=board_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -71,8 +100,13 @@ def test_edgecv_benchmark_on_an_engine(engine, isolation):
 
 
 def test_benchmark_refuses_an_engine_from_another_gpu(engine):
-    proc = subprocess.run([sys.executable, "-m", "edgecv.cli", "benchmark", str(engine), "-n", "2"],
-                          env=board_env(EDGECV_FAKE_GPU_CC="7.2"), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecv.cli", "benchmark", str(engine), "-n", "2"],
+        env=board_env(EDGECV_FAKE_GPU_CC="7.2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "compute capability 8.7" in proc.stderr and "7.2" in proc.stderr
 

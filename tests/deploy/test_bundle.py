@@ -27,13 +27,34 @@ def bundle(run_folder, tmp_path):
 
 def test_bundle_holds_what_the_board_needs(bundle):
     names = {p.name for p in bundle.iterdir()}
-    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.fp16.onnx", "manifest.json",
-            "input_spec.json", "labels.json", "preflight.json", "bundle.json", "README.md", *SCRIPTS} <= names
+    assert {
+        "model.onnx",
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "model.int8.fp16.onnx",
+        "manifest.json",
+        "input_spec.json",
+        "labels.json",
+        "preflight.json",
+        "bundle.json",
+        "README.md",
+        *SCRIPTS,
+    } <= names
     preflight = json.loads((bundle / "preflight.json").read_text())
     assert all(r["would_build"] for r in preflight.values())
     readme = (bundle / "README.md").read_text()
-    for fragment in ("JetPack", "TensorRT 10.3", "./build_engine.sh", "./benchmark.sh", "edgecv import-trtexec",
-                     "edgecv report", "--no-deps", "python3-libnvinfer", "cuda-python", "neither PyTorch"):
+    for fragment in (
+        "JetPack",
+        "TensorRT 10.3",
+        "./build_engine.sh",
+        "./benchmark.sh",
+        "edgecv import-trtexec",
+        "edgecv report",
+        "--no-deps",
+        "python3-libnvinfer",
+        "cuda-python",
+        "neither PyTorch",
+    ):
         assert fragment in readme, fragment
 
 
@@ -52,8 +73,13 @@ def test_scripts_parse_and_pass_shellcheck(bundle, script):
 def _build(bundle, tmp_path, version, **env):
     bin_dir = write_tools(tmp_path / "bin")
     log = tmp_path / f"calls-{version}.jsonl"
-    proc = subprocess.run(["bash", str(bundle / "build_engine.sh"), str(tmp_path / "engines")], capture_output=True,
-                          text=True, env=env_for(bin_dir, log, version, **env), timeout=60)
+    proc = subprocess.run(
+        ["bash", str(bundle / "build_engine.sh"), str(tmp_path / "engines")],
+        capture_output=True,
+        text=True,
+        env=env_for(bin_dir, log, version, **env),
+        timeout=60,
+    )
     builds = [c["args"] for c in read_log(log) if c["tool"] == "trtexec" and "--help" not in c["args"]]
     return proc, builds
 
@@ -68,10 +94,19 @@ def test_build_script_on_10_is_strongly_typed(bundle, tmp_path, version):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert len(builds) == 2
     fp16, int8 = builds
-    assert "--onnx=" + str(bundle / "model.fp16.onnx") in fp16 and "--onnx=" + str(bundle / "model.int8.fp16.onnx") in int8
+    assert (
+        "--onnx=" + str(bundle / "model.fp16.onnx") in fp16 and "--onnx=" + str(bundle / "model.int8.fp16.onnx") in int8
+    )
     for args in builds:
         assert "--stronglyTyped" in args and not _flags(args) & {"--fp16", "--int8"}
-        assert {"--saveEngine", "--timingCacheFile", "--memPoolSize", "--minShapes", "--optShapes", "--maxShapes"} <= _flags(args)
+        assert {
+            "--saveEngine",
+            "--timingCacheFile",
+            "--memPoolSize",
+            "--minShapes",
+            "--optShapes",
+            "--maxShapes",
+        } <= _flags(args)
         assert "--maxShapes=input:8x3x16x16" in args and "--minShapes=input:1x3x16x16" in args
     engines = tmp_path / "engines"
     for precision in ("fp16", "int8"):
@@ -127,10 +162,13 @@ def test_static_batch_has_no_shapes(onnx_files, tmp_path):
     assert not _flags(builds[0]) & {"--minShapes", "--optShapes", "--maxShapes"}
 
 
-@pytest.mark.parametrize(("version", "gpu_only", "with_copies"), [
-    ("10.3.0", {"--useCudaGraph", "--noDataTransfers"}, set()),
-    ("11.1.0", set(), {"--includeDataTransfers", "--noCudaGraph"}),
-])
+@pytest.mark.parametrize(
+    ("version", "gpu_only", "with_copies"),
+    [
+        ("10.3.0", {"--useCudaGraph", "--noDataTransfers"}, set()),
+        ("11.1.0", set(), {"--includeDataTransfers", "--noCudaGraph"}),
+    ],
+)
 def test_benchmark_script(bundle, tmp_path, version, gpu_only, with_copies):
     bin_dir = write_tools(tmp_path / "bin", with_edgecv=True)
     log = tmp_path / "calls.jsonl"
@@ -153,20 +191,28 @@ def test_benchmark_script(bundle, tmp_path, version, gpu_only, with_copies):
 
 
 def test_bundle_as_archive_and_cli(run_folder, tmp_path):
-    proc = run_cli("bundle", run_folder, "--target", "jetson", "--out", tmp_path / "b.tar.gz", "--dla-core", "0", "--json")
+    proc = run_cli(
+        "bundle", run_folder, "--target", "jetson", "--out", tmp_path / "b.tar.gz", "--dla-core", "0", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["settings"]["dla_core"] == 0 and summary["preflight_errors"] == 0
     with tarfile.open(tmp_path / "b.tar.gz") as tar:
         names = tar.getnames()
     assert "b/build_engine.sh" in names and "b/model.int8.fp16.onnx" in names
-    assert 'DLA_CORE="${DLA_CORE:-0}"' in tarfile.open(tmp_path / "b.tar.gz").extractfile("b/build_engine.sh").read().decode()
+    assert (
+        'DLA_CORE="${DLA_CORE:-0}"'
+        in tarfile.open(tmp_path / "b.tar.gz").extractfile("b/build_engine.sh").read().decode()
+    )
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--target", "raspberry"], "--target"),
-    (["--dla-core", "-1"], "--dla-core"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--target", "raspberry"], "--target"),
+        (["--dla-core", "-1"], "--dla-core"),
+    ],
+)
 def test_bundle_user_errors(run_folder, tmp_path, args, fragment):
     assert_user_error(run_cli("bundle", run_folder, "--out", tmp_path / "x", *args), fragment)
 

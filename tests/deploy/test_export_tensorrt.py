@@ -18,8 +18,17 @@ from tests.tensorrt_fake import install
 def test_export_tensorrt_engines(monkeypatch, tmp_path, version):
     trt = install(monkeypatch, version)
     run = tmp_path / "run"
-    result = edgecv.export("mobilenetv2", out=run, width_mult=0.35, resolution=64, dynamic_batch=True, fp16=True,
-                           int8=True, calib_size=32, backends=("tensorrt",))
+    result = edgecv.export(
+        "mobilenetv2",
+        out=run,
+        width_mult=0.35,
+        resolution=64,
+        dynamic_batch=True,
+        fp16=True,
+        int8=True,
+        calib_size=32,
+        backends=("tensorrt",),
+    )
     manifest = json.loads((run / "manifest.json").read_text())
     artifacts = {a["name"]: a for a in manifest["artifacts"]}
     assert {"tensorrt-fp16", "tensorrt-int8"} <= set(artifacts)
@@ -41,8 +50,18 @@ def test_export_tensorrt_engines(monkeypatch, tmp_path, version):
 def test_export_flags_reach_the_builder(monkeypatch, tmp_path):
     install(monkeypatch, "10.3.0", gpu={"name": "Orin (fake)", "major": 8, "minor": 7, "count": 1, "dla_cores": 2})
     run = tmp_path / "run"
-    edgecv.export("mobilenetv2", out=run, width_mult=0.35, resolution=64, dynamic_batch=True,
-                  fp16=True, backends=("tensorrt",), max_batch=8, dla_core=0, workspace_bytes=256 << 20)
+    edgecv.export(
+        "mobilenetv2",
+        out=run,
+        width_mult=0.35,
+        resolution=64,
+        dynamic_batch=True,
+        fp16=True,
+        backends=("tensorrt",),
+        max_batch=8,
+        dla_core=0,
+        workspace_bytes=256 << 20,
+    )
     sidecar = json.loads((run / "tensorrt" / "model.fp16.json").read_text())
     assert sidecar["profile"]["max"][0] == 8
     assert "GPU_FALLBACK" in sidecar["builder_flags"] and sidecar.get("dla_core") == 0
@@ -62,6 +81,8 @@ def test_tensorrt_flags_refused_with_one_line(monkeypatch, tmp_path, args, fragm
     from edgecv.cli import app
 
     install(monkeypatch, "10.3.0")
-    res = CliRunner().invoke(app, ["export", "mobilenetv2", "-a", "0.35", "-r", "64", *args, "--out", str(tmp_path / "r")])
+    res = CliRunner().invoke(
+        app, ["export", "mobilenetv2", "-a", "0.35", "-r", "64", *args, "--out", str(tmp_path / "r")]
+    )
     assert res.exit_code == 2 and fragment in res.output, res.output
     assert not (tmp_path / "r").exists()

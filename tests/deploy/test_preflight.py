@@ -33,10 +33,13 @@ def test_the_tensorrt_flavour_passes(onnx_files):
     assert report.errors == [] and report.exit_code == 0
 
 
-@pytest.mark.parametrize(("flavour", "rules"), [
-    ("ort_uint8", {"qdq-int8", "qdq-zero-point", "qdq-bias-float"}),  # asymmetric UINT8 activations
-    ("ort_default", {"qdq-zero-point", "qdq-bias-float"}),  # ORT 1.2x+: asymmetric INT8 activations
-])
+@pytest.mark.parametrize(
+    ("flavour", "rules"),
+    [
+        ("ort_uint8", {"qdq-int8", "qdq-zero-point", "qdq-bias-float"}),  # asymmetric UINT8 activations
+        ("ort_default", {"qdq-zero-point", "qdq-bias-float"}),  # ORT 1.2x+: asymmetric INT8 activations
+    ],
+)
 def test_onnx_runtime_default_asymmetric_quantization_would_not_build(onnx_files, flavour, rules):
     report = check_tensorrt(onnx_files[flavour], "10.3")
     assert rules <= {f.rule for f in report.errors}
@@ -98,24 +101,34 @@ def test_opset_above_the_documented_range():
 
 def test_int64_tensors():
     inits = [numpy_helper.from_array(np.array([2**40], dtype=np.int64), "big")]
-    model = graph([helper.make_node("Add", ["x", "big"], ["y"], name="add")],
-                  [vi("x", TensorProto.INT64, (1,))], [vi("y", TensorProto.INT64, (1,))], inits)
+    model = graph(
+        [helper.make_node("Add", ["x", "big"], ["y"], name="add")],
+        [vi("x", TensorProto.INT64, (1,))],
+        [vi("y", TensorProto.INT64, (1,))],
+        inits,
+    )
     old = found(model, "8.6")
     assert ("warning", "int64", "x") in old and ("warning", "int64", "big") in old  # cast down, clamped
     assert ("info", "int64", "x") in found(model, "10.3")
 
 
 def test_dynamic_dimensions():
-    model = graph([helper.make_node("Relu", ["x"], ["y"], name="r")], [vi("x", shape=("batch", 3, "h", 8))],
-                  [vi("y", shape=("batch", 3, "h", 8))])
+    model = graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")],
+        [vi("x", shape=("batch", 3, "h", 8))],
+        [vi("y", shape=("batch", 3, "h", 8))],
+    )
     result = found(model, max_batch=16)
     assert ("error", "dynamic-shape", "x") in result and ("info", "dynamic-batch", "x") in result
 
 
 def test_plugins_and_custom_ops():
-    nodes = [helper.make_node("EfficientNMS_TRT", ["boxes", "scores"], ["n", "b", "s", "c"], name="nms_plugin",
-                              max_output_boxes=100),
-             helper.make_node("FusedConv", ["x"], ["y"], name="fused", domain="com.microsoft")]
+    nodes = [
+        helper.make_node(
+            "EfficientNMS_TRT", ["boxes", "scores"], ["n", "b", "s", "c"], name="nms_plugin", max_output_boxes=100
+        ),
+        helper.make_node("FusedConv", ["x"], ["y"], name="fused", domain="com.microsoft"),
+    ]
     model = graph(nodes, [vi("boxes"), vi("scores"), vi("x")], [vi("n"), vi("b"), vi("s"), vi("c"), vi("y")])
     model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     result = found(model)
@@ -124,19 +137,25 @@ def test_plugins_and_custom_ops():
 
 
 def test_nms_limits():
-    consts = [numpy_helper.from_array(np.array([100], np.int64), "max_boxes"),
-              numpy_helper.from_array(np.array([0.5], np.float32), "iou")]
+    consts = [
+        numpy_helper.from_array(np.array([100], np.int64), "max_boxes"),
+        numpy_helper.from_array(np.array([0.5], np.float32), "iou"),
+    ]
     nms = helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_boxes", "iou"], ["sel"], name="nms")
     inputs = [vi("boxes", shape=(1, 8732, 4)), vi("scores", shape=(1, 2, 8732))]
     ok = graph([nms], inputs, [vi("sel", TensorProto.INT64, ("n", 3))], consts)
     assert found(ok) >= {("warning", "nms", "nms")}
     assert not [f for f in check_tensorrt(ok).findings if f.severity == "error"]
-    runtime = graph([nms], [*inputs, vi("max_boxes", TensorProto.INT64, (1,))], [vi("sel", TensorProto.INT64, ("n", 3))],
-                    consts[1:])
+    runtime = graph(
+        [nms], [*inputs, vi("max_boxes", TensorProto.INT64, (1,))], [vi("sel", TensorProto.INT64, ("n", 3))], consts[1:]
+    )
     assert ("error", "nms", "nms") in found(runtime)
-    topk = graph([helper.make_node("TopK", ["scores", "k"], ["v", "i"], name="topk")], [vi("scores", shape=(1, 8732))],
-                 [vi("v", shape=(1, 5000)), vi("i", TensorProto.INT64, (1, 5000))],
-                 [numpy_helper.from_array(np.array([5000], np.int64), "k")])
+    topk = graph(
+        [helper.make_node("TopK", ["scores", "k"], ["v", "i"], name="topk")],
+        [vi("scores", shape=(1, 8732))],
+        [vi("v", shape=(1, 5000)), vi("i", TensorProto.INT64, (1, 5000))],
+        [numpy_helper.from_array(np.array([5000], np.int64), "k")],
+    )
     assert ("error", "topk", "topk") in found(topk)
 
 

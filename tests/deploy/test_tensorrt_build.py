@@ -101,8 +101,17 @@ def test_build_asks_each_version_for_what_it_has(monkeypatch, sources, version, 
     recipe = T.engine_recipe(version, precision)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a deprecated flag (STRONGLY_TYPED on 11) would raise here
-        engine, info = build(sources, sources / recipe.source, precision, version=version, recipe=recipe,
-                             max_batch=8, opt_batch=2, workspace_bytes=1 << 30, timing_cache=sources / T.TIMING_CACHE)
+        engine, info = build(
+            sources,
+            sources / recipe.source,
+            precision,
+            version=version,
+            recipe=recipe,
+            max_batch=8,
+            opt_batch=2,
+            workspace_bytes=1 << 30,
+            timing_cache=sources / T.TIMING_CACHE,
+        )
     calls = trt._fake.calls
     flags = calls.find("create_network")[0][0]
     assert flags == (1 << 1 if version == V10 else 0)
@@ -130,8 +139,9 @@ def test_weak_typing_on_10_sets_int8_and_fp16_on_the_qdq_graph(monkeypatch, sour
 
 def test_the_fake_refuses_precision_flags_on_a_strongly_typed_network(monkeypatch, sources):
     install(monkeypatch, V10)
-    mixed = T.Recipe(V10, "fp16", T.FP16_ONNX, strongly_typed=True, network_flags=("STRONGLY_TYPED",),
-                     builder_flags=("FP16",))
+    mixed = T.Recipe(
+        V10, "fp16", T.FP16_ONNX, strongly_typed=True, network_flags=("STRONGLY_TYPED",), builder_flags=("FP16",)
+    )
     with pytest.raises(StageError, match="strongly typed"):
         build(sources, sources / T.FP16_ONNX, "fp16", version=V10, recipe=mixed)
 
@@ -172,9 +182,12 @@ def test_parser_errors_name_the_node(monkeypatch, tmp_path):
     from onnx import TensorProto, helper
 
     install(monkeypatch, V10)
-    graph = helper.make_graph([helper.make_node("Unique", ["input"], ["y"], name="uniq")], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    graph = helper.make_graph(
+        [helper.make_node("Unique", ["input"], ["y"], name="uniq")],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "u.onnx")
     with pytest.raises(StageError, match="uniq"):
         build(tmp_path, tmp_path / "u.onnx", "fp32", version=V10, dynamic_batch=False)
@@ -277,13 +290,21 @@ def test_jetson_release_and_versions(tmp_path):
     from edgecv.tensorrt_info import jetson_release, parse_version, plan_mismatch, same_release
 
     release = tmp_path / "nv_tegra_release"
-    release.write_text("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n")
-    assert jetson_release(release) == {"l4t": "36.4.3", "jetpack": "6.x", "nv_tegra_release": release.read_text().strip()}
+    release.write_text(
+        "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n"
+    )
+    assert jetson_release(release) == {
+        "l4t": "36.4.3",
+        "jetpack": "6.x",
+        "nv_tegra_release": release.read_text().strip(),
+    }
     assert jetson_release(tmp_path / "absent") is None
     assert parse_version("v8601") == (8, 6, 1) and parse_version("v100300") == (10, 3, 0)
     assert parse_version("10.3.0.26") == (10, 3, 0, 26)
     assert same_release("10.3.0.26", "10.3.0") and not same_release("10.3.0", "10.4.0")
-    assert plan_mismatch({"tensorrt": "10.3.0.26", "compute_capability": "8.7"}, "10.3.0",
-                         {"compute_capability": "8.7"}) is None
+    assert (
+        plan_mismatch({"tensorrt": "10.3.0.26", "compute_capability": "8.7"}, "10.3.0", {"compute_capability": "8.7"})
+        is None
+    )
     with pytest.raises(InvalidOptionError):
         parse_version("ten")

@@ -21,8 +21,17 @@ def test_tensorrt_8_log():
     assert run["compute_capability"] == "8.6" and run["queries"] == 22651
     assert run["throughput_qps"] == pytest.approx(7549.87)
     lat = run["stats"]["latency"]
-    assert lat == pytest.approx({"min_ms": 0.170898, "max_ms": 0.410645, "mean_ms": 0.181052, "median_ms": 0.179443,
-                                 "p90_ms": 0.185059, "p95_ms": 0.189941, "p99_ms": 0.212891})
+    assert lat == pytest.approx(
+        {
+            "min_ms": 0.170898,
+            "max_ms": 0.410645,
+            "mean_ms": 0.181052,
+            "median_ms": 0.179443,
+            "p90_ms": 0.185059,
+            "p95_ms": 0.189941,
+            "p99_ms": 0.212891,
+        }
+    )
     assert run["stats"]["gpu_compute"]["median_ms"] == pytest.approx(0.107513)
     assert run["stats"]["h2d"]["mean_ms"] == pytest.approx(0.0573286)
     assert run["stats"]["d2h"]["p99_ms"] == pytest.approx(0.0192871)
@@ -47,10 +56,22 @@ def test_results_document_and_modes():
 
 
 def test_report_compares_a_board_with_a_cpu(tmp_path):
-    cpu = {"schema": "edgecv.results/1", "machine": {"cpu": "AMD EPYC", "arch": "x86_64"}, "versions": {},
-           "results": [{"artifact": "onnx-fp32", "backend": "onnxruntime", "scenario": "single-stream", "batch": 1,
-                        "latency": {"count": 200, "median_ms": 6.7, "p90_ms": 7.0}, "throughput_ips": 149.0}],
-           "skipped": []}
+    cpu = {
+        "schema": "edgecv.results/1",
+        "machine": {"cpu": "AMD EPYC", "arch": "x86_64"},
+        "versions": {},
+        "results": [
+            {
+                "artifact": "onnx-fp32",
+                "backend": "onnxruntime",
+                "scenario": "single-stream",
+                "batch": 1,
+                "latency": {"count": 200, "median_ms": 6.7, "p90_ms": 7.0},
+                "throughput_ips": 149.0,
+            }
+        ],
+        "skipped": [],
+    }
     (tmp_path / "cpu.json").write_text(json.dumps(cpu))
     made = run_cli("import-trtexec", FIXTURES / "trtexec_8.6_x86.log", "--out", tmp_path / "jetson.json")
     assert made.returncode == 0, made.stderr

@@ -45,8 +45,16 @@ class OracleDet(Detector):
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.register_buffer("logits", torch.tensor([[0.0, 0.0, 8.0, 0.0], [8.0, 0.0, 0.0, 0.0]]))
         self.decode = FixedBoxes(torch.tensor([BOX_IN, (0.0, 0.0, 10.0, 10.0)]))
-        self.input_spec = InputSpec(height=RES, width=RES, task="detection", resize="resize", mean=(0, 0, 0), std=(1, 1, 1),
-                                    outputs=detection_outputs(True), extra={"background_class": 0})
+        self.input_spec = InputSpec(
+            height=RES,
+            width=RES,
+            task="detection",
+            resize="resize",
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+            outputs=detection_outputs(True),
+            extra={"background_class": 0},
+        )
 
     def configure_postprocess(self, options):
         # A custom module declares its background class and baked thresholds in its spec's extra
@@ -76,10 +84,21 @@ def runs(tmp_path_factory):
         sx, sy = w / RES, h / RES
         x1, y1, x2, y2 = BOX_IN
         images.append({"id": 10 + i, "file_name": f"{i}.png", "width": w, "height": h})
-        annotations.append({"id": i + 1, "image_id": 10 + i, "category_id": 4,
-                            "bbox": [x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy], "area": 1.0, "iscrowd": 0})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": c, "name": f"c{c}"} for c in CATEGORY_IDS]}
+        annotations.append(
+            {
+                "id": i + 1,
+                "image_id": 10 + i,
+                "category_id": 4,
+                "bbox": [x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy],
+                "area": 1.0,
+                "iscrowd": 0,
+            }
+        )
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c, "name": f"c{c}"} for c in CATEGORY_IDS],
+    }
     (tmp / "coco" / "annotations.json").write_text(json.dumps(coco))
     for name in ("a", "b", "c"):
         (tmp / "folder" / name).mkdir(parents=True)
@@ -90,7 +109,9 @@ def runs(tmp_path_factory):
 @pytest.mark.slow
 def test_detector_eval_maps_boxes_and_categories(runs):
     preds = runs / "preds.json"
-    proc = run_cli("eval", runs / "det", "--data", runs / "coco", "--json", "--save-predictions", preds, "--report", runs / "rep")
+    proc = run_cli(
+        "eval", runs / "det", "--data", runs / "coco", "--json", "--save-predictions", preds, "--report", runs / "rep"
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     (row,) = doc["results"]
@@ -107,8 +128,19 @@ def test_detector_eval_maps_boxes_and_categories(runs):
     results = json.loads((runs / "rep" / "results.json").read_text())
     assert results["results"][0]["accuracy"]["metric"] == "map"
     # A mapping that sends the label elsewhere scores 0: the category ids really are used.
-    proc = run_cli("eval", runs / "det" / "model.onnx", "--data", runs / "coco" / "annotations.json",
-                   "--images", runs / "coco" / "images", "--category-map", "2:9", "--json", "--limit", "2")
+    proc = run_cli(
+        "eval",
+        runs / "det" / "model.onnx",
+        "--data",
+        runs / "coco" / "annotations.json",
+        "--images",
+        runs / "coco" / "images",
+        "--category-map",
+        "2:9",
+        "--json",
+        "--limit",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["results"][0]["metrics"]["map"] == 0.0 and doc["data"]["images"] == 2
@@ -121,8 +153,11 @@ def test_annotation_json_that_is_not_coco(runs, tmp_path):
 
 
 def test_missing_images(runs, tmp_path):
-    assert_user_error(run_cli("eval", runs / "det", "--data", runs / "coco" / "annotations.json", "--images", tmp_path),
-                      "3 of the 3 images", "0.png")
+    assert_user_error(
+        run_cli("eval", runs / "det", "--data", runs / "coco" / "annotations.json", "--images", tmp_path),
+        "3 of the 3 images",
+        "0.png",
+    )
 
 
 def test_imagefolder_without_class_folders(runs, tmp_path):

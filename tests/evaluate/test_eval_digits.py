@@ -29,9 +29,16 @@ SPEC = InputSpec(height=RESOLUTION, width=RESOLUTION, resize="resize")
 def small_cnn() -> nn.Module:
     """Two conv blocks and a linear head: trains to > 95 % on the digits in a few seconds."""
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 10),
     )
 
 
@@ -62,7 +69,9 @@ def digits(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("eval_digits")
     d = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(d.images, d.target, test_size=0.3, random_state=0, stratify=d.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        d.images, d.target, test_size=0.3, random_state=0, stratify=d.target
+    )
     write_split(tmp / "train", x_train, y_train)
     write_split(tmp / "val", x_test, y_test)
     xt, yt = tensors(tmp / "train")
@@ -120,8 +129,20 @@ def test_eval_top1_matches_direct(digits):
 
 def test_benchmark_report_shows_eval_accuracy(digits):
     tmp, _ = digits
-    proc = run_cli("benchmark", tmp / "run", "--iterations", "5", "--warmup", "1", "--in-process", "--backend", "onnxruntime",
-                   "--report", tmp / "bench", "--json")
+    proc = run_cli(
+        "benchmark",
+        tmp / "run",
+        "--iterations",
+        "5",
+        "--warmup",
+        "1",
+        "--in-process",
+        "--backend",
+        "onnxruntime",
+        "--report",
+        tmp / "bench",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     with_acc = [r for r in doc["results"] if r.get("accuracy")]

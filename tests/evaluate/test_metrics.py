@@ -18,10 +18,14 @@ from edgecv.report.format import pareto_front
 def gt(tmp_path):
     # Two images, one 40×40 object each; category ids 3 and 7 (not contiguous, not starting at 1).
     doc = {
-        "images": [{"id": 1, "file_name": "a.png", "width": 100, "height": 100},
-                   {"id": 2, "file_name": "b.png", "width": 100, "height": 100}],
-        "annotations": [{"image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40]},
-                        {"image_id": 2, "category_id": 7, "bbox": [20, 20, 40, 40]}],
+        "images": [
+            {"id": 1, "file_name": "a.png", "width": 100, "height": 100},
+            {"id": 2, "file_name": "b.png", "width": 100, "height": 100},
+        ],
+        "annotations": [
+            {"image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 40]},
+            {"image_id": 2, "category_id": 7, "bbox": [20, 20, 40, 40]},
+        ],
         "categories": [{"id": 7, "name": "b"}, {"id": 3, "name": "a"}],
     }
     path = tmp_path / "ann.json"
@@ -63,7 +67,9 @@ def test_false_positive_and_miss(gt):
     # Category 3: the hit (score .9) is ranked above a false positive (.8) elsewhere. Category 7:
     # its object is missed and a false positive is made. AP(3) = 1 (precision 1 up to recall 1,
     # the false positive comes after); AP(7) = 0 (no true positive). mAP = (1 + 0) / 2 at every IoU.
-    m = coco_map(gt, [det(1, 3, [10, 10, 40, 40], 0.9), det(1, 3, [60, 60, 30, 30], 0.8), det(2, 7, [70, 70, 20, 20], 0.7)])
+    m = coco_map(
+        gt, [det(1, 3, [10, 10, 40, 40], 0.9), det(1, 3, [60, 60, 30, 30], 0.8), det(2, 7, [70, 70, 20, 20], 0.7)]
+    )
     assert m["map"] == pytest.approx(0.5)
     assert m["map50"] == pytest.approx(0.5)
     # Ranking the false positive first: precision 1/2 at recall 1, interpolated over COCO's 101
@@ -98,8 +104,13 @@ def test_category_mapping():
 
 
 def test_coco_results_convert_and_map():
-    out, unmapped = coco_results(4, np.array([[10, 20, 50, 60], [0, 0, 5, 5]]), np.array([0.9, 0.5]),
-                                 np.array([2, 0]), CategoryMapping.default([1, 3], offset=1))
+    out, unmapped = coco_results(
+        4,
+        np.array([[10, 20, 50, 60], [0, 0, 5, 5]]),
+        np.array([0.9, 0.5]),
+        np.array([2, 0]),
+        CategoryMapping.default([1, 3], offset=1),
+    )
     assert out == [{"image_id": 4, "category_id": 3, "bbox": [10.0, 20.0, 40.0, 40.0], "score": 0.9}]
     assert unmapped == 1  # label 0: background
 

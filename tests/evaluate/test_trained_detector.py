@@ -47,13 +47,34 @@ def evaluated(tmp_path_factory):
     summary = generate_shapes(data, images=IMAGES, size=SIZE, seed=DATA_SEED)
     run = tmp / "run"
     proc = run_cli(
-        "export", "yolox", "--variant", "nano", "--num-classes", NUM_CLASSES, "--resolution", RESOLUTION,
-        "--weights", FIXTURE, "--int8", "--calib", data / "train" / "images", "--conf-thres", "0.001",
-        "--out", run, "--json",
+        "export",
+        "yolox",
+        "--variant",
+        "nano",
+        "--num-classes",
+        NUM_CLASSES,
+        "--resolution",
+        RESOLUTION,
+        "--weights",
+        FIXTURE,
+        "--int8",
+        "--calib",
+        data / "train" / "images",
+        "--conf-thres",
+        "0.001",
+        "--out",
+        run,
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     proc = run_cli(
-        "eval", run, "--data", data / "val" / "annotations.json", "--images", data / "val" / "images", "--json",
+        "eval",
+        run,
+        "--data",
+        data / "val" / "annotations.json",
+        "--images",
+        data / "val" / "images",
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -68,8 +89,10 @@ def test_fp32_detects(evaluated):
     assert doc["conf_thres"] == pytest.approx(0.001)
     for name, r in fp32.items():
         m = r["metrics"]
-        print(f"\n{name}: mAP@.5 {m['map50']:.4f}  mAP@[.5:.95] {m['map']:.4f} on {m['images']} pictures, "
-              f"{summary.objects['val']} objects")
+        print(
+            f"\n{name}: mAP@.5 {m['map50']:.4f}  mAP@[.5:.95] {m['map']:.4f} on {m['images']} pictures, "
+            f"{summary.objects['val']} objects"
+        )
         assert m["images"] == summary.images["val"]
         assert m["map50"] >= MIN_FP32_MAP50, (name, m)
 
@@ -89,12 +112,18 @@ def test_prediction_convs_and_their_concat_stay_float(evaluated):
         for n in model.graph.node:
             for i in n.input:
                 consumers.setdefault(i, []).append(n)
-        heads = [n for n in model.graph.node if n.name.startswith("/head/")
-                 and ("_preds." in n.name or n.op_type == "Concat")]
+        heads = [
+            n
+            for n in model.graph.node
+            if n.name.startswith("/head/") and ("_preds." in n.name or n.op_type == "Concat")
+        ]
         assert len(heads) == 12, [n.name for n in heads]
         for n in heads:
             assert not any(producer[i].op_type == "DequantizeLinear" for i in n.input if i in producer), (name, n.name)
-            assert not any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, [])), (name, n.name)
+            assert not any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, [])), (
+                name,
+                n.name,
+            )
 
 
 def test_int8_within_two_points_of_fp32(evaluated):
@@ -108,8 +137,10 @@ def test_int8_within_two_points_of_fp32(evaluated):
         d50 = r["metrics"]["map50"] - ref["metrics"]["map50"]
         d = r["metrics"]["map"] - ref["metrics"]["map"]
         assert r["delta"]["map50"] == pytest.approx(d50)
-        shown.append(f"{name} vs {r['reference']}: mAP@.5 {r['metrics']['map50']:.4f} ({100 * d50:+.2f} pt), "
-                     f"mAP@[.5:.95] {r['metrics']['map']:.4f} ({100 * d:+.2f} pt)")
+        shown.append(
+            f"{name} vs {r['reference']}: mAP@.5 {r['metrics']['map50']:.4f} ({100 * d50:+.2f} pt), "
+            f"mAP@[.5:.95] {r['metrics']['map']:.4f} ({100 * d:+.2f} pt)"
+        )
     print("\n" + "\n".join(shown))
     for name in INT8_ARTIFACTS:
         assert rows[name]["delta"]["map50"] >= -MAX_DROP_MAP50, "\n".join(shown)

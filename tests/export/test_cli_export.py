@@ -18,8 +18,18 @@ TENSORRT_INSTALLED = importlib.util.find_spec("tensorrt") is not None
 
 
 def test_export_json_summary(cli, tmp_path):
-    proc = cli("export", "MobileNet-V2", "--width-mult", "0.35", "--resolution", "64", "--fp16",
-               "--out", tmp_path / "run", "--json")
+    proc = cli(
+        "export",
+        "MobileNet-V2",
+        "--width-mult",
+        "0.35",
+        "--resolution",
+        "64",
+        "--fp16",
+        "--out",
+        tmp_path / "run",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert {a["name"] for a in summary["artifacts"]} == {"onnx-fp32", "openvino-fp32", "openvino-fp16"}
@@ -52,8 +62,11 @@ def test_export_human_output_shows_stages_and_table(cli, tmp_path):
         (["mobilenetv2", "--batch", "0"], ["batch"]),
         (["mobilenetv2", "--opset", "9"], ["opset"]),
         (["mobilenetv2", "--backend", "coreml"], ["unknown backend"]),
-        pytest.param(["mobilenetv2", "--backend", "tensorrt"], ["tensorrt"],
-                     marks=pytest.mark.skipif(TENSORRT_INSTALLED, reason="TensorRT is installed")),
+        pytest.param(
+            ["mobilenetv2", "--backend", "tensorrt"],
+            ["tensorrt"],
+            marks=pytest.mark.skipif(TENSORRT_INSTALLED, reason="TensorRT is installed"),
+        ),
         (["mobilenetv2", "--exporter", "magic"], ["exporter"]),
         (["mobilenetv2", "--calib-method", "median"], ["calib-method"]),
         (["mobilenetv2", "--int8", "--calib-size", "0"], ["calib-size"]),
@@ -78,8 +91,9 @@ def test_bad_input_exits_2_from_the_real_command(cli, tmp_path):
 
 def test_weights_that_do_not_fit(tmp_path):
     torch.save(edgecv.create_model("mobilenetv1").state_dict(), tmp_path / "v1.pth")
-    assert_user_error_in_process("export", "mobilenetv2", "--weights", tmp_path / "v1.pth", "--out", tmp_path / "run",
-                                 fragments=("missing",))
+    assert_user_error_in_process(
+        "export", "mobilenetv2", "--weights", tmp_path / "v1.pth", "--out", tmp_path / "run", fragments=("missing",)
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -94,8 +108,20 @@ def test_out_is_a_file(tmp_path):
 
 
 def test_verification_failure_exits_1(cli, tmp_path):
-    proc = cli("export", "mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--atol", "0",
-               "--rtol", "0", "--out", tmp_path)
+    proc = cli(
+        "export",
+        "mobilenetv2",
+        "--width-mult",
+        "0.35",
+        "--resolution",
+        "64",
+        "--atol",
+        "0",
+        "--rtol",
+        "0",
+        "--out",
+        tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "simplify" in proc.stderr and "max abs" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -122,6 +148,18 @@ def _calib_source(kind: str, tmp_path):
 )
 def test_bad_calibration_data_exits_2_before_writing(tmp_path, kind, fragment):
     out = tmp_path / "run"
-    assert_user_error_in_process("export", "mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--int8",
-                                 "--calib", _calib_source(kind, tmp_path), "--out", out, fragments=(fragment,))
+    assert_user_error_in_process(
+        "export",
+        "mobilenetv2",
+        "--width-mult",
+        "0.35",
+        "--resolution",
+        "64",
+        "--int8",
+        "--calib",
+        _calib_source(kind, tmp_path),
+        "--out",
+        out,
+        fragments=(fragment,),
+    )
     assert not out.exists(), "a refused export must not write anything"

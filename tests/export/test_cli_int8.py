@@ -105,8 +105,9 @@ def test_target_cpu_shapes_the_cpu_artifacts_and_the_benchmark_notes_it(int8_run
     assert info["flavours"]["cpu"]["reduce_range"] is True and info["flavours"]["tensorrt"]["reduce_range"] is False
     assert info["flavours"]["openvino"]["overflow_fix"] == "enable"
     assert read_metadata(run / "model.int8.cpu.onnx")["edgecv.target_cpu"] == "x86-avx2"
-    bench = invoke_cli("benchmark", run / "model.int8.cpu.onnx", "--in-process", "--warmup", "1", "--iterations", "2",
-                       "--json")
+    bench = invoke_cli(
+        "benchmark", run / "model.int8.cpu.onnx", "--in-process", "--warmup", "1", "--iterations", "2", "--json"
+    )
     assert bench.returncode == 0, bench.stderr
     notes = json.loads(bench.stdout)["results"][0]["notes"]
     noted = [n for n in notes if "built for x86-avx2" in n]
@@ -115,5 +116,12 @@ def test_target_cpu_shapes_the_cpu_artifacts_and_the_benchmark_notes_it(int8_run
 
 def test_unknown_exclude_names_the_closest_nodes(int8_run):
     out, _ = int8_run
-    assert_user_error_in_process("export", *ARGS, "--exclude", "/features/features.2/conv/conv.0/conv.0.0/Convv",
-                                 "--out", out, fragments=("no node named", "did you mean"))
+    assert_user_error_in_process(
+        "export",
+        *ARGS,
+        "--exclude",
+        "/features/features.2/conv/conv.0/conv.0.0/Convv",
+        "--out",
+        out,
+        fragments=("no node named", "did you mean"),
+    )

@@ -49,15 +49,26 @@ def test_nms_in_the_graph_equals_pytorch_in_onnxruntime(options, background):
     model = _NmsOnly(options, background).eval()
     names = ["num_dets", "boxes", "scores", "labels"]
     buf = io.BytesIO()
-    torch.onnx.export(model, (torch.randn(2, 200, 9),), buf, dynamo=False, input_names=["x"], output_names=names,
-                      opset_version=17, dynamic_axes={n: {0: "b"} for n in ["x", *names]})
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 200, 9),),
+        buf,
+        dynamo=False,
+        input_names=["x"],
+        output_names=names,
+        opset_version=17,
+        dynamic_axes={n: {0: "b"} for n in ["x", *names]},
+    )
     graph = onnx.load_from_string(buf.getvalue())
     assert [n.op_type for n in graph.graph.node].count("NonMaxSuppression") == 1
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
     # batch 2 and 3 (dynamic batch) and a batch with nothing above the threshold
-    for x in (torch.randn(2, 200, 9, generator=gen), torch.randn(3, 200, 9, generator=gen),
-              torch.randn(1, 200, 9, generator=gen) - 10):
+    for x in (
+        torch.randn(2, 200, 9, generator=gen),
+        torch.randn(3, 200, 9, generator=gen),
+        torch.randn(1, 200, 9, generator=gen) - 10,
+    ):
         ref = [t.numpy() for t in model(x)]
         got = session.run(names, {"x": x.numpy()})
         np.testing.assert_array_equal(ref[0], got[0])
@@ -76,8 +87,10 @@ def test_nms_in_the_graph_equals_pytorch_in_onnxruntime(options, background):
 @pytest.mark.parametrize(
     "bad, fragment",
     [
-        (dict(conf_thres=1.5), "--conf-thres"), (dict(iou_thres=-0.1), "--iou-thres"),
-        (dict(max_det=0), "--max-det"), (dict(conf_thres=float("nan")), "--conf-thres"),
+        (dict(conf_thres=1.5), "--conf-thres"),
+        (dict(iou_thres=-0.1), "--iou-thres"),
+        (dict(max_det=0), "--max-det"),
+        (dict(conf_thres=float("nan")), "--conf-thres"),
     ],
 )
 def test_detection_options_are_checked(bad, fragment):
@@ -185,8 +198,11 @@ class _TwoOutputs(nn.Module):
 
 
 def test_every_declared_output_is_verified(tmp_path):
-    spec = InputSpec(height=32, width=32, outputs=(OutputSpec("mean", "logits", ("batch", 4)),
-                                                     OutputSpec("peak", "logits", ("batch", 4))))
+    spec = InputSpec(
+        height=32,
+        width=32,
+        outputs=(OutputSpec("mean", "logits", ("batch", 4)), OutputSpec("peak", "logits", ("batch", 4))),
+    )
     result = export(_TwoOutputs().eval(), out=tmp_path / "run", input_spec=spec, backends=("onnxruntime",))
     names = [o["name"] for o in result.manifest["stages"]["simplify"]["info"]["verification"]["outputs"]]
     assert names == ["mean", "peak"]
@@ -224,8 +240,16 @@ def test_benchmark_feeds_a_detector_photographs(det_run):
 
 def test_detector_sensitivity_ranks_layers_by_map(tmp_path):
     model = TinyDetector()
-    result = export(model, out=tmp_path / "run", input_spec=model.input_spec, int8=True, calib_size=24,
-                    sensitivity=True, keep_fp32=1, backends=("onnxruntime",))
+    result = export(
+        model,
+        out=tmp_path / "run",
+        input_spec=model.input_spec,
+        int8=True,
+        calib_size=24,
+        sensitivity=True,
+        keep_fp32=1,
+        backends=("onnxruntime",),
+    )
     ranking = result.manifest["stages"]["int8"]["info"]["sensitivity"]
     assert ranking["metric"] == "map" and ranking["baseline_map"] is not None
     assert all(layer["map"] is not None and layer["sqnr_db"] is None for layer in ranking["layers"])

@@ -32,8 +32,15 @@ def test_detector_exports_with_nms_and_matches_pytorch(tmp_path, name, variant, 
     options = DetectionOptions(conf_thres=conf, max_det=50)
     model = edgecv.create_model(name, resolution=resolution, postprocess=options, **variant)
     torch.save(model.state_dict(), tmp_path / "w.pth")
-    result = edgecv.export(name, out=tmp_path / "run", resolution=resolution, weights=str(tmp_path / "w.pth"),
-                           variant=variant, conf_thres=conf, max_det=50)
+    result = edgecv.export(
+        name,
+        out=tmp_path / "run",
+        resolution=resolution,
+        weights=str(tmp_path / "w.pth"),
+        variant=variant,
+        conf_thres=conf,
+        max_det=50,
+    )
     m = result.manifest
     assert [o["name"] for o in m["input_spec"]["outputs"]] == ["num_dets", "boxes", "scores", "labels"]
     assert m["model"]["postprocess"]["conf_thres"] == conf and m["model"]["task"] == "detection"
@@ -58,8 +65,7 @@ def test_detector_exports_with_nms_and_matches_pytorch(tmp_path, name, variant, 
 
 
 def test_no_nms_export_matches_elementwise(tmp_path):
-    result = edgecv.export("ssdlite", out=tmp_path / "run", resolution="160x160", nms=False,
-                           backends=("onnxruntime",))
+    result = edgecv.export("ssdlite", out=tmp_path / "run", resolution="160x160", nms=False, backends=("onnxruntime",))
     outputs = result.manifest["stages"]["simplify"]["info"]["verification"]["outputs"]
     assert [o["name"] for o in outputs] == ["boxes", "scores"] and all(o["passed"] for o in outputs)
     assert outputs[1]["shape"][2] == 91  # every class, background included

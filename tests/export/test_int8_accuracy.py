@@ -43,8 +43,24 @@ def digits_run(tmp_path_factory):
     np.save(tmp / "calib.npy", x_train)
     run = tmp / "run"
     proc = run_cli(
-        "export", "mobilenetv2", "--width-mult", str(WIDTH_MULT), "--resolution", str(RESOLUTION), "--num-classes", "10",
-        "--weights", FIXTURE, "--int8", "--calib", tmp / "calib.npy", "--calib-size", "500", "--out", run, "--json",
+        "export",
+        "mobilenetv2",
+        "--width-mult",
+        str(WIDTH_MULT),
+        "--resolution",
+        str(RESOLUTION),
+        "--num-classes",
+        "10",
+        "--weights",
+        FIXTURE,
+        "--int8",
+        "--calib",
+        tmp / "calib.npy",
+        "--calib-size",
+        "500",
+        "--out",
+        run,
+        "--json",
     )
     assert proc.returncode == 0, proc.stderr
     x_eval, y_eval = shifted_copies(x_test, y_test, spec)

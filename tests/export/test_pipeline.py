@@ -27,8 +27,9 @@ CLASSIFIERS = [n for n in edgecv.list_models() if edgecv.models.get_entry(n).tas
 def test_zoo_model_exports_and_verifies(tmp_path, name, width, resolution):
     model = edgecv.create_model(name, width_mult=width, resolution=resolution)
     torch.save(model.state_dict(), tmp_path / "w.pth")
-    result = edgecv.export(name, out=tmp_path / "run", width_mult=width, resolution=resolution,
-                           weights=str(tmp_path / "w.pth"))
+    result = edgecv.export(
+        name, out=tmp_path / "run", width_mult=width, resolution=resolution, weights=str(tmp_path / "w.pth")
+    )
     m = result.manifest
     assert m["stages"]["export"]["status"] == "done"
     assert m["stages"]["simplify"]["info"]["nodes_after"] <= m["stages"]["simplify"]["info"]["nodes_before"]
@@ -95,8 +96,13 @@ def test_manifest_hashes_match_files(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["schema"] == "edgecv.manifest/1"
     assert {"python", "torch", "onnx", "onnxruntime", "openvino"} <= set(manifest["versions"])
-    assert set(manifest["files"]) >= {"model.raw.onnx", "model.onnx", "openvino/model.xml",
-                                      "openvino/model.bin", "openvino/model.fp16.xml"}
+    assert set(manifest["files"]) >= {
+        "model.raw.onnx",
+        "model.onnx",
+        "openvino/model.xml",
+        "openvino/model.bin",
+        "openvino/model.fp16.xml",
+    }
     for rel, rec in manifest["files"].items():
         data = (tmp_path / rel).read_bytes()
         assert hashlib.sha256(data).hexdigest() == rec["sha256"] and len(data) == rec["size_bytes"]
@@ -189,6 +195,7 @@ def test_a_refused_int8_export_leaves_an_existing_run_alone(tmp_path, monkeypatc
     edgecv.export("mobilenetv2", out="~/run", width_mult=0.35, resolution=64)
     before = sorted(p.name for p in (tmp_path / "run").iterdir())
     with pytest.raises(CalibrationDataError):
-        edgecv.export("mobilenetv2", out="~/run", width_mult=0.35, resolution=64, int8=True,
-                      calib=str(tmp_path / "missing"))
+        edgecv.export(
+            "mobilenetv2", out="~/run", width_mult=0.35, resolution=64, int8=True, calib=str(tmp_path / "missing")
+        )
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before

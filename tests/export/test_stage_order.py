@@ -21,7 +21,12 @@ def test_registered_stages_run_after_what_they_need():
 
 
 def test_definition_order_does_not_matter():
-    stages = [_stage("engine", ["int8"]), _stage("int8", ["simplify"]), _stage("simplify", ["export"]), _stage("export")]
+    stages = [
+        _stage("engine", ["int8"]),
+        _stage("int8", ["simplify"]),
+        _stage("simplify", ["export"]),
+        _stage("export"),
+    ]
     assert [s.name for s in ordered_stages(stages)] == ["export", "simplify", "int8", "engine"]
 
 

@@ -18,8 +18,19 @@ def test_json_lists_every_model_with_measured_figures(cli):
     rows = json.loads(proc.stdout)
     assert [row["name"] for row in rows] == list_models()
     for row in rows:
-        assert {"name", "family", "task", "params", "macs", "resolution", "width_mult", "input_shape",
-                "variants", "aliases", "note"} <= set(row)
+        assert {
+            "name",
+            "family",
+            "task",
+            "params",
+            "macs",
+            "resolution",
+            "width_mult",
+            "input_shape",
+            "variants",
+            "aliases",
+            "note",
+        } <= set(row)
         if row["note"] is None:
             assert (row["width_mult"], row["resolution"], row["input_shape"]) == (0.5, 64, [1, 3, 64, 64])
         else:  # a size the model cannot take (SSD300 is 300×300 only) is shown at its default, and said so

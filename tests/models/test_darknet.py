@@ -14,9 +14,7 @@ from edgecv.models.darknet import read_darknet_file
 from edgecv.models.weights import load_weights
 from tests.conftest import assert_user_error
 
-YOLOV3_TINY_VALUES = (
-    8_858_734  # parameters (8,852,366) + BatchNorm running mean/var (2 × 3,184)
-)
+YOLOV3_TINY_VALUES = 8_858_734  # parameters (8,852,366) + BatchNorm running mean/var (2 × 3,184)
 
 
 def _randomized(num_classes: int = 80, seed: int = 1):
@@ -46,9 +44,7 @@ def image():
 
 @pytest.mark.parametrize("version, header_bytes", [((0, 2, 0), 20), ((0, 1, 0), 16)])
 def test_round_trip_both_header_versions(model, image, tmp_path, version, header_bytes):
-    path = model.save_darknet_weights(
-        tmp_path / "tiny.weights", version=version, seen=123_456
-    )
+    path = model.save_darknet_weights(tmp_path / "tiny.weights", version=version, seen=123_456)
     assert path.stat().st_size == header_bytes + 4 * YOLOV3_TINY_VALUES
     header, values = read_darknet_file(path)
     assert (header.major, header.minor, header.revision, header.seen) == (
@@ -68,9 +64,7 @@ def test_round_trip_both_header_versions(model, image, tmp_path, version, header
 
 
 def test_64_bit_seen_counter(model, tmp_path):
-    path = model.save_darknet_weights(
-        tmp_path / "big.weights", version=(0, 2, 5), seen=2**40 + 7
-    )
+    path = model.save_darknet_weights(tmp_path / "big.weights", version=(0, 2, 5), seen=2**40 + 7)
     major, minor, revision, seen = struct.unpack_from("<3iq", path.read_bytes())
     assert (major, minor, revision, seen) == (0, 2, 5, 2**40 + 7)
     assert read_darknet_file(path)[0].seen == 2**40 + 7
@@ -104,28 +98,20 @@ def test_truncated_file_refused_with_counts(model, tmp_path):
     good = model.save_darknet_weights(tmp_path / "good.weights").read_bytes()
     cut = tmp_path / "cut.weights"
     cut.write_bytes(good[: len(good) - 4 * 1000])
-    with pytest.raises(
-        WeightsError, match=r"holds 8,857,734 weight values.*needs 8,858,734.*truncated"
-    ):
+    with pytest.raises(WeightsError, match=r"holds 8,857,734 weight values.*needs 8,858,734.*truncated"):
         create_model("yolov3-tiny", weights=cut)
 
 
 def test_oversized_file_refused_with_counts(model, tmp_path):
     big = tmp_path / "big.weights"
-    big.write_bytes(
-        model.save_darknet_weights(tmp_path / "g.weights").read_bytes() + b"\0" * 8
-    )
-    with pytest.raises(
-        WeightsError, match=r"holds 8,858,736 weight values.*needs 8,858,734.*too many"
-    ):
+    big.write_bytes(model.save_darknet_weights(tmp_path / "g.weights").read_bytes() + b"\0" * 8)
+    with pytest.raises(WeightsError, match=r"holds 8,858,736 weight values.*needs 8,858,734.*too many"):
         create_model("yolov3-tiny", weights=big)
 
 
 def test_other_class_count_named(tmp_path):
     path = _randomized(num_classes=3).save_darknet_weights(tmp_path / "three.weights")
-    with pytest.raises(
-        WeightsError, match=r"with 80 classes.*fits yolov3-tiny with 3 classes"
-    ):
+    with pytest.raises(WeightsError, match=r"with 80 classes.*fits yolov3-tiny with 3 classes"):
         create_model("yolov3-tiny", weights=path)
     assert create_model("yolov3-tiny", num_classes=3, weights=path).num_classes == 3
 
@@ -145,15 +131,11 @@ def test_garbage_and_foreign_models_refused(model, tmp_path):
     with pytest.raises(WeightsError, match="mobilenetv2 backbone"):
         create_model("yolov3-tiny", backbone="mobilenetv2", weights=path)
     with pytest.raises(InvalidOptionError, match="num_classes=3"):
-        load_weights(
-            create_model("yolov3-tiny", settle_batchnorm=False), path, num_classes=3
-        )
+        load_weights(create_model("yolov3-tiny", settle_batchnorm=False), path, num_classes=3)
 
 
 def test_cli_refuses_truncated_file_with_exit_2(model, tmp_path, cli):
     path = model.save_darknet_weights(tmp_path / "t.weights")
     path.write_bytes(path.read_bytes()[:-400])
-    proc = cli(
-        "export", "yolov3-tiny", "--weights", str(path), "--out", str(tmp_path / "run")
-    )
+    proc = cli("export", "yolov3-tiny", "--weights", str(path), "--out", str(tmp_path / "run"))
     assert_user_error(proc, "8,858,634", "8,858,734")

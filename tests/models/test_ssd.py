@@ -76,9 +76,14 @@ def test_ssd300_model_matches_the_generator(ssd300):
     assert regression.shape == (1, 8732, 4) and logits.shape == (1, 8732, 91)
 
 
-@pytest.mark.parametrize("backbone,width,resolution", [
-    ("mobilenetv3", 1.0, (384, 640)), ("mobilenetv2", 1.0, 320), ("mobilenetv2", 0.5, (256, 192)),
-])
+@pytest.mark.parametrize(
+    "backbone,width,resolution",
+    [
+        ("mobilenetv3", 1.0, (384, 640)),
+        ("mobilenetv2", 1.0, 320),
+        ("mobilenetv2", 0.5, (256, 192)),
+    ],
+)
 def test_ssdlite_other_resolutions_and_backbones(backbone, width, resolution):
     model = create_model("ssdlite", backbone=backbone, width_mult=width, resolution=resolution, settle_batchnorm=False)
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
@@ -112,8 +117,18 @@ def torchvision_ssd300_layout(num_classes: int = 91) -> dict[str, tuple[int, ...
         layout[f"{key}.weight"] = (cout, cin, k, k)
         layout[f"{key}.bias"] = (cout,)
 
-    vgg = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
-           (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512)]
+    vgg = [
+        (0, 3, 64),
+        (2, 64, 64),
+        (5, 64, 128),
+        (7, 128, 128),
+        (10, 128, 256),
+        (12, 256, 256),
+        (14, 256, 256),
+        (17, 256, 512),
+        (19, 512, 512),
+        (21, 512, 512),
+    ]
     for i, cin, cout in vgg:
         conv(f"backbone.features.{i}", cin, cout, 3)
     for i in (1, 3, 5):
@@ -181,7 +196,12 @@ def test_ssdlite_state_dict_is_torchvisions(ssdlite):
 
 def test_input_specs_are_torchvisions(ssd300, ssdlite):
     spec = ssd300.input_spec
-    assert (spec.mean, spec.std, spec.scale, spec.resize) == ((0.48235, 0.45882, 0.40784), (1 / 255,) * 3, 1 / 255, "resize")
+    assert (spec.mean, spec.std, spec.scale, spec.resize) == (
+        (0.48235, 0.45882, 0.40784),
+        (1 / 255,) * 3,
+        1 / 255,
+        "resize",
+    )
     assert spec.task == "detection" and spec.shape == (1, 3, 300, 300)
     spec = ssdlite.input_spec
     assert (spec.mean, spec.std, spec.resize, spec.shape) == ((0.5,) * 3, (0.5,) * 3, "resize", (1, 3, 320, 320))
@@ -261,7 +281,9 @@ def test_checkpoint_with_another_class_count_is_refused(name, tmp_path):
     other = create_model(name, num_classes=21, settle_batchnorm=False)
     path = tmp_path / "voc.pth"
     torch.save(other.state_dict(), path)
-    with pytest.raises(WeightsError, match=r"holds 21 classes \(background included\), .* has 91: pass --num-classes 21"):
+    with pytest.raises(
+        WeightsError, match=r"holds 21 classes \(background included\), .* has 91: pass --num-classes 21"
+    ):
         create_model(name, weights=path)
     assert create_model(name, num_classes=21, weights=path).num_classes == 21
 

@@ -46,9 +46,7 @@ def test_torchvision_checkpoint_loads_strictly_and_gives_the_same_logits(referen
     path = tmp_path / "torchvision.pth"
     torch.save(checkpoint, path)
 
-    model = create_model(
-        reference["model"], width_mult=reference["width_mult"], resolution=resolution, weights=path
-    )
+    model = create_model(reference["model"], width_mult=reference["width_mult"], resolution=resolution, weights=path)
     with torch.no_grad():
         logits = model(reference_input(resolution))[0].double()
     expected = torch.tensor(reference["logits_first"], dtype=torch.float64)

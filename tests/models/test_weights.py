@@ -56,8 +56,9 @@ def test_round_trip_gives_identical_outputs(tmp_path, suffix):
             id="model_state_dict",
         ),
         pytest.param(lambda sd: {f"module.{k}": v for k, v in sd.items()}, id="DataParallel-prefix"),
-        pytest.param(lambda sd: {"state_dict": {f"module._orig_mod.{k}": v for k, v in sd.items()}},
-                     id="DDP-and-compile-prefix"),
+        pytest.param(
+            lambda sd: {"state_dict": {f"module._orig_mod.{k}": v for k, v in sd.items()}}, id="DDP-and-compile-prefix"
+        ),
     ],
 )
 def test_checkpoint_forms(tmp_path, wrap):
@@ -165,11 +166,13 @@ UNREADABLE = "not a readable PyTorch checkpoint"
         pytest.param(write_bytes("random.pth", random.Random(0).randbytes(4096)), UNREADABLE, id="random-bytes"),
         pytest.param(write_bytes("notes.pth", b"epochs: 90\nlr: 0.1\n"), UNREADABLE, id="text"),
         pytest.param(truncated_checkpoint, UNREADABLE, id="truncated"),
-        pytest.param(write_bytes("bad.safetensors", b"\x10" + bytes(7) + b"{not json}"), UNREADABLE,
-                     id="corrupt-safetensors"),
+        pytest.param(
+            write_bytes("bad.safetensors", b"\x10" + bytes(7) + b"{not json}"), UNREADABLE, id="corrupt-safetensors"
+        ),
         pytest.param(saved([torch.zeros(3)]), "not a state_dict: it holds a list", id="list"),
-        pytest.param(saved({"epoch": 3, "best_acc": 0.7}), "not a state_dict: it holds epoch, best_acc",
-                     id="metadata-only"),
+        pytest.param(
+            saved({"epoch": 3, "best_acc": 0.7}), "not a state_dict: it holds epoch, best_acc", id="metadata-only"
+        ),
         pytest.param(saved({}), "not a state_dict: it holds nothing", id="empty-dict"),
     ],
 )

@@ -37,11 +37,7 @@ def _count_with_thop_extras(model):
         elif module.bias is not None:
             extra.append(output.numel())
 
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.BatchNorm2d, nn.Conv2d))
-    ]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.Conv2d))]
     try:
         return count_complexity(model), sum(extra)
     finally:
@@ -51,9 +47,7 @@ def _count_with_thop_extras(model):
 
 def test_yolov3_tiny_size():
     model = create_model("yolov3-tiny", settle_batchnorm=False)
-    assert (
-        model.num_classes == 80
-    )  # the registry's default for YOLO, not ImageNet's 1000
+    assert model.num_classes == 80  # the registry's default for YOLO, not ImageNet's 1000
     c = count_complexity(model)
     assert c.params == 8_852_366
     assert c.input_shape == (1, 3, 416, 416)
@@ -74,9 +68,7 @@ YOLOX_FIGURES = [
     ids=[f[0] for f in YOLOX_FIGURES],
 )
 def test_yolox_size(variant, resolution, params_m, gflops, exact):
-    model = create_model(
-        "yolox", variant=variant, resolution=resolution, settle_batchnorm=False
-    )
+    model = create_model("yolox", variant=variant, resolution=resolution, settle_batchnorm=False)
     c, thop_extra = _count_with_thop_extras(model)
     # Exact: the count of the reference implementation's module tree (printed as params_m).
     assert c.params == exact
@@ -100,9 +92,7 @@ def test_complexity_counts_the_network_not_nms():
 
 
 def test_darknet_maxpool_padding_never_wins():
-    x = F.leaky_relu(
-        -torch.rand(2, 4, 6, 6) - 0.1, 0.1
-    )  # what the conv before the pool emits
+    x = F.leaky_relu(-torch.rand(2, 4, 6, 6) - 0.1, 0.1)  # what the conv before the pool emits
     ours = DarknetMaxPool()(x)
     zero_padded = F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
     assert ours.shape == x.shape
@@ -112,9 +102,7 @@ def test_darknet_maxpool_padding_never_wins():
     assert (zero_padded[..., -1, :] == 0).all() and (zero_padded[..., :, -1] == 0).all()
     assert (ours[..., -1, :] < 0).all() and (ours[..., :, -1] < 0).all()
     assert torch.equal(ours[..., -1, -1], x[..., -1, -1])
-    torch.testing.assert_close(
-        ours[..., -1, :-1], torch.maximum(x[..., -1, :-1], x[..., -1, 1:])
-    )
+    torch.testing.assert_close(ours[..., -1, :-1], torch.maximum(x[..., -1, :-1], x[..., -1, 1:]))
     model = create_model("yolov3-tiny", settle_batchnorm=False)
     assert isinstance(model.module_list["11"], DarknetMaxPool)
 
@@ -142,18 +130,14 @@ def test_yolox_reference_module_names(tmp_path):
     for path in model.extra_float_scopes:
         assert all(isinstance(m, nn.Conv2d) for m in model.get_submodule(path))
 
-    trained = create_model(
-        "yolox", variant="nano", resolution=128
-    )  # settled BatchNorm statistics
+    trained = create_model("yolox", variant="nano", resolution=128)  # settled BatchNorm statistics
     checkpoint = {
         "start_epoch": 300,
         "model": trained.state_dict(),
         "optimizer": {"state": {}, "param_groups": []},
     }
     torch.save(checkpoint, tmp_path / "yolox_nano.pth")
-    loaded = create_model(
-        "yolox", variant="nano", weights=tmp_path / "yolox_nano.pth", resolution=128
-    )
+    loaded = create_model("yolox", variant="nano", weights=tmp_path / "yolox_nano.pth", resolution=128)
     x = torch.rand(1, 3, 128, 128) * 255
     with torch.no_grad():
         for a, b in zip(loaded.forward_raw(x), trained.forward_raw(x)):
@@ -165,9 +149,7 @@ def test_yolov3_tiny_float_scopes_are_prediction_convs():
     assert model.extra_float_scopes == ("module_list.15", "module_list.22")
     for path in model.extra_float_scopes:
         layer = model.get_submodule(path)
-        assert list(dict(layer.named_children())) == [
-            "Conv2d"
-        ] and layer.Conv2d.kernel_size == (1, 1)
+        assert list(dict(layer.named_children())) == ["Conv2d"] and layer.Conv2d.kernel_size == (1, 1)
         assert layer.Conv2d.out_channels == 3 * (5 + 80)
 
 
@@ -232,47 +214,33 @@ def test_outputs_with_and_without_nms(name, options, resolution, anchors):
     with torch.no_grad():
         num_dets, det_boxes, det_scores, labels = model(x)
     assert num_dets.tolist() == [7, 7]
-    assert (
-        det_boxes.shape == (2, 7, 4)
-        and det_scores.shape == (2, 7)
-        and labels.shape == (2, 7)
-    )
+    assert det_boxes.shape == (2, 7, 4) and det_scores.shape == (2, 7) and labels.shape == (2, 7)
     assert labels.dtype == torch.int32 and ((labels >= 0) & (labels < 3)).all()
     # NMS keeps the best-scoring box of the whole image first.
     torch.testing.assert_close(det_scores[:, 0], scores.flatten(1).max(1).values)
 
 
 def test_yolov3_tiny_decoding():
-    model = create_model(
-        "yolov3-tiny", num_classes=2, resolution=64, settle_batchnorm=False
-    )
+    model = create_model("yolov3-tiny", num_classes=2, resolution=64, settle_batchnorm=False)
     # Zero logits: centre (0.5 + cell) · stride, size = the anchor, score σ(0)·σ(0).
     raw = (torch.zeros(1, 3 * 7, 2, 2), torch.zeros(1, 3 * 7, 4, 4))
     boxes, scores = model.decode(raw)
     assert boxes.shape == (1, 3 * 4 + 3 * 16, 4)
     torch.testing.assert_close(scores, torch.full_like(scores, 0.25))
     # First box: scale 13×13 (stride 32), anchor 3 (81×82), cell (0, 0).
-    torch.testing.assert_close(
-        boxes[0, 0], torch.tensor([16 - 40.5, 16 - 41.0, 16 + 40.5, 16 + 41.0])
-    )
+    torch.testing.assert_close(boxes[0, 0], torch.tensor([16 - 40.5, 16 - 41.0, 16 + 40.5, 16 + 41.0]))
     # Scale 1, anchor index 1 of mask 1,2,3 = anchor 2 (37×58); cell row 1, column 2 (stride 16).
     idx = 12 + 1 * 16 + 1 * 4 + 2
-    torch.testing.assert_close(
-        boxes[0, idx], torch.tensor([40 - 18.5, 24 - 29.0, 40 + 18.5, 24 + 29.0])
-    )
+    torch.testing.assert_close(boxes[0, idx], torch.tensor([40 - 18.5, 24 - 29.0, 40 + 18.5, 24 + 29.0]))
     # t_x = t_y = large: centre near the next cell's corner; t_w = log 2: twice the anchor.
     raw[0][0, 0:2] = 20.0
     raw[0][0, 2] = torch.log(torch.tensor(2.0))
     b = model.decode(raw)[0][0, 0]
-    torch.testing.assert_close(
-        b, torch.tensor([32 - 81.0, 32 - 41.0, 32 + 81.0, 32 + 41.0])
-    )
+    torch.testing.assert_close(b, torch.tensor([32 - 81.0, 32 - 41.0, 32 + 81.0, 32 + 41.0]))
 
 
 def test_yolox_decoding():
-    model = create_model(
-        "yolox", num_classes=3, resolution="64x96", settle_batchnorm=False
-    )
+    model = create_model("yolox", num_classes=3, resolution="64x96", settle_batchnorm=False)
     raw = tuple(torch.zeros(1, 4 + 1 + 3, 64 // s, 96 // s) for s in (8, 16, 32))
     raw[1][0, 0:2, 1, 2] = 0.5  # level stride 16, row 1, column 2
     raw[1][0, 2:4, 1, 2] = torch.log(torch.tensor([3.0, 2.0]))
@@ -283,12 +251,8 @@ def test_yolox_decoding():
     torch.testing.assert_close(boxes[0, 0], torch.tensor([-4.0, -4.0, 4.0, 4.0]))
     i = 96 + 1 * 6 + 2
     cx, cy, w, h = 2.5 * 16, 1.5 * 16, 3 * 16, 2 * 16
-    torch.testing.assert_close(
-        boxes[0, i], torch.tensor([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-    )
-    torch.testing.assert_close(
-        scores[0, i], torch.sigmoid(torch.tensor(10.0)) * torch.full((3,), 0.5)
-    )
+    torch.testing.assert_close(boxes[0, i], torch.tensor([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
+    torch.testing.assert_close(scores[0, i], torch.sigmoid(torch.tensor(10.0)) * torch.full((3,), 0.5))
     # Absurd size logits (an untrained net on out-of-range input) give finite corners, not NaN.
     raw[0][0, 2:4] = 1e4
     assert torch.isfinite(model.decode(raw)[0]).all()
@@ -309,12 +273,8 @@ def test_options_refused():
     with pytest.raises(InvalidOptionError, match="variant"):
         create_model("yolox", variant="m", settle_batchnorm=False)
     assert create_model("yolox-s", settle_batchnorm=False).variant == "s"
-    assert create_model(
-        "yolov3-tiny", backbone="mobilenetv2", resolution=128
-    ).backbone.channels == (96, 320)
-    assert create_model(
-        "yolov3-tiny", backbone="shufflenetv2", resolution=128
-    ).backbone.channels == (232, 464)
+    assert create_model("yolov3-tiny", backbone="mobilenetv2", resolution=128).backbone.channels == (96, 320)
+    assert create_model("yolov3-tiny", backbone="shufflenetv2", resolution=128).backbone.channels == (232, 464)
 
 
 @pytest.mark.parametrize(
@@ -322,25 +282,15 @@ def test_options_refused():
     [("yolov3-tiny", {}), ("yolov3-tiny", {"backbone": "shufflenetv2"}), ("yolox", {})],
 )
 def test_training_step_reaches_every_parameter(name, options):
-    model = create_model(
-        name, num_classes=2, resolution=64, settle_batchnorm=False, **options
-    ).train()
-    sum(
-        p.square().mean() for p in model.forward_raw(torch.randn(2, 3, 64, 64))
-    ).backward()
-    assert [
-        n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()
-    ] == []
+    model = create_model(name, num_classes=2, resolution=64, settle_batchnorm=False, **options).train()
+    sum(p.square().mean() for p in model.forward_raw(torch.randn(2, 3, 64, 64))).backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
 
 
 @pytest.mark.parametrize("name", ["yolov3-tiny", "yolox"])
 def test_checkpoint_with_other_class_count_named(name, tmp_path):
     torch.save(
-        {
-            "model": create_model(
-                name, settle_batchnorm=False, resolution=64
-            ).state_dict()
-        },
+        {"model": create_model(name, settle_batchnorm=False, resolution=64).state_dict()},
         tmp_path / "c.pth",
     )
     with pytest.raises(WeightsError, match="holds 80 classes.*--num-classes 80"):

@@ -130,16 +130,21 @@ def test_channel_shuffle_interleaves_groups():
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])
 def test_shufflenetv1_groups_every_pointwise_conv_but_the_first(groups):
     model = create_model("shufflenetv1", groups=groups, resolution=32)
-    pointwise = [m for m in model.features.modules()
-                 if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
+    pointwise = [m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)]
     assert pointwise[0].groups == 1  # Stage 2's first 1×1 conv (section 3.3 of the paper)
     assert all(conv.groups == groups for conv in pointwise[1:])
 
 
 @pytest.mark.parametrize(
     "alias,canonical",
-    [("mobilenet_v2", "mobilenetv2"), ("MobileNet-V2", "mobilenetv2"), (" MOBILENETV1 ", "mobilenetv1"),
-     ("shufflenet_v1", "shufflenetv1"), ("ShuffleNet_V2", "shufflenetv2"), ("mobilenet", "mobilenetv1")],
+    [
+        ("mobilenet_v2", "mobilenetv2"),
+        ("MobileNet-V2", "mobilenetv2"),
+        (" MOBILENETV1 ", "mobilenetv1"),
+        ("shufflenet_v1", "shufflenetv1"),
+        ("ShuffleNet_V2", "shufflenetv2"),
+        ("mobilenet", "mobilenetv1"),
+    ],
 )
 def test_forgiving_names(alias, canonical):
     assert resolve_name(alias) == canonical

@@ -9,13 +9,25 @@ from edgecv.report.markdown import render_markdown
 
 
 def _doc(model, accuracy=None):
-    row = {"artifact": "onnx-fp32", "backend": "onnxruntime", "scenario": "single-stream", "batch": 1,
-           "latency": {"count": 3, "median_ms": 1.0, "p90_ms": 1.1, "min_ms": 0.9, "max_ms": 1.2, "mean_ms": 1.0},
-           "throughput_ips": 1000.0, "samples_ms": [0.9, 1.0, 1.2]}
+    row = {
+        "artifact": "onnx-fp32",
+        "backend": "onnxruntime",
+        "scenario": "single-stream",
+        "batch": 1,
+        "latency": {"count": 3, "median_ms": 1.0, "p90_ms": 1.1, "min_ms": 0.9, "max_ms": 1.2, "mean_ms": 1.0},
+        "throughput_ips": 1000.0,
+        "samples_ms": [0.9, 1.0, 1.2],
+    }
     if accuracy:
         row["accuracy"] = accuracy
-    return {"schema": "edgecv.results/1", "target": {"path": "runs/x", "model": model}, "results": [row],
-            "settings": {}, "created": "", "edgecv_version": "0"}
+    return {
+        "schema": "edgecv.results/1",
+        "target": {"path": "runs/x", "model": model},
+        "results": [row],
+        "settings": {},
+        "created": "",
+        "edgecv_version": "0",
+    }
 
 
 def test_random_weights_say_there_is_no_accuracy_to_show():

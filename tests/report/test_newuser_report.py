@@ -99,10 +99,23 @@ def test_benchmark_notes_what_the_tensorrt_flavour_is_for(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.zeros(1, 3, 32, 32),), str(run / "model.int8.onnx"),
-                      dynamo=False, input_names=["input"], output_names=["out"])
-    record = {"name": "onnx-int8", "path": "model.int8.onnx", "backend": "onnxruntime", "precision": "int8",
-              "intended_for": "tensorrt", "batch": 1, "dynamic_batch": False}
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(run / "model.int8.onnx"),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+    )
+    record = {
+        "name": "onnx-int8",
+        "path": "model.int8.onnx",
+        "backend": "onnxruntime",
+        "precision": "int8",
+        "intended_for": "tensorrt",
+        "batch": 1,
+        "dynamic_batch": False,
+    }
     (run / "manifest.json").write_text(json.dumps({"schema": SCHEMA, "artifacts": [record], "model": {"custom": True}}))
     report = benchmark_target(run, warmup=1, iterations=3, isolate=False)
     (result,) = report.results

@@ -73,7 +73,7 @@ def test_markdown_table(results_doc, tmp_path):
     header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
     lines = md.splitlines()
     start = lines.index(header)
-    rows = lines[start + 2: start + 2 + len(results_doc["results"])]
+    rows = lines[start + 2 : start + 2 + len(results_doc["results"])]
     assert [row.split(" | ")[0].strip("| ") for row in rows] == [r["artifact"] for r in results_doc["results"]]
     int8_row = next(row for row in rows if row.startswith("| onnx-int8-cpu"))
     fidelity = next(r for r in results_doc["results"] if r["artifact"] == "onnx-int8-cpu")["fidelity"]
@@ -104,7 +104,7 @@ def test_untrusted_text_is_escaped(results_doc, tmp_path):
     assert "<script" not in html_text and "http://evil" not in parse(html_text).urls
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html_text
     md = written["report.md"].read_text()
-    assert "&lt;script&gt;alert(\"x\")&lt;/script&gt; \\| &lt;img src=http://evil/&gt;" in md
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; \\| &lt;img src=http://evil/&gt;' in md
     assert "<script" not in md and "<img" not in md
 
 
@@ -149,13 +149,25 @@ def test_comparison_ratios_against_the_first(results_doc, tmp_path):
     assert page.tables[0][0][-1] == "ratio · machine-b" and len(page.images) == 1
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 def test_html_opens_in_headless_chromium_without_console_errors(results_doc, tmp_path):
     html_path = write_report(results_doc, tmp_path)["report.html"]
     proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-         "--dump-dom", html_path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line or "Content Security Policy" in line]

@@ -124,8 +124,10 @@ class TestOnnxRuntime(RuntimeContract):
         with pytest.raises(InvalidOptionError, match="device"):
             load(static_run / "model.onnx", device="tpu")
 
-    @pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
-                        reason="this onnxruntime build has CUDA")
+    @pytest.mark.skipif(
+        "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+        reason="this onnxruntime build has CUDA",
+    )
     def test_cuda_without_gpu_build_names_the_package(self, static_run):
         with pytest.raises(BackendUnavailableError, match="pip install onnxruntime-gpu"):
             load(static_run / "model.onnx", device="cuda")
@@ -214,7 +216,9 @@ class TestTorch(RuntimeContract):
     def test_weights_file_needs_its_model(self, static_run):
         with pytest.raises(InvalidOptionError, match="model='mobilenetv2'"):
             load(static_run / "weights.pth")
-        with load(static_run / "weights.pth", model="mobilenetv2", width_mult=0.35, resolution=64, num_classes=10) as rt:
+        with load(
+            static_run / "weights.pth", model="mobilenetv2", width_mult=0.35, resolution=64, num_classes=10
+        ) as rt:
             x = random_batch(1)
             np.testing.assert_allclose(rt(x)["logits"], torch_logits(static_run, x), atol=1e-6)
 
@@ -244,8 +248,14 @@ class TestTensorRT(RuntimeContract):
         from edgecv.export.tensorrt import build_engine, write_sidecar
 
         path = tmp_path_factory.mktemp("trt") / "model.fp32.engine"
-        info = build_engine(static_run / "model.onnx", path, precision="fp32", input_name="input",
-                            input_shape=(1, 3, RESOLUTION, RESOLUTION), dynamic_batch=False)
+        info = build_engine(
+            static_run / "model.onnx",
+            path,
+            precision="fp32",
+            input_name="input",
+            input_shape=(1, 3, RESOLUTION, RESOLUTION),
+            dynamic_batch=False,
+        )
         write_sidecar(path, info)
         return path
 

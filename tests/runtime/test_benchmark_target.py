@@ -72,7 +72,10 @@ def test_isolated_run_reports_each_artifacts_own_peak(dynamic_run):
         # A fresh interpreter with one backend stays below this process, which has torch and both
         # backends loaded; a peak inherited from the parent (getrusage across exec) would not. Relative,
         # because absolute sizes differ between library versions and machines.
-        assert memory["rss_before_load_mb"] < memory["rss_loaded_mb"] <= memory["peak_rss_mb"] < parent, (memory, parent)
+        assert memory["rss_before_load_mb"] < memory["rss_loaded_mb"] <= memory["peak_rss_mb"] < parent, (
+            memory,
+            parent,
+        )
 
 
 def test_batch_sweep_on_dynamic_artifacts(dynamic_run):
@@ -119,8 +122,14 @@ def test_unknown_backend_in_manifest_is_skipped(tmp_path, static_run):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
 def test_engine_in_a_run_folder_is_skipped_without_tensorrt(tmp_path, static_run):
-    run = with_extra_artifact(static_run, tmp_path, name="tensorrt-fp16", backend="tensorrt",
-                              path="tensorrt/model.fp16.engine", format="tensorrt")
+    run = with_extra_artifact(
+        static_run,
+        tmp_path,
+        name="tensorrt-fp16",
+        backend="tensorrt",
+        path="tensorrt/model.fp16.engine",
+        format="tensorrt",
+    )
     (run / "tensorrt").mkdir()
     (run / "tensorrt" / "model.fp16.engine").write_bytes(b"\0")
     report = benchmark_target(run, isolate=False, **QUICK)
@@ -157,8 +166,15 @@ def test_tensorrt_engine_without_tensorrt(tmp_path):
 def test_fp16_weights_computed_in_fp32_are_explained(tmp_path, static_run):
     import openvino as ov
 
-    run = with_extra_artifact(static_run, tmp_path, name="openvino-fp16", backend="openvino", format="openvino",
-                              precision="fp16", path="openvino/model.fp16.xml")
+    run = with_extra_artifact(
+        static_run,
+        tmp_path,
+        name="openvino-fp16",
+        backend="openvino",
+        format="openvino",
+        precision="fp16",
+        path="openvino/model.fp16.xml",
+    )
     model = ov.Core().read_model(str(run / "openvino" / "model.xml"))
     ov.save_model(model, str(run / "openvino" / "model.fp16.xml"), compress_to_fp16=True)
     report = benchmark_target(run, backends=["openvino"], precision="f32", isolate=False, **QUICK)

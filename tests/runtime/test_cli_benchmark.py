@@ -15,8 +15,18 @@ QUICK = ("--warmup", "1", "--iterations", "5")
 
 
 def test_benchmark_writes_report_and_json(dynamic_run, tmp_path):
-    proc = run_cli("benchmark", dynamic_run, "--backend", "onnxruntime", "--batch", "1,2", *QUICK,
-                   "--report", tmp_path / "report", "--json")
+    proc = run_cli(
+        "benchmark",
+        dynamic_run,
+        "--backend",
+        "onnxruntime",
+        "--batch",
+        "1,2",
+        *QUICK,
+        "--report",
+        tmp_path / "report",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["schema"] == "edgecv.results/1"
@@ -37,30 +47,34 @@ def test_report_compares_runs(static_run, tmp_path):
     first = run_cli("benchmark", static_run / "model.onnx", *QUICK, "--report", tmp_path / "a")
     second = run_cli("benchmark", static_run / "model.onnx", *QUICK, "--report", tmp_path / "b")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    proc = run_cli("report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json",
-                   "--out", tmp_path / "cmp", "--json")
+    proc = run_cli(
+        "report", tmp_path / "a" / "results.json", tmp_path / "b" / "results.json", "--out", tmp_path / "cmp", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     comparison = json.loads(proc.stdout)
     assert comparison["baseline"] == "a" and comparison["rows"][0]["ratios"][0] == 1.0
     assert (tmp_path / "cmp" / "comparison.html").is_file()
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (("benchmark", "{tmp}/absent.onnx"), ("does not exist",)),
-    (("benchmark", "{tmp}/notes.txt"), ("unknown artifact kind", ".onnx → onnxruntime")),
-    (("benchmark", "{static}", "--batch", "1,4", *QUICK), ("static batch of 1", "--dynamic-batch")),
-    (("benchmark", "{static}/model.onnx", "--batch", "4", *QUICK), ("model.onnx has a static batch of 1",)),
-    # Outside a run folder the batch is only known once loaded: the error comes from the worker.
-    (("benchmark", "{tmp}/loose.onnx", "--batch", "4", *QUICK), ("takes only batch 1, asked for batch 4",)),
-    (("benchmark", "{static}", "--batch", "two"), ("--batch takes positive integers",)),
-    (("benchmark", "{static}", "--scenario", "server"), ("scenario must be one of",)),
-    (("benchmark", "{static}", "--iterations", "5", "--duration", "1"), ("not both",)),
-    (("benchmark", "{static}", "--precision", "fp8"), ("unknown precision",)),
-    (("benchmark", "{static}", "--threads", "x"), ("--threads must be an integer",)),
-    (("benchmark", "{static}", "--backend", "tflite"), ("unknown backend 'tflite'",)),
-    (("report", "{tmp}/absent.json"), ("does not exist",)),
-    (("report", "{static}/manifest.json"), ("this edgecv reads edgecv.results/1",)),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("benchmark", "{tmp}/absent.onnx"), ("does not exist",)),
+        (("benchmark", "{tmp}/notes.txt"), ("unknown artifact kind", ".onnx → onnxruntime")),
+        (("benchmark", "{static}", "--batch", "1,4", *QUICK), ("static batch of 1", "--dynamic-batch")),
+        (("benchmark", "{static}/model.onnx", "--batch", "4", *QUICK), ("model.onnx has a static batch of 1",)),
+        # Outside a run folder the batch is only known once loaded: the error comes from the worker.
+        (("benchmark", "{tmp}/loose.onnx", "--batch", "4", *QUICK), ("takes only batch 1, asked for batch 4",)),
+        (("benchmark", "{static}", "--batch", "two"), ("--batch takes positive integers",)),
+        (("benchmark", "{static}", "--scenario", "server"), ("scenario must be one of",)),
+        (("benchmark", "{static}", "--iterations", "5", "--duration", "1"), ("not both",)),
+        (("benchmark", "{static}", "--precision", "fp8"), ("unknown precision",)),
+        (("benchmark", "{static}", "--threads", "x"), ("--threads must be an integer",)),
+        (("benchmark", "{static}", "--backend", "tflite"), ("unknown backend 'tflite'",)),
+        (("report", "{tmp}/absent.json"), ("does not exist",)),
+        (("report", "{static}/manifest.json"), ("this edgecv reads edgecv.results/1",)),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(args, fragments, static_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     shutil.copy(static_run / "model.onnx", tmp_path / "loose.onnx")

@@ -58,23 +58,29 @@ def test_single_sample():
 
 def test_time_calls_reads_the_clock_twice_per_call_and_never_in_warmup():
     calls = []
-    samples, first_ms = time_calls(lambda: calls.append(1), BenchSettings(warmup=3, iterations=4),
-                                   clock=fake_clock([2, 4, 6, 8]))
+    samples, first_ms = time_calls(
+        lambda: calls.append(1), BenchSettings(warmup=3, iterations=4), clock=fake_clock([2, 4, 6, 8])
+    )
     assert samples == [2 * MS, 4 * MS, 6 * MS, 8 * MS]
     assert len(calls) == 7 and first_ms is not None
 
 
 def test_duration_stops_once_the_budget_is_spent():
     # Each call takes 3 ms plus a 2 ms gap: ends at 3, 8, 13, 18, 23 ms; a 20 ms budget stops after the 5th.
-    samples, first_ms = time_calls(lambda: None, BenchSettings(warmup=0, duration=0.020),
-                                   clock=fake_clock(itertools.repeat(3, 10), gap_ms=2))
+    samples, first_ms = time_calls(
+        lambda: None, BenchSettings(warmup=0, duration=0.020), clock=fake_clock(itertools.repeat(3, 10), gap_ms=2)
+    )
     assert samples == [3 * MS] * 5 and first_ms is None
 
 
 def test_progress_reaches_one():
     seen = []
-    time_calls(lambda: None, BenchSettings(warmup=0, iterations=30),
-               clock=fake_clock([50] * 30), progress=lambda done, fraction: seen.append((done, fraction)))
+    time_calls(
+        lambda: None,
+        BenchSettings(warmup=0, iterations=30),
+        clock=fake_clock([50] * 30),
+        progress=lambda done, fraction: seen.append((done, fraction)),
+    )
     assert seen[-1] == (30, 1.0)
     assert all(0 < f <= 1 for _, f in seen) and len(seen) < 30
 
@@ -103,13 +109,16 @@ def test_static_artifact_refuses_another_batch(static_run):
         benchmark(static_run / "model.onnx", iterations=1, batch=8)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"iterations": 5, "duration": 1.0}, "not both"),
-    ({"iterations": 0}, "iterations"),
-    ({"duration": -1.0}, "duration"),
-    ({"warmup": -1}, "warmup"),
-    ({"scenario": "server"}, "scenario must be one of single-stream, offline"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"iterations": 5, "duration": 1.0}, "not both"),
+        ({"iterations": 0}, "iterations"),
+        ({"duration": -1.0}, "duration"),
+        ({"warmup": -1}, "warmup"),
+        ({"scenario": "server"}, "scenario must be one of single-stream, offline"),
+    ],
+)
 def test_bad_loop_settings(kwargs, message):
     with pytest.raises(InvalidOptionError, match=message):
         BenchSettings(**kwargs)

@@ -93,11 +93,24 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
 
     trt.DataType = DataType
     trt.float32, trt.float16, trt.int8, trt.int32, trt.bool, trt.uint8, trt.int64, trt.bfloat16 = (
-        DataType.FLOAT, DataType.HALF, DataType.INT8, DataType.INT32, DataType.BOOL, DataType.UINT8,
-        DataType.INT64, DataType.BF16,
+        DataType.FLOAT,
+        DataType.HALF,
+        DataType.INT8,
+        DataType.INT32,
+        DataType.BOOL,
+        DataType.UINT8,
+        DataType.INT64,
+        DataType.BF16,
     )
-    _np = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.INT32: np.int32,
-           DataType.BOOL: np.bool_, DataType.UINT8: np.uint8, DataType.INT64: np.int64}
+    _np = {
+        DataType.FLOAT: np.float32,
+        DataType.HALF: np.float16,
+        DataType.INT8: np.int8,
+        DataType.INT32: np.int32,
+        DataType.BOOL: np.bool_,
+        DataType.UINT8: np.uint8,
+        DataType.INT64: np.int64,
+    }
 
     def nptype(dt):
         _check(dt, DataType, "nptype()")
@@ -106,23 +119,62 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
     trt.nptype = nptype
 
     # Members per major, from pyCore.cpp of each release (see the module doc).
-    common_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS", "SAFETY_SCOPE",
-                    "DIRECT_IO", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "ERROR_ON_TIMING_CACHE_MISS",
-                    "DISABLE_COMPILATION_CACHE", "STRIP_PLAN", "REFIT_IDENTICAL", "WEIGHT_STREAMING", "REFIT_INDIVIDUAL"]
-    weak_typing_flags = ["FP16", "BF16", "INT8", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS",
-                         "PREFER_PRECISION_CONSTRAINTS", "REJECT_EMPTY_ALGORITHMS", "WEIGHTLESS"]
-    flags = (weak_typing_flags + common_flags) if major == 10 else (common_flags + ["EDITABLE_TIMING_CACHE", "STRICT_NANS", "MONITOR_MEMORY"])
+    common_flags = [
+        "DEBUG",
+        "GPU_FALLBACK",
+        "REFIT",
+        "DISABLE_TIMING_CACHE",
+        "TF32",
+        "SPARSE_WEIGHTS",
+        "SAFETY_SCOPE",
+        "DIRECT_IO",
+        "VERSION_COMPATIBLE",
+        "EXCLUDE_LEAN_RUNTIME",
+        "ERROR_ON_TIMING_CACHE_MISS",
+        "DISABLE_COMPILATION_CACHE",
+        "STRIP_PLAN",
+        "REFIT_IDENTICAL",
+        "WEIGHT_STREAMING",
+        "REFIT_INDIVIDUAL",
+    ]
+    weak_typing_flags = [
+        "FP16",
+        "BF16",
+        "INT8",
+        "FP8",
+        "INT4",
+        "OBEY_PRECISION_CONSTRAINTS",
+        "PREFER_PRECISION_CONSTRAINTS",
+        "REJECT_EMPTY_ALGORITHMS",
+        "WEIGHTLESS",
+    ]
+    flags = (
+        (weak_typing_flags + common_flags)
+        if major == 10
+        else (common_flags + ["EDITABLE_TIMING_CACHE", "STRICT_NANS", "MONITOR_MEMORY"])
+    )
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", {name: i for i, name in enumerate(flags)})
     if major == 10:
         trt.NetworkDefinitionCreationFlag = enum.IntEnum(
-            "NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1,
-                                              "PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3})
+            "NetworkDefinitionCreationFlag",
+            {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3},
+        )
     else:
         trt.NetworkDefinitionCreationFlag = enum.IntEnum(
-            "NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1,
-                                              "PREFER_AOT_PYTHON_PLUGINS": 2})
-    trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1, "DLA_LOCAL_DRAM": 2,
-                                                         "DLA_GLOBAL_DRAM": 3, "TACTIC_DRAM": 4, "TACTIC_SHARED_MEMORY": 5})
+            "NetworkDefinitionCreationFlag",
+            {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2},
+        )
+    trt.MemoryPoolType = enum.IntEnum(
+        "MemoryPoolType",
+        {
+            "WORKSPACE": 0,
+            "DLA_MANAGED_SRAM": 1,
+            "DLA_LOCAL_DRAM": 2,
+            "DLA_GLOBAL_DRAM": 3,
+            "TACTIC_DRAM": 4,
+            "TACTIC_SHARED_MEMORY": 5,
+        },
+    )
     trt.DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
     trt.TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
 
@@ -204,13 +256,22 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             self.network.source = path
             for node in model.graph.node:
                 if node.op_type in self.UNSUPPORTED:
-                    self.errors.append(f"In node {node.name} (importFallbackPluginImporter): UNSUPPORTED_NODE: "
-                                       f"Could not find a plugin for {node.op_type}")
+                    self.errors.append(
+                        f"In node {node.name} (importFallbackPluginImporter): UNSUPPORTED_NODE: "
+                        f"Could not find a plugin for {node.op_type}"
+                    )
             if self.errors:
                 return False
             init = {t.name for t in model.graph.initializer}
-            onnx_to_trt = {1: DataType.FLOAT, 10: DataType.HALF, 3: DataType.INT8, 6: DataType.INT32, 7: DataType.INT64,
-                           9: DataType.BOOL, 2: DataType.UINT8}
+            onnx_to_trt = {
+                1: DataType.FLOAT,
+                10: DataType.HALF,
+                3: DataType.INT8,
+                6: DataType.INT32,
+                7: DataType.INT64,
+                9: DataType.BOOL,
+                2: DataType.UINT8,
+            }
 
             def dims(vi):
                 return [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
@@ -334,6 +395,7 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             self._device_type = value
 
     if major == 10:
+
         class IBuilderConfig10(IBuilderConfig):
             __slots__ = ("_calibrator",)
 
@@ -359,12 +421,17 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
 
     def _plan(network, config) -> bytes:
         header = {
-            "version": version, "gpu": gpu["name"], "cc": f"{gpu['major']}.{gpu['minor']}",
-            "strongly_typed": network.strongly_typed, "flags": sorted(config.flags),
+            "version": version,
+            "gpu": gpu["name"],
+            "cc": f"{gpu['major']}.{gpu['minor']}",
+            "strongly_typed": network.strongly_typed,
+            "flags": sorted(config.flags),
             "inputs": [[t.name, list(t.shape), int(t.dtype)] for t in network.inputs],
             "outputs": [[t.name, list(t.shape), int(t.dtype)] for t in network.outputs],
             "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
-            "device": config.default_device_type.name, "dla_core": config.DLA_core, "source": network.source,
+            "device": config.default_device_type.name,
+            "dla_core": config.DLA_core,
+            "source": network.source,
         }
         return PLAN_MAGIC + json.dumps(header).encode()
 
@@ -380,8 +447,12 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
         def create_network(self, flags=0):
             _check(flags, int, "create_network()")
             if major == 11 and flags & (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)):
-                warnings.warn("NetworkDefinitionCreationFlag.STRONGLY_TYPED is deprecated in TensorRT 11 "
-                              "(strongly typed is always on)", DeprecationWarning, stacklevel=2)
+                warnings.warn(
+                    "NetworkDefinitionCreationFlag.STRONGLY_TYPED is deprecated in TensorRT 11 "
+                    "(strongly typed is always on)",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
             rec("create_network", flags)
             return INetworkDefinition(flags)
 
@@ -399,13 +470,19 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             precision_flags = {"FP16", "INT8", "BF16", "FP8", "INT4"} & config.flags
             if network.strongly_typed and precision_flags:
                 # TensorRT's developer guide (Strong Typing): precision flags are not allowed.
-                self.logger.log(Logger.ERROR, f"precision flags {sorted(precision_flags)} set on a strongly typed network")
+                self.logger.log(
+                    Logger.ERROR, f"precision flags {sorted(precision_flags)} set on a strongly typed network"
+                )
                 return None
             if any(-1 in t.shape for t in network.inputs) and not config.profiles:
-                self.logger.log(Logger.ERROR, "Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                self.logger.log(
+                    Logger.ERROR, "Network has dynamic or shape inputs, but no optimization profile has been defined."
+                )
                 return None
             if config.default_device_type == trt.DeviceType.DLA and not (0 <= config.DLA_core < gpu["dla_cores"]):
-                self.logger.log(Logger.ERROR, f"DLA core {config.DLA_core} asked for; this device has {gpu['dla_cores']}")
+                self.logger.log(
+                    Logger.ERROR, f"DLA core {config.DLA_core} asked for; this device has {gpu['dla_cores']}"
+                )
                 return None
             if config.timing_cache is not None:
                 config.timing_cache.entries[network.source or "network"] = len(config.timing_cache.entries) + 1
@@ -496,7 +573,9 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
         def execute_async_v3(self, stream_handle):
             _check(stream_handle, int, "execute_async_v3()")
             rec("execute_async_v3")
-            inputs = {n: self._view(n, dt).copy() for n, _, dt, mode in self.engine.tensors if mode == trt.TensorIOMode.INPUT}
+            inputs = {
+                n: self._view(n, dt).copy() for n, _, dt, mode in self.engine.tensors if mode == trt.TensorIOMode.INPUT
+            }
             outputs = [(n, dt) for n, _, dt, mode in self.engine.tensors if mode == trt.TensorIOMode.OUTPUT]
             session = self._session()
             if session is not None:
@@ -522,7 +601,7 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             if not blob.startswith(PLAN_MAGIC):
                 self.logger.log(Logger.ERROR, "Magic tag does not match")
                 return None
-            header = json.loads(blob[len(PLAN_MAGIC):].decode())
+            header = json.loads(blob[len(PLAN_MAGIC) :].decode())
             if header["version"] != version:
                 self.logger.log(Logger.ERROR, "The engine plan file is not compatible with this version of TensorRT")
                 return None
@@ -540,8 +619,9 @@ def make_cuda(gpu: dict[str, Any] | None = None, record: Recorder | None = None)
     gpu = {**DEFAULT_GPU, **(gpu or {})}
     rec = record or Recorder()
     cudart = types.ModuleType("cuda.bindings.runtime")
-    cudart.cudaError_t = enum.IntEnum("cudaError_t", {"cudaSuccess": 0, "cudaErrorNoDevice": 100,
-                                                      "cudaErrorInvalidDevice": 101})
+    cudart.cudaError_t = enum.IntEnum(
+        "cudaError_t", {"cudaSuccess": 0, "cudaErrorNoDevice": 100, "cudaErrorInvalidDevice": 101}
+    )
     cudart.cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", {"cudaMemcpyHostToDevice": 1, "cudaMemcpyDeviceToHost": 2})
     ok = cudart.cudaError_t.cudaSuccess
     buffers: dict[int, Any] = {}
@@ -556,14 +636,21 @@ def make_cuda(gpu: dict[str, Any] | None = None, record: Recorder | None = None)
         return (ok,)
 
     cudart.cudaGetErrorName = lambda err: (ok, cudart.cudaError_t(err).name.encode())
-    cudart.cudaGetDeviceCount = lambda: (ok, gpu["count"]) if gpu["count"] else (cudart.cudaError_t.cudaErrorNoDevice, 0)
+    cudart.cudaGetDeviceCount = lambda: (
+        (ok, gpu["count"]) if gpu["count"] else (cudart.cudaError_t.cudaErrorNoDevice, 0)
+    )
     cudart.cudaSetDevice = lambda i: (ok,) if i < gpu["count"] else (cudart.cudaError_t.cudaErrorInvalidDevice,)
 
     def props(index):
         if index >= gpu["count"]:
             return cudart.cudaError_t.cudaErrorInvalidDevice, None
-        return ok, types.SimpleNamespace(name=gpu["name"].encode(), major=gpu["major"], minor=gpu["minor"],
-                                         totalGlobalMem=8 << 30, multiProcessorCount=16)
+        return ok, types.SimpleNamespace(
+            name=gpu["name"].encode(),
+            major=gpu["major"],
+            minor=gpu["minor"],
+            totalGlobalMem=8 << 30,
+            multiProcessorCount=16,
+        )
 
     cudart.cudaGetDeviceProperties = props
     cudart.cudaDriverGetVersion = lambda: (ok, 12060)
@@ -598,8 +685,12 @@ def modules(version: str = "10.3.0", gpu: dict[str, Any] | None = None) -> dict[
 
     rec = Recorder()
     cuda = make_cuda(gpu, rec)
-    found = {"tensorrt": make_tensorrt(version, gpu, rec), "cuda": cuda, "cuda.bindings": cuda.bindings,
-             "cuda.bindings.runtime": cuda.bindings.runtime}
+    found = {
+        "tensorrt": make_tensorrt(version, gpu, rec),
+        "cuda": cuda,
+        "cuda.bindings": cuda.bindings,
+        "cuda.bindings.runtime": cuda.bindings.runtime,
+    }
     for name, module in found.items():
         # importlib.util.find_spec (edgecv's "is it installed?") reads a module's __spec__.
         module.__spec__ = importlib.machinery.ModuleSpec(name, None, origin=__file__, is_package=name != "tensorrt")
