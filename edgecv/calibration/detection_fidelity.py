@@ -121,7 +121,7 @@ class DetectionFidelity:
     in_sample: bool
     fp32_detections: int
     int8_detections: int
-    reproduced: float | None  # share of FP32 detections the INT8 artifact reproduces
+    reproduced: float | None  # share of (confident) FP32 detections the INT8 artifact reproduces
     map: float | None  # mAP@[.5:.95] with FP32 detections as ground truth
     map50: float | None
 
@@ -132,6 +132,7 @@ class DetectionFidelity:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["kind"] = "detection"
+        d["ground_truth"] = f"FP32 detections scoring ≥ {GROUND_TRUTH_MIN_SCORE}"
         d["collapsed"] = self.collapsed
         if self.collapsed:
             d["hint"] = (
@@ -141,13 +142,31 @@ class DetectionFidelity:
         return d
 
 
+# FP32 detections below this score are not ground truth for fidelity: at an evaluation threshold
+# (0.001) thousands of near-zero boxes reorder under any noise and would drown the confident ones.
+GROUND_TRUTH_MIN_SCORE = 0.25
+
+
 def compare_detections(
-    reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], *, artifact: str, in_sample: bool = False
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    *,
+    artifact: str,
+    in_sample: bool = False,
+    min_score: float = GROUND_TRUTH_MIN_SCORE,
 ) -> DetectionFidelity:
-    ref, got = detections_of(reference), detections_of(actual)
+    """The FP32 detections scoring at least ``min_score`` are the ground truth. mAP ranks every INT8
+    detection by its score; "reproduced" counts the ground truth matched by INT8 detections that
+    pass the same score, as a deployment threshold would."""
+
+    def confident(dets):
+        return [(b[s >= min_score], s[s >= min_score], lab[s >= min_score]) for b, s, lab in dets]
+
+    ref, got = confident(detections_of(reference)), detections_of(actual)
+    got_confident = confident(got)
     n_ref = sum(len(r[0]) for r in ref)
-    n_got = sum(len(g[0]) for g in got)
-    hits = sum(len(match_detections(r, g)) for r, g in zip(ref, got))
+    n_got = sum(len(g[0]) for g in got_confident)
+    hits = sum(len(match_detections(r, g)) for r, g in zip(ref, got_confident))
     m, m50 = coco_map_against(ref, got)
     return DetectionFidelity(
         artifact=artifact,

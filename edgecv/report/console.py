@@ -26,7 +26,11 @@ def results_table(doc: dict[str, Any]) -> Table:
     columns, rows = results_columns(doc["results"])
     for key, header in columns:
         table.add_column(
-            header, justify="right" if key in NUMERIC else "left", no_wrap=key not in ("fidelity", "intended_for")
+            header,
+            justify="right" if key in NUMERIC else "left",
+            no_wrap=key not in ("fidelity", "intended_for"),
+            # wrapped, but never to a letter a line: "built for" explains a slow row in a few words
+            min_width=14 if key in ("fidelity", "intended_for") else None,
         )
     for row in rows:
         table.add_row(*(Text(row[k]) for k, _ in columns))

@@ -61,7 +61,7 @@ def built_for(result: dict[str, Any]) -> str:
     if intended == backend or backend == "torch":
         return str(intended)
     if intended == "tensorrt" and backend == "onnxruntime":
-        return "tensorrt (this INT8 flavour is slow in ONNX Runtime on CPUs; see notes)"
+        return "tensorrt (slow in ONNX Runtime, see notes)"
     return f"{intended} (timed in {backend})"
 
 
@@ -69,6 +69,14 @@ def fidelity_label(fidelity: dict[str, Any] | None) -> str:
     if not fidelity:
         return DASH
     parts = []
+    if fidelity.get("kind") == "detection":
+        # a detector's INT8 fidelity: mAP against the FP32 artifact's detections, and the share kept
+        if fidelity.get("map") is not None:
+            parts.append(f"mAP vs FP32 {fidelity['map']:.3f}")
+        if fidelity.get("reproduced") is not None:
+            parts.append(f"{fidelity['reproduced']:.0%} kept")
+        if fidelity.get("collapsed"):
+            parts.append("COLLAPSED: run --sensitivity")
     if fidelity.get("top1_agreement") is not None:
         parts.append(f"top-1 {fidelity['top1_agreement']:.1%}")
     if fidelity.get("sqnr_db") is not None:

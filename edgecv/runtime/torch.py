@@ -21,7 +21,17 @@ from edgecv.models.spec import InputSpec
 from .base import Runtime, TensorInfo, require_file
 
 # Manifest "model" keys that describe the export rather than being create_model arguments.
-_MANIFEST_ONLY_KEYS = {"weights_sha256", "random_weights", "custom", "class", "state_sha256"}
+_MANIFEST_ONLY_KEYS = {
+    "weights_sha256",
+    "random_weights",
+    "custom",
+    "class",
+    "state_sha256",
+    # detectors: what the manifest records about the task rather than how to build the model
+    "task",
+    "background_class",
+    "float_scopes",
+}
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -47,6 +57,11 @@ def model_from_manifest(run_dir: Path) -> tuple[nn.Module, InputSpec, str]:
     if not name:
         raise ArtifactError(f"the manifest in {run_dir} names no model")
     kwargs = {k: v for k, v in info.items() if k not in _MANIFEST_ONLY_KEYS}
+    if isinstance(kwargs.get("postprocess"), dict):
+        from edgecv.models.detection import DetectionOptions
+
+        # the baked thresholds, so the PyTorch baseline runs the post-processing the artifacts run
+        kwargs["postprocess"] = DetectionOptions.from_dict(kwargs["postprocess"])
     model = create_model(name, **kwargs)
     spec = InputSpec.from_dict(manifest["input_spec"]) if manifest.get("input_spec") else model.input_spec
     return model, spec, name

@@ -240,8 +240,11 @@ def test_forward_with_and_without_nms(ssdlite):
 
 
 def test_detections_are_found_and_pre_nms_topk_defaults_to_torchvisions(ssd300):
-    assert ssd300.detection_options.pre_nms_topk == 400
-    assert create_model("ssdlite", settle_batchnorm=False).detection_options.pre_nms_topk == 300
+    low = DetectionOptions(conf_thres=0.001)  # COCO-style evaluation: torchvision's per-class bound
+    assert create_model("ssd300", settle_batchnorm=False, postprocess=low).detection_options.pre_nms_topk == 400
+    assert create_model("ssdlite", settle_batchnorm=False, postprocess=low).detection_options.pre_nms_topk == 300
+    # at a deployment threshold the threshold bounds the candidates; the TopK would cost more than NMS
+    assert create_model("ssdlite", settle_batchnorm=False).detection_options.pre_nms_topk is None
     keep_all = create_model("ssdlite", settle_batchnorm=False, postprocess=DetectionOptions(pre_nms_topk=50))
     assert keep_all.detection_options.pre_nms_topk == 50
     assert keep_all.model_config["postprocess"]["pre_nms_topk"] == 50
