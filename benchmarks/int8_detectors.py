@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_zoo import FLAGS, THREADS, ENGINES, openvino_engine, ort_engine, ratio  # noqa: E402
+from int8_zoo import ENGINES, FLAGS, THREADS, openvino_engine, ort_engine, ratio  # noqa: E402
 
 MODELS = {"ssdlite": [], "yolox": ["--variant", "nano"], "yolov3-tiny": []}
 
