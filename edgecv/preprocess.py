@@ -171,9 +171,19 @@ def sample_photos(names: tuple[str, ...] = SAMPLE_PHOTOS) -> list[np.ndarray]:
     return photos
 
 
+def wrapped_batches(count: int, batch: int) -> list[list[int]]:
+    """Indices of ``count`` samples in batches of ``batch``; the last batch is filled up with the first
+    samples again, because a graph with a fixed batch dimension accepts no other size (and a repeat
+    changes no calibration range, no comparison)."""
+    if count <= 0:
+        return []
+    return [[(start + k) % count for k in range(batch)] for start in range(0, count, batch)]
+
+
 def photo_batch(spec: InputSpec, batch: int) -> np.ndarray | None:
     """``batch`` sample photographs preprocessed for ``spec`` (cycled), or None without any."""
     photos = [preprocess(p, spec) for p in sample_photos()]
     if not photos:
         return None
-    return np.ascontiguousarray(np.stack([photos[i % len(photos)] for i in range(batch)]), dtype=np.float32)
+    first = wrapped_batches(len(photos), batch)[0]
+    return np.ascontiguousarray(np.stack([photos[i] for i in first]), dtype=np.float32)

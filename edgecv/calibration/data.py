@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecv.errors import CalibrationDataError
 from edgecv.models.spec import InputSpec
+from edgecv.preprocess import wrapped_batches
 
 from . import sources
 from .sources import ARRAY_SUFFIXES, Sample
@@ -115,9 +116,7 @@ class SampleSet(Sequence):
         """(B, C, H, W) batches; the last one is filled up with the first inputs again, because an
         exported graph with a fixed batch dimension accepts no other size (duplicates change no
         range)."""
-        n = len(self)
-        for start in range(0, n, batch_size):
-            idx = [(start + k) % n for k in range(batch_size)]
+        for idx in wrapped_batches(len(self), batch_size):
             yield np.stack([self[i] for i in idx])
 
     def array(self) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import target_cpu
+from edgecv.preprocess import wrapped_batches
 
 
 def openvino_names_for(onnx_nodes: Sequence[str], ov_model) -> tuple[list[str], list[str]]:
@@ -73,11 +74,12 @@ def quantize_openvino(
     model = ov.Core().read_model(str(fp32_xml))
     batch_dim = model.inputs[0].get_partial_shape()[0]
     batch = batch_dim.get_length() if batch_dim.is_static else 1
-    n_batches = max(1, len(samples) // batch)
+    groups = wrapped_batches(len(samples), batch) or [[]]
+    n_batches = len(groups)
 
     def batches():
-        for b in range(n_batches):
-            yield np.stack([samples[(b * batch + k) % len(samples)] for k in range(batch)])
+        for idx in groups:
+            yield np.stack([samples[i] for i in idx])
 
     kwargs: dict[str, Any] = {
         "subset_size": n_batches,

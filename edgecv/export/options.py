@@ -6,14 +6,18 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgecv.calibration.ranges import CALIB_METHODS as _CALIBRATION_METHODS
+from edgecv.calibration.ranges import DEFAULT_METHOD as DEFAULT_CALIB_METHOD
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import TARGET_CPUS
+from edgecv.runtime.registry import BACKENDS as RUNTIME_BACKENDS
 
 from .onnx_export import validate_export_options
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt")
-CALIB_METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_CALIB_METHOD = "percentile"
+# One list of each: the engines export builds are the runtime's backends but PyTorch; the
+# calibration methods are calibration's.
+BACKENDS = tuple(name for name in RUNTIME_BACKENDS if name != "torch")
+CALIB_METHODS = tuple(_CALIBRATION_METHODS)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from torch import nn
 
 from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
-from edgecv.preprocess import preprocess, sample_photos
+from edgecv.preprocess import preprocess, sample_photos, wrapped_batches
 
 
 @dataclass
@@ -31,14 +31,11 @@ def verification_inputs(
     desc = f"{len(noise)} random + {len(photos)} photographs"
     if dynamic_batch:
         # Every sample alone, and one batch of 4, so both batch sizes are exercised.
-        four = np.stack([samples[i % len(samples)] for i in range(4)])
+        four = np.stack([samples[i] for i in wrapped_batches(len(samples), 4)[0]])
         batches = [s[None] for s in samples] + [four]
         desc += ", batch 1 and 4"
     else:
-        batches = []
-        for start in range(0, len(samples), batch):
-            chunk = [samples[(start + i) % len(samples)] for i in range(batch)]
-            batches.append(np.stack(chunk))
+        batches = [np.stack([samples[i] for i in idx]) for idx in wrapped_batches(len(samples), batch)]
         desc += f", batch {batch}"
     return VerificationInputs([np.ascontiguousarray(b, dtype=np.float32) for b in batches], desc)
 
