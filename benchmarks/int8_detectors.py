@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from int8_zoo import ENGINES, FLAGS, THREADS, openvino_engine, ort_engine, ratio  # noqa: E402
+from int8_zoo import FLAGS, THREADS, engines_in, interleaved, ort_engine, ratio  # noqa: E402
 
 MODELS = {"ssdlite": [], "yolox": ["--variant", "nano"], "yolov3-tiny": []}
 
@@ -41,23 +39,6 @@ def export(name: str, extra: list[str], out: Path, conf: float | None) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[3:])} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     return time.perf_counter() - start
-
-
-def timed(engines: dict[str, Any], x, rounds: int, iterations: int, warmup: int) -> dict[str, float]:
-    for call in engines.values():
-        for _ in range(warmup):
-            call(x)
-    per_round: dict[str, list[float]] = {k: [] for k in engines}
-    order = list(engines)
-    for r in range(rounds):
-        for key in order[r % len(order) :] + order[: r % len(order)]:
-            samples = []
-            for _ in range(iterations):
-                start = time.perf_counter()
-                engines[key](x)
-                samples.append(time.perf_counter() - start)
-            per_round[key].append(statistics.median(samples) * 1e3)
-    return {k: statistics.median(v) for k, v in per_round.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             export(name, ["--no-nms", "--backend", "onnxruntime"], raw, None)
             spec = input_spec_of(run / "model.onnx")
             x = photo_batch(spec, 1)
-            engines = {}
-            for key, rel in ENGINES:
-                path = run / rel
-                if path.is_file():
-                    engines[key] = (openvino_engine if path.suffix == ".xml" else ort_engine)(path, args.threads)
+            engines = engines_in(run, args.threads)
             engines["ort_fp32_no_nms"] = ort_engine(raw / "model.onnx", args.threads)
-            ms = timed(engines, x, args.rounds, args.iterations, args.warmup)
+            ms = interleaved(engines, x, args.rounds, args.iterations, args.warmup)
             stage = json.loads((run / "manifest.json").read_text())["stages"]["int8"]
             row = {
                 "model": name,

@@ -92,18 +92,26 @@ def openvino_engine(path: Path, threads: int) -> Callable[[np.ndarray], Any]:
     return lambda x: request.infer({0: x})
 
 
-def measure(
-    run: Path, threads: int, rounds: int, iterations: int, warmup: int, clock: Callable[[], float] = time.perf_counter
-) -> dict[str, float]:
-    """Median latency (ms) per engine present in ``run``."""
+def engines_in(run: Path, threads: int) -> dict[str, Callable[[np.ndarray], Any]]:
+    """A callable per engine present in ``run`` (ORT FP32/INT8, OpenVINO f32/INT8)."""
     engines = {}
     for key, rel in ENGINES:
         path = run / rel
         if path.is_file():
             engines[key] = (openvino_engine if path.suffix == ".xml" else ort_engine)(path, threads)
-    spec = json.loads((run / "manifest.json").read_text()).get("input_spec") or {}
-    height, width = spec.get("height", 224), spec.get("width", 224)
-    x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    return engines
+
+
+def interleaved(
+    engines: dict[str, Callable[[np.ndarray], Any]],
+    x: np.ndarray,
+    rounds: int,
+    iterations: int,
+    warmup: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median over rounds of each engine's per-round median latency (ms); the order rotates every
+    round, so drift in machine load hits every engine alike."""
     for call in engines.values():
         for _ in range(warmup):
             call(x)
@@ -118,6 +126,16 @@ def measure(
                 samples.append(clock() - start)
             per_round[key].append(statistics.median(samples) * 1e3)
     return {k: statistics.median(v) for k, v in per_round.items()}
+
+
+def measure(
+    run: Path, threads: int, rounds: int, iterations: int, warmup: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
+    """Median latency (ms) per engine present in ``run``, on random input of its size."""
+    spec = json.loads((run / "manifest.json").read_text()).get("input_spec") or {}
+    height, width = spec.get("height", 224), spec.get("width", 224)
+    x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    return interleaved(engines_in(run, threads), x, rounds, iterations, warmup, clock)
 
 
 def ratio(figures: dict[str, float], fp32: str, int8: str) -> float | None:
