@@ -25,7 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 
 from edgecv.errors import InvalidOptionError
-from edgecv.runfolder import write_json_atomic
+from edgecv.runfolder import sha256_file, write_json_atomic
 
 CALIB_METHODS: dict[str, CalibrationMethod] = {
     "minmax": CalibrationMethod.MinMax,
@@ -77,14 +77,6 @@ def method_of(name: str) -> CalibrationMethod:
         raise InvalidOptionError(
             f"calibration method must be one of {', '.join(CALIB_METHODS)}, got {name!r}"
         ) from None
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 class RangeStatistics:

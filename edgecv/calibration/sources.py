@@ -24,6 +24,7 @@ from PIL import Image
 from edgecv.errors import CalibrationDataError
 from edgecv.models.spec import InputSpec
 from edgecv.preprocess import IMAGE_SUFFIXES, load_image, preprocess
+from edgecv.runfolder import sha256_file
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -64,7 +65,7 @@ FileDigest = Callable[[Path], bytes]
 
 
 def file_sha256(path: Path) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()
+    return bytes.fromhex(sha256_file(path))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ DeepStream and Triton.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError, StageError
+from edgecv.runfolder import sha256_file
 from edgecv.tensorrt_info import parse_version, platform_description
 
 WORKSPACE_BYTES = 2 << 30
@@ -186,14 +186,6 @@ def _sort_topologically(graph) -> None:
     graph.node.extend(ordered)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --- the build -------------------------------------------------------------------------------------
 
 
@@ -294,7 +286,7 @@ def build_engine(
         "network_flags": list(recipe.network_flags),
         "builder_flags": list(recipe.builder_flags),
         "source_onnx": onnx_path.name,
-        "onnx_sha256": sha256(onnx_path),
+        "onnx_sha256": sha256_file(onnx_path),
         "input": input_name,
         "input_shape": list(input_shape),
         "profile": {k: list(v) for k, v in profile_shapes.items()} if profile_shapes else None,

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from edgecv.errors import InvalidOptionError
+from edgecv.runfolder import known_fields
 
 from .spec import InputSpec, detection_outputs
 
@@ -64,8 +65,7 @@ class DetectionOptions:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DetectionOptions":
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**known_fields(cls, d))
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from edgecv.runfolder import known_fields
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -186,8 +188,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        known = {f for f in cls.__dataclass_fields__}
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = known_fields(cls, d)
         for key in ("mean", "std", "output_names"):
             if key in kw:
                 kw[key] = tuple(kw[key])

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgecv.runfolder import known_fields
+
 TAIL_PERCENTILES = (90, 95, 99)
 TUKEY_K = 1.5
 
@@ -80,7 +82,6 @@ class LatencyStats:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LatencyStats":
-        known = set(cls.__dataclass_fields__)
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = known_fields(cls, d)
         kw["outlier_fences_ms"] = tuple(kw.get("outlier_fences_ms", (float("nan"), float("nan"))))
         return cls(**kw)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecv.errors import InvalidOptionError
+from edgecv.runfolder import known_fields
 
 from .base import Runtime
 from .stats import LatencyStats
@@ -127,8 +128,7 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BenchResult":
-        known = set(cls.__dataclass_fields__)
-        kw = {k: v for k, v in d.items() if k in known}
+        kw = known_fields(cls, d)
         kw["latency"] = LatencyStats.from_dict(d["latency"])
         return cls(**kw)
 

@@ -124,7 +124,7 @@ def test_build_asks_each_version_for_what_it_has(monkeypatch, sources, version, 
     assert sidecar["tensorrt"] == version and sidecar["precision"] == precision and sidecar["strongly_typed"]
     assert sidecar["gpu"] == "NVIDIA Fake GPU" and sidecar["compute_capability"] == "8.7"
     assert sidecar["profile"] == {"min": [1, 3, 16, 16], "opt": [2, 3, 16, 16], "max": [8, 3, 16, 16]}
-    assert sidecar["onnx_sha256"] == T.sha256(sources / recipe.source)
+    assert sidecar["onnx_sha256"] == T.sha256_file(sources / recipe.source)
     assert engine.read_bytes().startswith(b"FAKETRT")  # the plan untouched: nothing prepended
 
 
