@@ -9,6 +9,7 @@ Imports only ``edgecv.models.spec`` and ``edgecv.runfolder``: every layer may re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -107,26 +108,37 @@ def stamp(path: str | Path, metadata: dict[str, str]) -> bool:
 def read_metadata(path: str | Path) -> dict[str, str]:
     """edgecv's keys of an artifact (empty when it carries none or cannot be read)."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    # Parsing an ONNX file means parsing its weights too: read each version of a file once, however
+    # many lookups (spec, model record, target CPU) a benchmark or an eval makes.
+    return dict(_read_metadata(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_metadata(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".onnx":
             import onnx
 
             model = onnx.load(str(path), load_external_data=False)
-            return {p.key: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+            return tuple((p.key, p.value) for p in model.metadata_props if p.key.startswith(PREFIX))
         if suffix == ".xml":
             section = ET.parse(path).getroot().find(f"rt_info/{RT_INFO_SECTION}")
             if section is None:
-                return {}
-            return {PREFIX + child.tag: child.get("value", "") for child in section}
+                return ()
+            return tuple((PREFIX + child.tag, child.get("value", "")) for child in section)
         sidecar = path.with_suffix(".json")
         if suffix == ".engine" and sidecar.is_file():
             data = json.loads(sidecar.read_text())
             meta = data.get("metadata", {}) if isinstance(data, dict) else {}
-            return {k: v for k, v in meta.items() if k.startswith(PREFIX)}
+            return tuple((k, v) for k, v in meta.items() if k.startswith(PREFIX))
     except Exception:  # an unreadable file simply carries no metadata; loading it will say why
-        return {}
-    return {}
+        return ()
+    return ()
 
 
 def input_spec_of(path: str | Path) -> InputSpec | None:

@@ -15,6 +15,8 @@ import numpy as np
 
 from edgecv.errors import ArtifactError, InvalidOptionError
 
+from .metrics import NmsSettings, nms_numpy
+
 PALETTE = [
     (230, 25, 75),
     (60, 180, 75),
@@ -58,27 +60,6 @@ def _label(index: int, names: Sequence[str] | None) -> str:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return e / e.sum()
-
-
-def _nms_numpy(boxes: np.ndarray, scores: np.ndarray, conf: float, iou: float, max_det: int, background: int | None):
-    """Per-class NMS for ``--no-nms`` artifacts (the exported graph's selection rule, in numpy)."""
-    import torch
-
-    from edgecv.models.detection import _greedy_nms
-
-    rows = []
-    for c in range(scores.shape[1]):
-        if c == background:
-            continue
-        keep = _greedy_nms(torch.from_numpy(boxes), torch.from_numpy(scores[:, c].copy()), max_det, iou, conf)
-        rows += [(float(scores[i, c]), c, boxes[i]) for i in keep.tolist()]
-    rows.sort(key=lambda r: -r[0])
-    rows = rows[:max_det]
-    return (
-        np.array([r[2] for r in rows]).reshape(-1, 4),
-        np.array([r[0] for r in rows]),
-        np.array([r[1] for r in rows], dtype=int),
-    )
 
 
 def _draw(img: np.ndarray, dets: list[dict[str, Any]], out: Path) -> None:
@@ -189,14 +170,16 @@ class Predictor:
                 np.asarray(outputs[spec.output("labels").name])[0][:k].astype(int),
             )
         post = self.model_info.get("postprocess") or {}
-        return _nms_numpy(
-            np.asarray(outputs[spec.output("boxes").name])[0].astype(np.float32),
-            np.asarray(outputs[spec.output("class_scores").name])[0].astype(np.float32),
-            float(post.get("conf_thres", 0.25)),
-            float(post.get("iou_thres", 0.45)),
-            int(post.get("max_det", 100)),
-            self.model_info.get("background_class"),
+        class_scores = np.asarray(outputs[spec.output("class_scores").name])[0]
+        # A --no-nms artifact: the per-class NMS `edgecv eval` runs, at the thresholds it was exported with.
+        settings = NmsSettings(
+            conf_thres=float(post.get("conf_thres", 0.25)),
+            iou_thres=float(post.get("iou_thres", 0.45)),
+            max_det=int(post.get("max_det", 100)),
+            pre_nms_topk=max(1, class_scores.size),  # every candidate, as the graph's NMS would see
+            background=self.model_info.get("background_class"),
         )
+        return nms_numpy(np.asarray(outputs[spec.output("boxes").name])[0], class_scores, settings)
 
 
 def _primary_artifact(run_dir: Path) -> Path:

@@ -235,7 +235,8 @@ def plan(
 ) -> tuple[dict[str, Any], dict[str, Any] | None, Path | None, list[EvalItem], list[dict[str, str]]]:
     """(target description, manifest, run folder, items, skipped)."""
     from edgecv.runfolder import MANIFEST_NAME, read_manifest
-    from edgecv.runtime.registry import BACKENDS, backend_name, is_installed, resolve_backend
+    from edgecv.runtime.plan import run_folder_artifacts
+    from edgecv.runtime.registry import backend_name, is_installed, resolve_backend
 
     wanted = {backend_name(b) for b in backends} if backends else None
     skipped: list[dict[str, str]] = []
@@ -247,15 +248,7 @@ def plan(
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
         items = []
-        for record in manifest.get("artifacts", []):
-            label, backend = record.get("name") or record.get("path"), record.get("backend", "")
-            if backend not in BACKENDS:
-                skipped.append({"artifact": label, "reason": f"no edgecv runtime for backend '{backend}'"})
-                continue
-            if wanted is not None and backend not in wanted:
-                continue
-            if not (path / record["path"]).is_file():
-                raise ArtifactError(f"{path} lists {record['path']} but the file is missing (re-run the export)")
+        for label, backend, record in run_folder_artifacts(path, manifest, wanted, skipped):
             if not is_installed(backend):
                 skipped.append({"artifact": label, "reason": f"{backend} is not installed"})
                 continue

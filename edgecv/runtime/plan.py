@@ -61,6 +61,27 @@ def _find_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return (found[0], found[1]) if found else ({}, None)
 
 
+def run_folder_artifacts(
+    path: Path, manifest: dict[str, Any], wanted: set[str] | None, skipped: list[dict[str, str]]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, backend, record) of each artifact a run folder lists that an edgecv runtime runs and
+    ``wanted`` (backend names, None for all) keeps. Artifacts of unknown backends are added to
+    ``skipped``; a listed file that is missing is an error: the run folder is not what its
+    manifest says."""
+    found = []
+    for record in manifest.get("artifacts", []):
+        label, backend = record.get("name") or record.get("path"), record.get("backend", "")
+        if backend not in BACKENDS:
+            skipped.append({"artifact": label, "reason": f"no edgecv runtime for backend '{backend}'"})
+            continue
+        if wanted is not None and backend not in wanted:
+            continue
+        if not (path / record["path"]).is_file():
+            raise ArtifactError(f"{path} lists {record['path']} but the file is missing (re-run the export)")
+        found.append((label, backend, record))
+    return found
+
+
 def _planned_batch(record: dict[str, Any], scenario: str) -> int:
     if not record.get("dynamic_batch"):
         return int(record.get("batch", 1))
@@ -101,15 +122,7 @@ def plan_jobs(
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
         jobs = []
-        for record in manifest.get("artifacts", []):
-            label, backend = record.get("name") or record.get("path"), record.get("backend", "")
-            if backend not in BACKENDS:
-                skipped.append({"artifact": label, "reason": f"no edgecv runtime for backend '{backend}'"})
-                continue
-            if wanted is not None and backend not in wanted:
-                continue
-            if not (path / record["path"]).is_file():
-                raise ArtifactError(f"{path} lists {record['path']} but the file is missing (re-run the export)")
+        for label, backend, record in run_folder_artifacts(path, manifest, wanted, skipped):
             if batches:
                 _check_record_batches(label, record, batches)
             job_batches = list(batches) if batches else [_planned_batch(record, scenario)]

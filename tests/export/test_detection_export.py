@@ -185,6 +185,18 @@ def test_no_nms_export_compares_decoded_outputs_elementwise(tmp_path):
     assert [o["name"] for o in outputs] == ["boxes", "scores"] and all(o["passed"] for o in outputs)
     graph = onnx.load(str(result.run_dir / "model.onnx"))
     assert "NonMaxSuppression" not in {n.op_type for n in graph.graph.node}
+    # predict runs the NMS itself on such an artifact, at the thresholds it was exported with
+    from edgecv.evaluate.predict import predict_images
+
+    photo = tmp_path / "coffee.png"
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.coffee()).save(photo)
+    (pred,) = predict_images(result.run_dir / "model.onnx", [photo])
+    assert 0 < len(pred.detections) <= model.detection_options.max_det
+    assert all(d["score"] > model.detection_options.conf_thres for d in pred.detections)
+    assert all(0 <= d["box"][0] <= d["box"][2] <= 600 for d in pred.detections)
 
 
 class _TwoOutputs(nn.Module):
