@@ -101,7 +101,8 @@ class Predictor:
                 )
             self.runtime = load(path, backend=backend, precision=precision)
         else:
-            self.runtime = load(str(target), backend=backend or "torch")
+            # a zoo model name runs in PyTorch; a path that does not exist is refused as such
+            self.runtime = load(str(target), backend=backend)
             model = getattr(self.runtime, "model", None)
             self.spec = getattr(model, "input_spec", None) or getattr(self.runtime, "input_spec", None)
             self.model_info = dict(getattr(model, "model_config", {}) or {})

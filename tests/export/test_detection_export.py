@@ -268,3 +268,12 @@ def test_detector_sensitivity_ranks_layers_by_map(tmp_path):
     gains = [layer["gain_map"] for layer in ranking["layers"]]
     assert gains == sorted(gains, reverse=True)
     assert ranking["layers"][0]["node"] in result.manifest["stages"]["int8"]["info"]["excluded"]
+
+
+def test_predict_on_a_missing_artifact_says_so(tmp_path):
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(photo)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.onnx"), str(photo)])
+    assert res.exit_code == 2 and "does not exist" in res.output and "Traceback" not in res.output
