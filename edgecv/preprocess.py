@@ -99,11 +99,6 @@ def letterbox(img: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float, tupl
     return out, s, (left, top)
 
 
-def geometric(img: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Apply the spec's resize policy to an RGB uint8 image."""
-    return geometric_with_transform(img, spec)[0]
-
-
 def geometric_with_transform(img: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, ImageTransform]:
     """The spec's resize policy applied to an RGB uint8 image, and the transform it applied."""
     if img.ndim == 2:

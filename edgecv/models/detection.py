@@ -233,7 +233,3 @@ class Detector(nn.Module):
         self.postprocess = MultiClassNMS(options, self.background_class) if options.nms else None
         self.input_spec = self.input_spec.with_outputs(detection_outputs(options.nms))
         return self
-
-
-def is_detector(model: nn.Module) -> bool:
-    return isinstance(model, Detector) or getattr(getattr(model, "input_spec", None), "task", None) == "detection"

@@ -60,10 +60,6 @@ class OutputSpec:
         )
 
 
-def classification_outputs(name: str = "logits") -> tuple[OutputSpec, ...]:
-    return (OutputSpec(name, "logits", ("batch", "classes")),)
-
-
 def detection_outputs(nms: bool = True) -> tuple[OutputSpec, ...]:
     """The detector contract (DESIGN.md, Tasks): fixed shapes padded to ``max_det`` with NMS in the
     graph; decoded boxes and per-class scores for every anchor without it."""
