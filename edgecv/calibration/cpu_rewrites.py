@@ -50,6 +50,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .qdq_graph import graph_index
+
 # Per-element activations that commute with a permutation of channels.
 _CHANNELWISE = {"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Identity"}
 # Operators that compute each channel from that channel alone (extra channels just pass through).
@@ -120,15 +122,6 @@ def _reshape_target(model: onnx.ModelProto, node: onnx.NodeProto, in_shape: list
     return out if int(np.prod(out)) == int(np.prod(in_shape)) else None
 
 
-def _index(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]], set[str]]:
-    producer = {o: n for n in model.graph.node for o in n.output}
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
-    return producer, users, {o.name for o in model.graph.output}
-
-
 def channel_permutation(
     model: onnx.ModelProto,
     first: onnx.NodeProto,
@@ -169,7 +162,7 @@ def _channel_shuffles(
     permutation convolution; returns those convolutions."""
     permutations = []
     for first in [n for n in model.graph.node if n.op_type == "Reshape"]:
-        producer, users, outputs = _index(model)
+        producer, users, outputs = graph_index(model)
         found = channel_permutation(model, first, shapes, users, outputs)
         if found is None:
             continue
@@ -309,7 +302,7 @@ def _slices_of_permutations(model, permutations: list[onnx.NodeProto], keep: set
     and the reading convolution gets the shuffle's channel count, which ONNX Runtime's fast INT8
     kernel takes where the half did not (ShuffleNet V2's 116 channels against 58)."""
     for perm in permutations:
-        _, users, outputs = _index(model)
+        _, users, outputs = graph_index(model)
         weight = _constant(model, perm.input[1])[:, :, 0, 0]
         readers = users.get(perm.output[0], [])
         ranges = [_channel_slice(model, r, weight.shape[0]) for r in readers]
@@ -546,7 +539,7 @@ def _padding_region(model, producer_node, keep: set[str]) -> _Region | None:
     conv = _conv_weights(model, producer_node)
     if conv is None or _is_depthwise(producer_node, conv[0]) or not _densifiable(producer_node, conv[0]):
         return None
-    producer, users, outputs = _index(model)
+    producer, users, outputs = graph_index(model)
     region = _Region(conv[0].shape[0], [], [], [], [])
     constants = {i.name for i in model.graph.initializer}
     todo = [producer_node.output[0]]
@@ -640,7 +633,7 @@ def _pad_image_channels(model: onnx.ModelProto, shapes, keep: set[str], records:
     quantized) and give the convolution a zero weight for it."""
     graph = model.graph
     inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
-    _, users, _ = _index(model)
+    _, users, _ = graph_index(model)
     for name in inputs:
         shape = shapes.get(name)
         readers = users.get(name, [])
@@ -679,7 +672,7 @@ def _pad_image_channels(model: onnx.ModelProto, shapes, keep: set[str], records:
 def _silu_as_quickgelu(model: onnx.ModelProto, keep: set[str], records: list[dict[str, Any]]) -> None:
     """``Mul(x, Sigmoid(x))`` → ONNX Runtime's ``QuickGelu(x, alpha=1)`` (the same function), left in
     float by the quantizer: faster than its integer Sigmoid lookup and integer Mul."""
-    producer, users, outputs = _index(model)
+    producer, users, outputs = graph_index(model)
     fused: list[str] = []
     dropped: set[str] = set()
     for mul in [n for n in model.graph.node if n.op_type == "Mul" and n.name not in keep]:

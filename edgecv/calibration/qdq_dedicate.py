@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import onnx
 
+from .qdq_graph import graph_index
+
 
 def dedicate_qdq_pairs(model: onnx.ModelProto) -> int:
     """Copy shared Q→DQ pairs in place so each DequantizeLinear has one consumer; returns how many
     copies were added."""
     graph = model.graph
-    producer = {out: n for n in graph.node for out in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in graph.output}
+    producer, consumers, graph_outputs = graph_index(model)
     added = 0
     new_nodes: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
     for dq in list(graph.node):

@@ -84,6 +84,18 @@ class _ActivationRestorer:
         return restored
 
 
+def graph_index(
+    model: onnx.ModelProto,
+) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]], set[str]]:
+    """(the node making each tensor, the nodes reading each tensor, the graph's output names)."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return producer, consumers, {o.name for o in model.graph.output}
+
+
 def remove_unused_nodes(model: onnx.ModelProto) -> None:
     """Drop nodes none of whose outputs is used (repeatedly, so whole orphaned Q→DQ chains go),
     then the initializers nothing reads any more."""

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .qdq_graph import remove_unused_nodes
+from .qdq_graph import graph_index, remove_unused_nodes
 
 UINT8_LEVELS = 255
 
@@ -34,13 +34,8 @@ def hardsigmoid_as_integer_add(model: onnx.ModelProto, keep: Collection[str] = (
     within [0, 1]) in place; returns one record (rule, nodes, why) or nothing. Nodes in ``keep`` stay
     as they are."""
     graph = model.graph
-    producer = {out: n for n in graph.node for out in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producer, consumers, outputs = graph_index(model)
     constants = {t.name: t for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
     rewritten: list[str] = []
     for hs in [n for n in graph.node if n.op_type == "HardSigmoid" and n.name not in keep]:
         attrs = {a.name: helper.get_attribute_value(a) for a in hs.attribute}

@@ -300,3 +300,125 @@ def test_a_shufflenetv2_split_after_the_shuffle_becomes_selections():
     assert {n.name: n for n in rewritten.graph.node}["branch"].input[0] == "cat"
     x = np.random.default_rng(2).standard_normal((1, C_IN, H, H)).astype(np.float32)
     np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+
+
+def _mobilenetv3_block() -> onnx.ModelProto:
+    """A MobileNetV3 block with channels ONNX Runtime's fast depthwise kernel refuses (72): expand
+    1×1 → hard-swish (x · HardSigmoid(x), as ONNX Runtime's pre-processing leaves it) → depthwise
+    5×5 → squeeze-and-excitation (global pool, 1×1 → ReLU → 1×1 → HardSigmoid, product with the
+    scale) → project 1×1."""
+    mid, squeeze = 72, 24
+    nodes, inits = [], []
+
+    def add(part):
+        nodes.extend(part[0])
+        inits.extend(part[1])
+
+    add(_conv("expand", "x", C_IN, mid))
+    nodes.append(helper.make_node("HardSigmoid", ["expand"], ["gate"], name="gate", alpha=1 / 6, beta=0.5))
+    nodes.append(helper.make_node("Mul", ["expand", "gate"], ["hswish"], name="hswish"))
+    add(_conv("depthwise", "hswish", mid, mid, k=5, group=mid))
+    nodes.append(helper.make_node("GlobalAveragePool", ["depthwise"], ["pooled"], name="pool"))
+    add(_conv("fc1", "pooled", mid, squeeze))
+    nodes.append(helper.make_node("Relu", ["fc1"], ["fc1_relu"], name="fc1_relu"))
+    add(_conv("fc2", "fc1_relu", squeeze, mid))
+    nodes.append(helper.make_node("HardSigmoid", ["fc2"], ["scale"], name="se_gate", alpha=1 / 6, beta=0.5))
+    nodes.append(helper.make_node("Mul", ["depthwise", "scale"], ["excited"], name="excite"))
+    add(_conv("project", "excited", mid, 16))
+    return _model(nodes, inits, "project", 16)
+
+
+def _model(nodes, inits, output: str, channels: int) -> onnx.ModelProto:
+    """A graph from the image ``x`` (C_IN channels) to ``output`` (``channels`` channels, same size)."""
+    graph = helper.make_graph(
+        nodes,
+        "test",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C_IN, H, H])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, channels, H, H])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_channels_are_aligned_through_squeeze_excitation_and_hardswish():
+    original = _mobilenetv3_block()
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(original)
+    [record] = [r for r in rewrite_for_cpu_int8(rewritten) if r["rule"] == "channels_aligned"]
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert record["channels"] == [72, 80]
+    # Both convolutions that make the 72 channels grow, the depthwise one with them; the two that read them
+    # (the squeeze and the projection) get zero input weights.
+    assert set(record["nodes"]) == {"expand", "fc2", "depthwise", "fc1", "project"}
+    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    nodes = {n.name: n for n in rewritten.graph.node}
+    assert weights[nodes["expand"].input[1]].shape[0] == weights[nodes["fc2"].input[1]].shape[0] == 80
+    assert weights[nodes["project"].input[1]].shape[1] == 80
+    assert not weights[nodes["project"].input[1]][:, 72:].any()
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, C_IN, H, H)).astype(np.float32)
+        np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_region_another_operator_reads_is_not_padded():
+    # The hard-swish output is also a graph output: its channel count is part of the interface.
+    model = _mobilenetv3_block()
+    model.graph.output.append(helper.make_tensor_value_info("hswish", TensorProto.FLOAT, None))
+    records = rewrite_for_cpu_int8(model)
+    assert not [r for r in records if r["rule"] == "channels_aligned" and 72 in r["channels"]]
+
+
+def test_silu_becomes_onnx_runtimes_quickgelu_kept_in_float():
+    nodes, inits = _conv("conv", "x", C_IN, 16)
+    nodes += [
+        helper.make_node("Sigmoid", ["conv"], ["sig"], name="sig"),
+        helper.make_node("Mul", ["sig", "conv"], ["silu"], name="silu"),  # either operand order
+        helper.make_node("Sigmoid", ["silu"], ["y"], name="plain_sigmoid"),  # not a SiLU: stays
+    ]
+    original = _model(nodes, inits, "y", 16)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(original)
+    [record] = rewrite_for_cpu_int8(rewritten)
+    assert record["rule"] == "silu_as_quickgelu" and record["nodes"] == record["kept_float"] == ["silu"]
+    assert _ops(rewritten) == {"Conv": 1, "QuickGelu": 1, "Sigmoid": 1}
+    assert any(o.domain == "com.microsoft" for o in rewritten.opset_import)
+    x = np.random.default_rng(2).standard_normal((1, C_IN, H, H)).astype(np.float32)
+    np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-5, atol=1e-5)
+
+    kept = onnx.ModelProto()
+    kept.CopyFrom(original)
+    assert rewrite_for_cpu_int8(kept, keep=("silu",)) == []
+
+
+def test_quantized_mobilenetv3_runs_its_hardswish_and_depthwise_layers_in_integers(tmp_path):
+    import torch
+
+    from edgecv.calibration import quantize_run
+    from edgecv.models import create_model
+
+    from .conftest import export_simplified, quiet_calibration
+
+    resolution = 64
+    model = create_model("mobilenetv3", variant="small", num_classes=10, resolution=resolution)
+    with torch.no_grad():
+        export_simplified(model, tmp_path / "model.onnx", resolution=resolution)
+    calib = quiet_calibration(None, model.input_spec, size=8, holdout=4, seed=3)
+    result = quantize_run(tmp_path / "model.onnx", tmp_path, calib, flavours=("cpu",))
+    rewrites = result.flavours["cpu"]["rewrites"]
+    rules = collections.Counter(r["rule"] for r in rewrites)
+    assert rules["channels_aligned"] > 0 and rules["hardsigmoid_as_integer_add"] == 1
+    # Block 7's expansion: hard-swish, a 5×5 depthwise layer, squeeze-and-excitation; the region holds the
+    # expansion, the excitation's second 1×1, the depthwise layer, the squeeze and the projection.
+    [block7] = [r for r in rewrites if r["rule"] == "channels_aligned" and r["channels"] == [120, 128]]
+    assert len(block7["nodes"]) == 5
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(result.artifacts["onnx-int8-cpu"]), options, providers=["CPUExecutionProvider"])
+    ops = _ops(onnx.load(str(tmp_path / "optimized.onnx")))
+    # Every hard-sigmoid (in each hard-swish and each squeeze-and-excitation) is an integer Add;
+    # nothing runs in float between the integer convolutions.
+    assert ops["HardSigmoid"] == 0 and ops["Conv"] == 0 and ops["Mul"] == 0
+    assert ops["QLinearConv"] > 0 and ops["QLinearAdd"] > 0
+    assert ops["DequantizeLinear"] <= 1 and ops["QuantizeLinear"] <= 1  # the image in, the logits out
