@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecv.boxes import iou_matrix
+
 # Below this share of FP32 detections reproduced, the report marks an INT8 artifact as collapsed
 # and points at --sensitivity (the YOLO issue's bar).
 REPRODUCED_FLOOR = 0.8
@@ -33,17 +35,6 @@ def detections_of(outputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, n
         )
         for i, k in enumerate(n)
     ]
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a [n, 4]`` with every box of ``b [m, 4]`` (x1, y1, x2, y2)."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def match_detections(ref, got, iou_floor: float = 0.5) -> list[tuple[int, int, float]]:

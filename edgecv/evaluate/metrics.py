@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgecv.boxes import iou_matrix
 from edgecv.errors import InvalidOptionError
 
 # COCOeval.stats order (iouType "bbox").
@@ -223,7 +224,6 @@ def nms_numpy(
     # Shifting every class into its own region makes one pass of NMS per-class.
     shift = (classes.astype(np.float64) * (np.abs(b).max(initial=0.0) * 2 + 1))[:, None]
     sb = b + shift
-    area = np.clip(sb[:, 2] - sb[:, 0], 0, None) * np.clip(sb[:, 3] - sb[:, 1], 0, None)
     keep: list[int] = []
     alive = np.ones(len(sb), dtype=bool)
     for i in range(len(sb)):
@@ -235,11 +235,6 @@ def nms_numpy(
         rest = np.nonzero(alive[i + 1 :])[0] + i + 1
         if rest.size == 0:
             continue
-        iw = np.clip(np.minimum(sb[i, 2], sb[rest, 2]) - np.maximum(sb[i, 0], sb[rest, 0]), 0, None)
-        ih = np.clip(np.minimum(sb[i, 3], sb[rest, 3]) - np.maximum(sb[i, 1], sb[rest, 1]), 0, None)
-        inter = iw * ih
-        union = area[i] + area[rest] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-        alive[rest[iou > settings.iou_thres]] = False
+        alive[rest[iou_matrix(sb[i], sb[rest])[0] > settings.iou_thres]] = False
     k = np.asarray(keep, dtype=np.int64)
     return b[k], values[k], classes[k]

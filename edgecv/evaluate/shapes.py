@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from edgecv.boxes import iou_matrix
 from edgecv.errors import InvalidOptionError, OutputPathError
 
 CLASSES = ("rectangle", "circle", "triangle", "ellipse")
@@ -131,14 +132,6 @@ def _shape_mask(rng: np.random.Generator, cls: str, height: int, width: int, siz
     return mask if mask.getbbox() else None
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def make_image(seed: int, split: str, index: int, size: int) -> tuple[Image.Image, list[dict[str, Any]]]:
     """One picture and its objects: ``{"class", "category_id", "bbox" [x, y, w, h], "area"}``.
 
@@ -160,7 +153,7 @@ def make_image(seed: int, split: str, index: int, size: int) -> tuple[Image.Imag
         if mask is None:
             continue
         bbox = mask.getbbox()  # exact pixel extent, right/bottom exclusive
-        if any(_iou(bbox, other) > MAX_OVERLAP_IOU for other in boxes):
+        if boxes and iou_matrix(bbox, boxes).max() > MAX_OVERLAP_IOU:
             continue
         x0, y0, x1, y1 = bbox
         colour = _contrasting_colour(rng, pixels[y0:y1, x0:x1])
