@@ -129,7 +129,7 @@ def run_job(
                 f"{job.label}: FP16-compressed weights; the backend decompresses them at load and computes "
                 f"in {result.precision} on this device: the file is half the size, the arithmetic is not FP16"
             )
-        if result.intended_for == "tensorrt" and result.backend == "onnxruntime":
+        if _tensorrt_flavour_on_ort(result):
             result.notes.append(
                 f"{job.label}: the TensorRT-flavour INT8 graph (signed, symmetric Q/DQ) that TensorRT builds its "
                 "INT8 engine from. ONNX Runtime's CPU kernels run this flavour slower than FP32, so its time here "
@@ -236,6 +236,49 @@ def add_speedups(results: list[BenchResult]) -> None:
         r.speedup_vs_torch = base / r.latency.median_ms if base and r.latency.median_ms > 0 else None
 
 
+def note_slow_int8(results: list[BenchResult]) -> None:
+    """An INT8 artifact no faster than its backend's FP32 artifact says so, and names the fastest
+    artifact at that batch: whether INT8 pays depends on the network and the CPU (ONNX Runtime's
+    integer depthwise convolutions, for one, are slower than its float ones), and a table that only
+    lists figures lets a user ship the slower engine."""
+
+    def group(r: BenchResult) -> tuple:
+        return r.batch, r.scenario, str(r.device or "cpu").lower()
+
+    def faster(a: BenchResult, b: BenchResult) -> bool:
+        _, va, unit = a.headline
+        _, vb, _ = b.headline
+        return va < vb if unit == "ms" else va > vb
+
+    def shown(r: BenchResult) -> str:
+        figure, value, unit = r.headline
+        return f"{figure} {value:.2f} {unit}"
+
+    # The TensorRT flavour on ONNX Runtime is a reference figure and has its own note.
+    deployable = [r for r in results if r.backend != "torch" and not _tensorrt_flavour_on_ort(r)]
+    for r in deployable:
+        if r.artifact_precision != "int8":
+            continue
+        baselines = [
+            b for b in deployable if b.backend == r.backend and group(b) == group(r) and b.artifact_precision == "fp32"
+        ]
+        if not baselines or any(faster(r, b) for b in baselines):
+            continue
+        peers = [p for p in deployable if group(p) == group(r)]
+        best = peers[0]
+        for p in peers[1:]:
+            best = p if faster(p, best) else best
+        tail = f"; the fastest artifact here is {best.artifact} ({shown(best)})" if best is not r else ""
+        r.notes.append(
+            f"{r.artifact}: INT8 no faster than {baselines[0].artifact} on this machine ({shown(r)} against "
+            f"{shown(baselines[0])}){tail}"
+        )
+
+
+def _tensorrt_flavour_on_ort(r: BenchResult) -> bool:
+    return r.intended_for == "tensorrt" and r.backend == "onnxruntime"
+
+
 def benchmark_target(
     target: str | Path,
     settings: BenchSettings | None = None,
@@ -300,6 +343,7 @@ def benchmark_target(
         results.extend(job_results)
         observer.job_end(job, job_results)
     add_speedups(results)
+    note_slow_int8(results)
     machine = machine_info()
     machine["openvino_default_precision"] = openvino_default_precision()
     return BenchReport(
