@@ -485,6 +485,9 @@ def benchmark_cmd(
             emit_json(doc)
         else:
             out_console.print(results_table(doc))
+            # The table points at these ("see notes"); the report files hold them too.
+            for note in dict.fromkeys(n for r in result.results for n in r.notes):
+                console.print(f"note: {note}", markup=False, soft_wrap=True)
         for name, path in written.items():
             console.print(f"{name}: {path}", markup=False)
 

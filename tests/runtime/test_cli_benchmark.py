@@ -36,11 +36,19 @@ def test_benchmark_writes_report_and_json(dynamic_run, tmp_path):
     assert "report.html" in proc.stderr
 
 
-def test_benchmark_prints_a_table(static_run):
-    proc = run_cli("benchmark", static_run, "--in-process", *QUICK, "--precision", "f32")
+def test_benchmark_prints_a_table(static_run, tmp_path):
+    proc = run_cli(
+        "benchmark", static_run, "--in-process", *QUICK, "--precision", "f32", "--report", tmp_path / "report"
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("pytorch", "onnx-fp32", "openvino-fp32", "onnx-int8-cpu", "SQNR"):
         assert name in proc.stdout
+    # The notes the table points at are printed under it, each once, as the report lists them.
+    printed = [line.removeprefix("note: ") for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    reported = {
+        n for r in json.loads((tmp_path / "report" / "results.json").read_text())["results"] for n in r["notes"]
+    }
+    assert printed and len(printed) == len(set(printed)) and set(printed) == reported
 
 
 def test_report_compares_runs(static_run, tmp_path):
