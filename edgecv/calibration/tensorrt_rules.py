@@ -44,7 +44,9 @@ class Violation:
         return f"[{self.rule}] {self.node}: {self.message}"
 
 
-class _Graph:
+class OnnxGraph:
+    """A graph's nodes, constants (initializers and Constant nodes), producers and consumers."""
+
     def __init__(self, model: onnx.ModelProto):
         self.model = model
         g = model.graph
@@ -53,7 +55,7 @@ class _Graph:
         self.constants = {
             n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
             for n in self.nodes
-            if n.op_type == "Constant"
+            if n.op_type == "Constant" and n.output
         }
         self.producer = {out: n for n in self.nodes for out in n.output}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
@@ -79,7 +81,7 @@ class _Graph:
         return name in self.initializers or name in self.constants
 
 
-def _label(node: onnx.NodeProto) -> str:
+def node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
 
 
@@ -96,11 +98,11 @@ def _weight_axis(consumer: onnx.NodeProto) -> int:
     return 0
 
 
-def _opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _weight_consumers(graph: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+def _weight_consumers(graph: OnnxGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     """Nodes that take this Q's (or DQ's) result as their weight input."""
     dq_outputs = [node.output[0]]
     if node.op_type == "QuantizeLinear":
@@ -115,7 +117,7 @@ def _weight_consumers(graph: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProt
     ]
 
 
-def _is_weight_path(graph: _Graph, node: onnx.NodeProto) -> bool:
+def _is_weight_path(graph: OnnxGraph, node: onnx.NodeProto) -> bool:
     if node.op_type == "QuantizeLinear":
         return graph.is_constant(node.input[0])
     producer = graph.producer.get(node.input[0])
@@ -124,9 +126,9 @@ def _is_weight_path(graph: _Graph, node: onnx.NodeProto) -> bool:
     )
 
 
-def _check_qdq(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
+def _check_qdq(graph: OnnxGraph, node: onnx.NodeProto) -> list[Violation]:
     out: list[Violation] = []
-    name = _label(node)
+    name = node_label(node)
     if node.domain not in ("", "ai.onnx"):
         out.append(
             Violation(
@@ -182,7 +184,7 @@ def _check_qdq(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
     return out
 
 
-def _check_per_channel(graph: _Graph, node: onnx.NodeProto, name: str) -> list[Violation]:
+def _check_per_channel(graph: OnnxGraph, node: onnx.NodeProto, name: str) -> list[Violation]:
     if not _is_weight_path(graph, node):
         return [
             Violation(
@@ -198,13 +200,13 @@ def _check_per_channel(graph: _Graph, node: onnx.NodeProto, name: str) -> list[V
             Violation(
                 "per-channel-weights-only",
                 name,
-                f"per-channel axis {axis} but {_label(wrong[0])} ({wrong[0].op_type}) has its output channels on axis {expected}",
+                f"per-channel axis {axis} but {node_label(wrong[0])} ({wrong[0].op_type}) has its output channels on axis {expected}",
             )
         ]
     return []
 
 
-def _check_dedicated(graph: _Graph, node: onnx.NodeProto, name: str) -> list[Violation]:
+def _check_dedicated(graph: OnnxGraph, node: onnx.NodeProto, name: str) -> list[Violation]:
     consumers = graph.consumers[node.output[0]]
     uses = len(consumers) + (node.output[0] in graph.graph_outputs)
     if node.op_type == "QuantizeLinear":
@@ -225,7 +227,7 @@ def _check_dedicated(graph: _Graph, node: onnx.NodeProto, name: str) -> list[Vio
     return []
 
 
-def _check_add(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
+def _check_add(graph: OnnxGraph, node: onnx.NodeProto) -> list[Violation]:
     activations = [i for i in node.input[:2] if i and not graph.is_constant(i)]
     if len(activations) < 2:
         return []
@@ -235,7 +237,7 @@ def _check_add(graph: _Graph, node: onnx.NodeProto) -> list[Violation]:
     return [
         Violation(
             "residual-add",
-            _label(node),
+            node_label(node),
             f"input(s) {', '.join(undq)} not dequantized; a residual Add needs Q/DQ on both inputs to run in INT8",
         )
     ]
@@ -248,9 +250,9 @@ def check_tensorrt_qdq(model: onnx.ModelProto | str | Path, *, exempt: tuple[str
     the residual-Add rule."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
-    graph = _Graph(model)
+    graph = OnnxGraph(model)
     found: list[Violation] = []
-    opset = _opset(model)
+    opset = default_opset(model)
     if opset < MIN_OPSET:
         found.append(Violation("opset", "graph", f"opset {opset}; per-channel Q/DQ needs opset ≥ {MIN_OPSET}"))
     qdq = [n for n in graph.nodes if n.op_type in QDQ_OPS]

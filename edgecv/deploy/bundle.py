@@ -216,10 +216,18 @@ def _shape_arg(name: str, shape: list[int], batch: int | str) -> str:
 
 
 def render_build_script(s: dict[str, Any]) -> str:
-    dims = "x".join(str(d) for d in s["shape"][1:])
+    return _render(BUILD_SCRIPT, s)
+
+
+def render_benchmark_script(s: dict[str, Any]) -> str:
+    return _render(BENCHMARK_SCRIPT, s)
+
+
+def _render(template: str, s: dict[str, Any]) -> str:
     values = {
+        "@@FIND_TRTEXEC@@": FIND_TRTEXEC.strip("\n"),
         "@@INPUT@@": shlex.quote(s["input_name"]),
-        "@@DIMS@@": dims,
+        "@@DIMS@@": "x".join(str(d) for d in s["shape"][1:]),
         "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0",
         "@@OPT@@": str(s["opt_batch"]),
         "@@MAX@@": str(s["max_batch"]),
@@ -227,24 +235,27 @@ def render_build_script(s: dict[str, Any]) -> str:
         "@@DLA@@": "" if s["dla_core"] is None else str(s["dla_core"]),
         "@@PRECISIONS@@": "fp16 int8" if s["int8"] else "fp16",
     }
-    text = BUILD_SCRIPT
+    text = template
     for key, value in values.items():
         text = text.replace(key, value)
     return text
 
 
-def render_benchmark_script(s: dict[str, Any]) -> str:
-    values = {
-        "@@INPUT@@": shlex.quote(s["input_name"]),
-        "@@DIMS@@": "x".join(str(d) for d in s["shape"][1:]),
-        "@@DYNAMIC@@": "1" if s["dynamic_batch"] else "0",
-        "@@OPT@@": str(s["opt_batch"]),
-    }
-    text = BENCHMARK_SCRIPT
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
+# Both scripts: an error exits 2 with one line; trtexec from TRTEXEC, PATH, or where JetPack puts it.
+FIND_TRTEXEC = r"""
+die() { echo "error: $*" >&2; exit 2; }
 
+TRTEXEC="${TRTEXEC:-}"
+if [[ -z "$TRTEXEC" ]]; then
+    if command -v trtexec >/dev/null 2>&1; then
+        TRTEXEC="$(command -v trtexec)"
+    elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
+        TRTEXEC=/usr/src/tensorrt/bin/trtexec
+    else
+        die "trtexec not found (JetPack installs it as /usr/src/tensorrt/bin/trtexec); set TRTEXEC=/path/to/trtexec"
+    fi
+fi
+"""
 
 # The scripts are data: rendered by replacing @@NAME@@ markers (bash's own $ syntax stays untouched).
 BUILD_SCRIPT = r"""#!/usr/bin/env bash
@@ -270,18 +281,7 @@ OPT_BATCH=@@OPT@@
 MAX_BATCH=@@MAX@@
 WORKSPACE_MIB=@@WORKSPACE@@
 
-die() { echo "error: $*" >&2; exit 2; }
-
-TRTEXEC="${TRTEXEC:-}"
-if [[ -z "$TRTEXEC" ]]; then
-    if command -v trtexec >/dev/null 2>&1; then
-        TRTEXEC="$(command -v trtexec)"
-    elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
-        TRTEXEC=/usr/src/tensorrt/bin/trtexec
-    else
-        die "trtexec not found (JetPack installs it as /usr/src/tensorrt/bin/trtexec); set TRTEXEC=/path/to/trtexec"
-    fi
-fi
+@@FIND_TRTEXEC@@
 
 # trtexec prints "&&&& RUNNING TensorRT.trtexec [TensorRT v100300] ..." first: MAJOR*10000+MINOR*100+PATCH
 # from TensorRT 10 on, MAJOR*1000+MINOR*100+PATCH before.
@@ -397,18 +397,7 @@ DIMS="@@DIMS@@"
 DYNAMIC=@@DYNAMIC@@
 BATCH=@@OPT@@
 
-die() { echo "error: $*" >&2; exit 2; }
-
-TRTEXEC="${TRTEXEC:-}"
-if [[ -z "$TRTEXEC" ]]; then
-    if command -v trtexec >/dev/null 2>&1; then
-        TRTEXEC="$(command -v trtexec)"
-    elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
-        TRTEXEC=/usr/src/tensorrt/bin/trtexec
-    else
-        die "trtexec not found; set TRTEXEC=/path/to/trtexec"
-    fi
-fi
+@@FIND_TRTEXEC@@
 shopt -s nullglob
 engines=("$ENGINES"/*.engine)
 (( ${#engines[@]} )) || die "no .engine files in $ENGINES (run ./build_engine.sh first)"

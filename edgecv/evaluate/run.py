@@ -306,7 +306,8 @@ def _infer_spec(runtime: Any) -> InputSpec:
     shape = info.shape or (1, 3, 224, 224)
     h, w = (shape[2], shape[3]) if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) else (224, 224)
     names = {o.name for o in runtime.outputs}
-    if {"num_dets", "boxes", "scores", "labels"} <= names:
+    nms = {"num_dets", "boxes", "scores", "labels"} <= names
+    if nms or names == {"boxes", "scores"}:
         return InputSpec(
             height=h,
             width=w,
@@ -315,18 +316,7 @@ def _infer_spec(runtime: Any) -> InputSpec:
             resize="resize",
             mean=(0.0, 0.0, 0.0),
             std=(1.0, 1.0, 1.0),
-            outputs=detection_outputs(True),
-        )
-    if names == {"boxes", "scores"}:
-        return InputSpec(
-            height=h,
-            width=w,
-            input_name=info.name,
-            task="detection",
-            resize="resize",
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
-            outputs=detection_outputs(False),
+            outputs=detection_outputs(nms),
         )
     return InputSpec(height=h, width=w, input_name=info.name, output_names=(runtime.outputs[0].name,))
 

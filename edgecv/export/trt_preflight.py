@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edgecv.calibration.tensorrt_rules import QDQ_OPS, check_tensorrt_qdq
+from edgecv.calibration.tensorrt_rules import QDQ_OPS, OnnxGraph, check_tensorrt_qdq, default_opset, node_label
 from edgecv.errors import ArtifactError, InvalidOptionError
 from edgecv.tensorrt_info import parse_version
 
@@ -159,35 +158,11 @@ class PreflightReport:
         }
 
 
-def _label(node: onnx.NodeProto) -> str:
-    return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def _version_at_least(version: tuple[int, ...], since: str) -> bool:
     return version[:2] >= parse_version(since)[:2]
 
 
-class _Graph:
-    def __init__(self, model: onnx.ModelProto):
-        g = model.graph
-        self.nodes = list(g.node)
-        self.initializers = {t.name: t for t in g.initializer}
-        self.constants = {
-            n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
-            for n in self.nodes
-            if n.op_type == "Constant" and n.output
-        }
-
-    def constant(self, name: str) -> np.ndarray | None:
-        tensor = self.initializers.get(name) or self.constants.get(name)
-        return None if tensor is None else numpy_helper.to_array(tensor)
-
-
-def _check_ops(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...], text: str) -> list[Finding]:
+def _check_ops(model: onnx.ModelProto, graph: OnnxGraph, version: tuple[int, ...], text: str) -> list[Finding]:
     out = []
     for node in graph.nodes:
         if node.domain not in ("", "ai.onnx"):
@@ -202,12 +177,12 @@ def _check_ops(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...], 
                 Finding(
                     "error",
                     "unsupported-op",
-                    _label(node),
+                    node_label(node),
                     f"{node.op_type} is not imported by TensorRT {text}'s ONNX parser{later}",
                     source,
                 )
             )
-    opset = _opset(model)
+    opset = default_opset(model)
     known = [(v, limit) for v, limit in MAX_OPSET.items() if version[:2] >= v]
     if known:
         limit, source = max(known)[1]
@@ -225,7 +200,7 @@ def _check_ops(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...], 
     return out
 
 
-def _check_plugins(graph: _Graph) -> list[Finding]:
+def _check_plugins(graph: OnnxGraph) -> list[Finding]:
     out = []
     for node in graph.nodes:
         if node.op_type.endswith("_TRT") or node.domain == "trt.plugins":
@@ -233,7 +208,7 @@ def _check_plugins(graph: _Graph) -> list[Finding]:
                 Finding(
                     "warning",
                     "plugin",
-                    _label(node),
+                    node_label(node),
                     f"{node.op_type} is a TensorRT plugin: the engine needs the plugin library at build and run time, "
                     "and ONNX Runtime and OpenVINO cannot run this graph",
                     "TensorRT plugin registry",
@@ -244,7 +219,7 @@ def _check_plugins(graph: _Graph) -> list[Finding]:
                 Finding(
                     "error",
                     "custom-op",
-                    _label(node),
+                    node_label(node),
                     f"{node.domain}::{node.op_type} is not an ONNX operator and TensorRT has no importer for it "
                     "(a plugin of that name would have to be registered)",
                     "onnx-tensorrt (custom domains go to plugins)",
@@ -253,7 +228,7 @@ def _check_plugins(graph: _Graph) -> list[Finding]:
     return out
 
 
-def _check_types(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...]) -> list[Finding]:
+def _check_types(model: onnx.ModelProto, graph: OnnxGraph, version: tuple[int, ...]) -> list[Finding]:
     out = []
     g = model.graph
     int64_io = [
@@ -302,7 +277,7 @@ def _check_types(model: onnx.ModelProto, graph: _Graph, version: tuple[int, ...]
     return out
 
 
-def _check_dynamic(model: onnx.ModelProto, graph: _Graph, max_batch: int | None) -> list[Finding]:
+def _check_dynamic(model: onnx.ModelProto, graph: OnnxGraph, max_batch: int | None) -> list[Finding]:
     out = []
     for v in model.graph.input:
         if v.name in graph.initializers:
@@ -338,11 +313,11 @@ def _check_dynamic(model: onnx.ModelProto, graph: _Graph, max_batch: int | None)
     return out
 
 
-def _check_nms(graph: _Graph) -> list[Finding]:
+def _check_nms(graph: OnnxGraph) -> list[Finding]:
     out = []
     for node in graph.nodes:
         if node.op_type == "NonMaxSuppression":
-            name = _label(node)
+            name = node_label(node)
             for index, what in ((2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")):
                 if len(node.input) > index and node.input[index] and graph.constant(node.input[index]) is None:
                     out.append(
@@ -372,7 +347,7 @@ def _check_nms(graph: _Graph) -> list[Finding]:
                     Finding(
                         "error",
                         "topk",
-                        _label(node),
+                        node_label(node),
                         f"TopK with K = {int(k.reshape(-1)[0])}; TensorRT's parser needs K < {TOPK_MAX}",
                         OPS_SOURCE_101,
                     )
@@ -383,7 +358,7 @@ def _check_nms(graph: _Graph) -> list[Finding]:
                 Finding(
                     "info",
                     "nms",
-                    _label(node),
+                    node_label(node),
                     f"EfficientNMS keeps only the top {EFFICIENT_NMS_TOPK} scores per image before NMS"
                     + (f"; max_output_boxes = {top_k}" if top_k is not None else ""),
                     "EfficientNMS plugin README",
@@ -437,7 +412,7 @@ def check_tensorrt(
         except Exception as exc:  # protobuf's DecodeError and friends
             raise ArtifactError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0][:200]}") from None
         name = name or path.name
-    graph = _Graph(model)
+    graph = OnnxGraph(model)
     text = ".".join(map(str, version))
     findings = (
         _check_ops(model, graph, version, text)

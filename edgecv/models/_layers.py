@@ -40,8 +40,9 @@ def conv_bn(
     stride: int = 1,
     groups: int = 1,
     act: ActFactory | None = None,
+    eps: float = 1e-5,
 ) -> list[nn.Module]:
-    """Conv (no bias, "same" padding) → BatchNorm → optional activation, as a flat list."""
+    """Conv (no bias, "same" padding) → BatchNorm(eps) → optional activation, as a flat list."""
     layers: list[nn.Module] = [
         nn.Conv2d(
             in_channels,
@@ -52,7 +53,7 @@ def conv_bn(
             groups=groups,
             bias=False,
         ),
-        nn.BatchNorm2d(out_channels),
+        nn.BatchNorm2d(out_channels, eps=eps),
     ]
     if act is not None:
         layers.append(act())
@@ -70,8 +71,9 @@ class ConvBNAct(nn.Sequential):
         stride: int = 1,
         groups: int = 1,
         act: ActFactory | None = nn.ReLU6,
+        eps: float = 1e-5,
     ) -> None:
-        super().__init__(*conv_bn(in_channels, out_channels, kernel_size, stride, groups, act))
+        super().__init__(*conv_bn(in_channels, out_channels, kernel_size, stride, groups, act, eps))
         self.out_channels = out_channels
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._layers import ImageClassifier, init_weights, make_divisible
+from ._layers import ConvBNAct, ImageClassifier, init_weights, make_divisible
 from .registry import register_model
 
 BN_EPS = 0.001
@@ -77,32 +77,6 @@ HEAD_CHANNELS = {"large": 1280, "small": 1024}
 TAIL_BLOCKS = 2
 
 
-class ConvNormAct(nn.Sequential):
-    """Conv (no bias, "same" padding) → BatchNorm(eps) → optional activation: children 0, 1, 2
-    like torchvision's Conv2dNormActivation."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 1,
-        stride: int = 1,
-        groups: int = 1,
-        act: type[nn.Module] | None = nn.ReLU,
-        eps: float = BN_EPS,
-    ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False
-            ),
-            nn.BatchNorm2d(out_channels, eps=eps),
-        ]
-        if act is not None:
-            layers.append(act())
-        super().__init__(*layers)
-        self.out_channels = out_channels
-
-
 class SqueezeExcitation(nn.Module):
     """Channel attention (Hu et al.): global pool → 1×1 reduce, ReLU → 1×1 expand, hard-sigmoid."""
 
@@ -125,11 +99,11 @@ class InvertedResidual(nn.Module):
         act = nn.Hardswish if cfg.hard_swish else nn.ReLU
         layers: list[nn.Module] = []
         if expanded != in_channels:
-            layers.append(ConvNormAct(in_channels, expanded, 1, act=act, eps=eps))
-        layers.append(ConvNormAct(expanded, expanded, cfg.kernel, cfg.stride, groups=expanded, act=act, eps=eps))
+            layers.append(ConvBNAct(in_channels, expanded, 1, act=act, eps=eps))
+        layers.append(ConvBNAct(expanded, expanded, cfg.kernel, cfg.stride, groups=expanded, act=act, eps=eps))
         if cfg.se:
             layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
-        layers.append(ConvNormAct(expanded, out, 1, act=None, eps=eps))
+        layers.append(ConvBNAct(expanded, out, 1, act=None, eps=eps))
         self.block = nn.Sequential(*layers)
         self.use_res_connect = cfg.stride == 1 and in_channels == out
         self.out_channels = out
@@ -149,7 +123,7 @@ def mobilenetv3_features(
     everything after), as torchvision's SSDLite backbone does (MobileNetV3 paper, section 6.3)."""
     settings = SETTINGS[variant]
     channels = make_divisible(STEM_CHANNELS * width_mult)
-    layers: list[nn.Module] = [ConvNormAct(3, channels, 3, 2, act=nn.Hardswish, eps=eps)]
+    layers: list[nn.Module] = [ConvBNAct(3, channels, 3, 2, act=nn.Hardswish, eps=eps)]
     tail_start = len(settings) - TAIL_BLOCKS
     for i, cfg in enumerate(settings):
         # The last stride-2 block keeps its expansion (SSDLite's first feature map) but halves
@@ -160,7 +134,7 @@ def mobilenetv3_features(
         block = InvertedResidual(channels, cfg, width_mult, eps)
         layers.append(block)
         channels = block.out_channels
-    layers.append(ConvNormAct(channels, 6 * channels, 1, act=nn.Hardswish, eps=eps))
+    layers.append(ConvBNAct(channels, 6 * channels, 1, act=nn.Hardswish, eps=eps))
     features = nn.Sequential(*layers)
     features.out_channels = 6 * channels  # type: ignore[assignment]
     return features

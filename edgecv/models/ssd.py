@@ -28,8 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._layers import ConvBNAct
 from .detection import DetectionOptions, Detector
-from .mobilenetv3 import ConvNormAct, mobilenetv3_features
+from .mobilenetv3 import BN_EPS, mobilenetv3_features
 from .registry import register_model
 from .spec import InputSpec, detection_outputs, resolution_hw
 
@@ -183,7 +184,7 @@ def ssdlite_head(channels: Sequence[int], boxes: Sequence[int], num_classes: int
 
     def layers(columns: int) -> nn.ModuleList:
         return nn.ModuleList(
-            nn.Sequential(ConvNormAct(c, c, 3, groups=c, act=nn.ReLU6), nn.Conv2d(c, columns * b, 1))
+            nn.Sequential(ConvBNAct(c, c, 3, groups=c, act=nn.ReLU6, eps=BN_EPS), nn.Conv2d(c, columns * b, 1))
             for c, b in zip(channels, boxes)
         )
 
@@ -290,9 +291,9 @@ def _extra_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """SSDLite extra layer: 1×1 to half, depthwise 3×3 stride 2, 1×1 out; BN and ReLU6 each."""
     mid = out_channels // 2
     return nn.Sequential(
-        ConvNormAct(in_channels, mid, 1, act=nn.ReLU6),
-        ConvNormAct(mid, mid, 3, 2, groups=mid, act=nn.ReLU6),
-        ConvNormAct(mid, out_channels, 1, act=nn.ReLU6),
+        ConvBNAct(in_channels, mid, 1, act=nn.ReLU6, eps=BN_EPS),
+        ConvBNAct(mid, mid, 3, 2, groups=mid, act=nn.ReLU6, eps=BN_EPS),
+        ConvBNAct(mid, out_channels, 1, act=nn.ReLU6, eps=BN_EPS),
     )
 
 
