@@ -105,29 +105,24 @@ def rank_layers(
     if is_detection_output(reference):
         return _rank_by_map(model, qdq_onnx, reference, inputs, progress, threads, start)
     first = next(iter(reference))
-    ref = reference[first]
-
-    def score(proto_or_path) -> OutputFidelity:
-        source = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else proto_or_path
-        actual = collect(ort_runner(source, threads), inputs)
-        return OutputFidelity.compare(first, ref, actual[first])
-
-    baseline = score(qdq_onnx)
-    layers = quantized_layers(model)
-    results = []
-    for i, node in enumerate(layers):
-        fid = score(with_float_inputs(model, node.name))
-        results.append(
-            LayerSensitivity(
-                node.name,
-                node.op_type,
-                round(fid.sqnr_db, 3),
-                round(fid.sqnr_db - baseline.sqnr_db, 3),
-                fid.top1_agreement,
-            )
+    baseline, scored = _score_layers(
+        model,
+        qdq_onnx,
+        inputs,
+        threads,
+        progress,
+        lambda actual: OutputFidelity.compare(first, reference[first], actual[first]),
+    )
+    results = [
+        LayerSensitivity(
+            node.name,
+            node.op_type,
+            round(fid.sqnr_db, 3),
+            round(fid.sqnr_db - baseline.sqnr_db, 3),
+            fid.top1_agreement,
         )
-        if progress is not None:
-            progress("ranking layer sensitivity", i + 1, len(layers))
+        for node, fid in scored
+    ]
     results.sort(key=lambda r: r.gain_db, reverse=True)
     return SensitivityReport(
         method="SQNR gain of the output when the layer alone is left in float (TensorRT-flavour graph)",
@@ -138,25 +133,37 @@ def rank_layers(
     )
 
 
+def _score_layers(model, qdq_onnx, inputs, threads, progress, score_outputs):
+    """(the score of ``qdq_onnx``, [(layer, its score when it alone reads float inputs)]) for every
+    quantized layer; ``score_outputs`` scores the outputs collected over ``inputs``."""
+
+    def score(proto_or_path):
+        source = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else proto_or_path
+        return score_outputs(collect(ort_runner(source, threads), inputs))
+
+    baseline = score(qdq_onnx)
+    layers = quantized_layers(model)
+    scored = []
+    for i, node in enumerate(layers):
+        scored.append((node, score(with_float_inputs(model, node.name))))
+        if progress is not None:
+            progress("ranking layer sensitivity", i + 1, len(layers))
+    return baseline, scored
+
+
 def _rank_by_map(model, qdq_onnx, reference, inputs, progress, threads, start) -> SensitivityReport:
     """Detectors: a layer's sensitivity is the mAP its INT8 detections regain against the FP32
     detections when it alone runs in float (an SQNR of padded detection rows means nothing)."""
 
-    def score(proto_or_path) -> float:
-        source = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else proto_or_path
-        fid = compare_detections(reference, collect(ort_runner(source, threads), inputs), artifact="ranking")
+    def detection_map(actual) -> float:
+        fid = compare_detections(reference, actual, artifact="ranking")
         return fid.map if fid.map is not None else 0.0
 
-    baseline = score(qdq_onnx)
-    layers = quantized_layers(model)
-    results = []
-    for i, node in enumerate(layers):
-        value = score(with_float_inputs(model, node.name))
-        results.append(
-            LayerSensitivity(node.name, node.op_type, None, None, None, round(value, 4), round(value - baseline, 4))
-        )
-        if progress is not None:
-            progress("ranking layer sensitivity", i + 1, len(layers))
+    baseline, scored = _score_layers(model, qdq_onnx, inputs, threads, progress, detection_map)
+    results = [
+        LayerSensitivity(node.name, node.op_type, None, None, None, round(value, 4), round(value - baseline, 4))
+        for node, value in scored
+    ]
     results.sort(key=lambda r: r.gain_map, reverse=True)
     return SensitivityReport(
         method="mAP gain (INT8 detections against FP32 detections) when the layer alone is left in float "
