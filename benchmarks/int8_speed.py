@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # int8_zoo, beside this script
+
 TARGET = 1.6
 THREADS = 2
 
@@ -82,39 +84,10 @@ def _quantize_qoperator(folder: Path, method: str) -> None:
         )
 
 
-def ort_engine(path: Path) -> Callable[[np.ndarray], Any]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    # The settings edgecv's runtime uses (S8×S8 kernels for signed activations on CPUs without VNNI).
-    from edgecv.int8_kernels import configure_onnxruntime
-
-    configure_onnxruntime(options, path)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
-
-
-def openvino_engine(path: Path) -> Callable[[np.ndarray], Any]:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(
-        str(path),
-        "CPU",
-        {
-            "INFERENCE_PRECISION_HINT": "f32",
-            "INFERENCE_NUM_THREADS": THREADS,
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": 1,
-        },
-    )
-    request = compiled.create_infer_request()
-    return lambda x: request.infer({0: x})
-
-
 def engines(run: Path) -> dict[str, Callable[[np.ndarray], Any]]:
+    # The engine settings of the zoo benchmark (edgecv's ORT kernel settings, OpenVINO f32 latency).
+    from int8_zoo import openvino_engine, ort_engine
+
     candidates = [
         ("ORT FP32", run / "model.onnx", ort_engine),
         ("ORT INT8 cpu", run / "model.int8.cpu.onnx", ort_engine),
@@ -123,7 +96,7 @@ def engines(run: Path) -> dict[str, Callable[[np.ndarray], Any]]:
         ("OpenVINO f32", run / "openvino" / "model.xml", openvino_engine),
         ("OpenVINO INT8", run / "openvino" / "model.int8.xml", openvino_engine),
     ]
-    return {name: make(path) for name, path, make in candidates if path.is_file()}
+    return {name: make(path, THREADS) for name, path, make in candidates if path.is_file()}
 
 
 def measure(
