@@ -82,3 +82,21 @@ def assert_user_error(proc: subprocess.CompletedProcess | InProcessResult, *frag
     message = " ".join(lines)
     for frag in fragments:
         assert frag.lower() in message.lower(), (frag, message)
+
+
+def export_conv_onnx(path: Path, *, any_size: bool = False) -> Path:
+    """A one-layer ONNX file (3→4 channel 3×3 Conv, input ``input`` 1×3×32×32, output ``out``);
+    ``any_size``: batch, height and width left open."""
+    import torch
+
+    dynamic = {"input": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "h", 3: "w"}} if any_size else None
+    torch.onnx.export(
+        torch.nn.Conv2d(3, 4, 3),
+        (torch.zeros(1, 3, 32, 32),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["out"],
+        dynamic_axes=dynamic,
+    )
+    return path

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import edgecv
 from edgecv.cli import app
+from tests.conftest import export_conv_onnx
 
 SMALL = ["--width-mult", "0.35", "--resolution", "64"]
 
@@ -245,15 +246,7 @@ def test_wrong_input_names_every_mismatch(tmp_path):
     from edgecv.errors import InputMismatchError
     from edgecv.runtime import load
 
-    path = tmp_path / "conv.onnx"
-    torch.onnx.export(
-        torch.nn.Conv2d(3, 4, 3),
-        (torch.zeros(1, 3, 32, 32),),
-        str(path),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["out"],
-    )
+    path = export_conv_onnx(tmp_path / "conv.onnx")
     with load(path) as rt:
         with pytest.raises(InputMismatchError) as err:
             rt(np.zeros((1, 32, 32, 3), np.uint8))  # a picture as it comes: NHWC, 0..255
@@ -465,16 +458,7 @@ def test_dynamo_export_is_quiet_and_records_the_written_opset(invoke, tmp_path):
 
 
 def test_benchmark_shape_for_an_artifact_without_a_fixed_size(invoke, tmp_path):
-    path = tmp_path / "any-size.onnx"
-    torch.onnx.export(
-        torch.nn.Conv2d(3, 4, 3),
-        (torch.zeros(1, 3, 32, 32),),
-        str(path),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["out"],
-        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "h", 3: "w"}},
-    )
+    path = export_conv_onnx(tmp_path / "any-size.onnx", any_size=True)
     res = invoke("benchmark", path, "--in-process", "-n", "3", "--warmup", "1")
     assert res.exit_code == 2 and "--shape" in res.output, res.output
     res = invoke("benchmark", path, "--in-process", "-n", "3", "--warmup", "1", "--shape", "2x3x40x48", "--json")
@@ -491,14 +475,7 @@ def test_static_batch_advice_fits_a_single_file(invoke, tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.onnx.export(
-        torch.nn.Conv2d(3, 4, 3),
-        (torch.zeros(1, 3, 32, 32),),
-        str(run / "model.onnx"),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["out"],
-    )
+    export_conv_onnx(run / "model.onnx")
     record = {
         "name": "onnx-fp32",
         "path": "model.onnx",

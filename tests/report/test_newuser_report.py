@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from edgecv.cli import app
 from edgecv.report import compare_files, write_comparison
+from tests.conftest import export_conv_onnx
 
 
 def _two_runs(results_doc, tmp_path, scenario=None):
@@ -92,21 +93,13 @@ def test_tensorrt_flavour_timed_in_onnxruntime_says_why_it_is_slow(results_doc, 
 
 
 def test_benchmark_notes_what_the_tensorrt_flavour_is_for(tmp_path):
-    import torch
 
     from edgecv.runfolder import SCHEMA
     from edgecv.runtime.benchmark import benchmark_target
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.onnx.export(
-        torch.nn.Conv2d(3, 4, 3),
-        (torch.zeros(1, 3, 32, 32),),
-        str(run / "model.int8.onnx"),
-        dynamo=False,
-        input_names=["input"],
-        output_names=["out"],
-    )
+    export_conv_onnx(run / "model.int8.onnx")
     record = {
         "name": "onnx-int8",
         "path": "model.int8.onnx",
