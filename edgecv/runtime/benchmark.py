@@ -245,10 +245,10 @@ def note_slow_int8(results: list[BenchResult]) -> None:
     def group(r: BenchResult) -> tuple:
         return r.batch, r.scenario, str(r.device or "cpu").lower()
 
-    def faster(a: BenchResult, b: BenchResult) -> bool:
-        _, va, unit = a.headline
-        _, vb, _ = b.headline
-        return va < vb if unit == "ms" else va > vb
+    def cost(r: BenchResult) -> float:
+        """Lower is faster: latency as it is, throughput negated."""
+        _, value, unit = r.headline
+        return value if unit == "ms" else -value
 
     def shown(r: BenchResult) -> str:
         figure, value, unit = r.headline
@@ -262,12 +262,9 @@ def note_slow_int8(results: list[BenchResult]) -> None:
         baselines = [
             b for b in deployable if b.backend == r.backend and group(b) == group(r) and b.artifact_precision == "fp32"
         ]
-        if not baselines or any(faster(r, b) for b in baselines):
+        if not baselines or any(cost(r) < cost(b) for b in baselines):
             continue
-        peers = [p for p in deployable if group(p) == group(r)]
-        best = peers[0]
-        for p in peers[1:]:
-            best = p if faster(p, best) else best
+        best = min((p for p in deployable if group(p) == group(r)), key=cost)
         tail = f"; the fastest artifact here is {best.artifact} ({shown(best)})" if best is not r else ""
         r.notes.append(
             f"{r.artifact}: INT8 no faster than {baselines[0].artifact} on this machine ({shown(r)} against "
