@@ -14,6 +14,7 @@ from the FP32 graph for the float consumer.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 
 import onnx
@@ -86,13 +87,14 @@ class _ActivationRestorer:
 
 def graph_index(
     model: onnx.ModelProto,
-) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]], set[str]]:
+) -> tuple[dict[str, onnx.NodeProto], defaultdict[str, list[onnx.NodeProto]], set[str]]:
     """(the node making each tensor, the nodes reading each tensor, the graph's output names)."""
     producer = {out: n for n in model.graph.node for out in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+    consumers: defaultdict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in model.graph.node:
         for name in node.input:
-            consumers.setdefault(name, []).append(node)
+            if name:  # an omitted optional input
+                consumers[name].append(node)
     return producer, consumers, {o.name for o in model.graph.output}
 
 

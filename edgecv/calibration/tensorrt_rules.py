@@ -20,13 +20,14 @@ The rules (onnx-tensorrt's operator notes, TensorRT's ``NvInfer.h``, and public 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from .qdq_graph import graph_index
 
 MIN_OPSET = 13
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -57,13 +58,7 @@ class OnnxGraph:
             for n in self.nodes
             if n.op_type == "Constant" and n.output
         }
-        self.producer = {out: n for n in self.nodes for out in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for n in self.nodes:
-            for name in n.input:
-                if name:
-                    self.consumers[name].append(n)
-        self.graph_outputs = {o.name for o in g.output}
+        self.producer, self.consumers, self.graph_outputs = graph_index(model)
 
     def constant(self, name: str) -> np.ndarray | None:
         tensor = self.initializers.get(name)
