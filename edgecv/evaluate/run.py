@@ -21,6 +21,7 @@ import numpy as np
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, OutputPathError
 from edgecv.models.spec import InputSpec, detection_outputs
 from edgecv.preprocess import UnreadableImage, preprocess_with_transform
+from edgecv.runfolder import EVAL_FILE, write_json_atomic
 
 from .datasets import (
     ClassCountError,
@@ -34,7 +35,6 @@ from .datasets import (
 from .metrics import CategoryMapping, NmsSettings, TopKMeter, coco_map, coco_results, nms_numpy
 
 EVAL_SCHEMA = "edgecv.eval/1"
-EVAL_FILE = "eval.json"
 # COCO mAP counts every detection down to a very low score; a threshold baked above this cuts the
 # tail of the precision–recall curve, so the figure is a lower bound.
 CONF_WARN = 0.05
@@ -162,6 +162,7 @@ class EvalReport:
         from edgecv import __version__
         from edgecv.runfolder import RESULTS_SCHEMA
         from edgecv.runtime.stats import LatencyStats
+        from edgecv.runtime.timing import BenchResult
         from edgecv.sysinfo import backend_versions, machine_info
 
         rows = []
@@ -170,31 +171,28 @@ class EvalReport:
             if not timed:
                 continue
             stats = LatencyStats.from_ns([int(s * 1e6) for s in timed])
-            rows.append(
-                {
-                    "artifact": r.artifact,
-                    "backend": r.backend,
-                    "scenario": "single-stream",
-                    "batch": r.batch,
-                    "latency": stats.to_dict(),
-                    "throughput_ips": 1000.0 * r.batch / stats.mean_ms if stats.mean_ms > 0 else None,
-                    "samples_ms": [round(s, 4) for s in timed],
-                    "warmup": len(r.samples_ms) - len(timed),
-                    "path": r.path,
-                    "precision": r.precision,
-                    "artifact_precision": r.artifact_precision,
-                    "intended_for": r.intended_for,
-                    "load_s": r.load_s,
-                    "size_bytes": r.size_bytes,
-                    "fidelity": dict(r.record.get("fidelity") or {}),
-                    "speedup_vs_torch": None,
-                    "accuracy": r.accuracy(self.data, self.conf_thres),
-                    "notes": [
-                        "latency: timed per call during `edgecv eval` on real images (no dedicated benchmark loop)",
-                        *r.notes,
-                    ],
-                }
-            )
+            row = BenchResult(
+                artifact=r.artifact,
+                backend=r.backend,
+                scenario="single-stream",
+                batch=r.batch,
+                latency=stats,
+                throughput_ips=1000.0 * r.batch / stats.mean_ms if stats.mean_ms > 0 else None,
+                samples_ms=timed,
+                warmup=len(r.samples_ms) - len(timed),
+                path=r.path,
+                precision=r.precision,
+                artifact_precision=r.artifact_precision,
+                intended_for=r.intended_for,
+                load_s=r.load_s,
+                size_bytes=r.size_bytes,
+                fidelity=dict(r.record.get("fidelity") or {}),
+                notes=[
+                    "latency: timed per call during `edgecv eval` on real images (no dedicated benchmark loop)",
+                    *r.notes,
+                ],
+            ).to_dict()
+            rows.append({**row, "accuracy": r.accuracy(self.data, self.conf_thres)})
         return {
             "schema": RESULTS_SCHEMA,
             "created": self.created,
@@ -716,8 +714,6 @@ def evaluate(
 def record_eval(run_dir: Path, report: EvalReport) -> Path | None:
     """Keep the figures in ``<run>/eval.json`` (rows of the same data set merge by artifact), so a
     later ``edgecv benchmark --report`` shows them."""
-    from edgecv.runfolder import write_json_atomic
-
     path = run_dir / EVAL_FILE
     entries: dict[str, Any] = {}
     try:
@@ -794,7 +790,7 @@ def write_eval_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path
         doc = report.results_document()
     written = write_report(doc, out)
     try:
-        (out / EVAL_FILE).write_text(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+        write_json_atomic(out / EVAL_FILE, report.to_dict())
     except OSError as exc:
         raise OutputPathError(f"cannot write {out / EVAL_FILE}: {exc.strerror or exc}") from None
     written[EVAL_FILE] = out / EVAL_FILE
