@@ -98,6 +98,12 @@ def guarded(fn: Callable[[], Any]) -> Any:
 # --- edgecv models -------------------------------------------------------------------------------
 
 
+def _print_notes(results: list[Any]) -> None:
+    """Each distinct note of ``results`` once, under the table."""
+    for note in dict.fromkeys(n for r in results for n in r.notes):
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+
+
 def _parse_flag(text: Optional[str], convert: Callable[[str], Any], flag: str, expected: str) -> Any:
     # Parsed here rather than by click so a typo gives the one-line exit-2 message of every
     # other bad value instead of click's usage block.
@@ -486,8 +492,7 @@ def benchmark_cmd(
         else:
             out_console.print(results_table(doc))
             # The table points at these ("see notes"); the report files hold them too.
-            for note in dict.fromkeys(n for r in result.results for n in r.notes):
-                console.print(f"note: {note}", markup=False, soft_wrap=True)
+            _print_notes(result.results)
         for name, path in written.items():
             console.print(f"{name}: {path}", markup=False)
 
@@ -906,9 +911,7 @@ def eval_cmd(
             emit_json(doc)
         else:
             out_console.print(_eval_table(doc))
-            for r in result.results:
-                for note in r.notes:
-                    console.print(f"note: {note}", markup=False, soft_wrap=True)
+            _print_notes(result.results)
         for message in result.warnings:
             console.print(Text.assemble(("warning:", "bold yellow"), " ", message), soft_wrap=True)
         for name, path in written.items():
