@@ -1,8 +1,8 @@
 """``edgecv.export``: run the registered stages into a run folder and write its manifest.
 
-Stages are reused when the manifest of an earlier run in the same folder holds the same key (options,
-upstream stages, edgecv's source and the libraries' versions) and the files it lists still have the
-recorded hashes; ``force=True`` rebuilds everything.
+Stages are reused when the manifest of an earlier run in the same folder holds the same key (the
+stage's options and library versions, the upstream stages, edgecv's source) and the files it lists
+still have the recorded hashes; ``force=True`` rebuilds everything.
 """
 
 from __future__ import annotations
@@ -366,29 +366,17 @@ def _state_hash(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-# What a stage's output also depends on besides its options: the libraries that build it.
-_TOOLCHAIN_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf")
-
-
 @functools.lru_cache(maxsize=1)
-def _toolchain() -> dict[str, Any]:
-    """edgecv's version and a digest of its source (an install from a branch keeps its version
-    between commits, and a stage reused across a change of the quantizer would be stale), plus the
-    versions of the libraries the stages call."""
-    from importlib import metadata
-
+def _edgecv_build() -> dict[str, str]:
+    """edgecv's version and a digest of its source: an install from a branch keeps its version
+    between commits, and a stage reused across a change of, say, the quantizer would be stale. (The
+    libraries' versions are in the keys of the stages that call them.)"""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
-    versions: dict[str, Any] = {"edgecv": __version__, "edgecv_source": digest.hexdigest()}
-    for name in _TOOLCHAIN_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {"version": __version__, "source": digest.hexdigest()}
 
 
 def _reusable(stage_key: str, prev: dict[str, Any] | None, stage: Stage, ctx: ExportContext) -> dict | None:
@@ -507,7 +495,7 @@ def _export(
         if not stage.enabled(ctx):
             continue
         upstream = {name: chain.get(name) for name in stage.after}
-        key = sha256_json({"stage": stage.name, "key": stage.key(ctx), "after": upstream, "toolchain": _toolchain()})
+        key = sha256_json({"stage": stage.name, "key": stage.key(ctx), "after": upstream, "edgecv": _edgecv_build()})
         chain[stage.name] = key
         reporter.stage_start(stage)
         reused = _reusable(key, prev, stage, ctx)
