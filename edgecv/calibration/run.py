@@ -400,17 +400,22 @@ def _quantize(
         raise
     except Exception as exc:  # ORT's quantizer: ValueError, RuntimeError, KeyError on odd graphs
         raise _stage_error(f"quantizing the {flavour.name} flavour", exc) from exc
+    if not excluded and flavour is not TENSORRT:
+        return info
+    # The edits after quantizing, on one load of the graph.
+    model = onnx.load(str(out))
+    edited = False
     if excluded:
-        model = onnx.load(str(out))
         reference = onnx.load(str(prepared), load_external_data=False)
         info["float_inputs_restored"] = bypass_input_qdq(model, excluded, reference)
+        edited = True
+    if flavour is TENSORRT:
+        info["dedicated_pairs_added"] = dedicate_qdq_pairs(model)
+        edited = edited or bool(info["dedicated_pairs_added"])
+    if edited:
         onnx.save(model, str(out))
     if flavour is TENSORRT:
-        model = onnx.load(str(out))
-        info["dedicated_pairs_added"] = dedicate_qdq_pairs(model)
-        if info["dedicated_pairs_added"]:
-            onnx.save(model, str(out))
-        violations = check_tensorrt_qdq(out, exempt=tuple(excluded))
+        violations = check_tensorrt_qdq(model, exempt=tuple(excluded))
         if violations:
             listed = "; ".join(map(str, violations[:5]))
             more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
