@@ -319,7 +319,7 @@ def test_stage_lines_stay_whole_on_a_narrow_console():
 
     from rich.console import Console
 
-    from edgecv.cli import _page_width
+    from edgecv.cli.common import _page_width
     from edgecv.export.progress import RichReporter
     from edgecv.export.stages import STAGES
 

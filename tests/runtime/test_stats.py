@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from edgecv.cli import _parse_batches as parse_batches
+from edgecv.cli.common import parse_batches
 from edgecv.errors import InputMismatchError, InvalidOptionError
 from edgecv.runtime import load
 from edgecv.runtime.benchmark import BenchSettings, benchmark, time_calls

@@ -1,0 +1,148 @@
+"""`edgecv benchmark` and `edgecv report`: timing runs and their reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgecv.cli.common import (
+    PlainUsage,
+    app,
+    console,
+    emit_json,
+    guarded,
+    out_console,
+    parse_batches,
+    parse_flag,
+    print_notes,
+    split_list,
+)
+
+
+@app.command("benchmark", cls=PlainUsage)
+def benchmark_cmd(
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="run folder, artifact (.onnx .xml .engine .pt) or zoo model name"
+    ),
+    warmup: str = typer.Option("10", "--warmup", metavar="N", help="untimed calls before timing"),
+    iterations: Optional[str] = typer.Option(
+        None, "--iterations", "-n", metavar="N", help="timed calls per batch (default 200)"
+    ),
+    duration: Optional[str] = typer.Option(
+        None, "--duration", metavar="S", help="time each batch for S seconds instead"
+    ),
+    batch: Optional[str] = typer.Option(
+        None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"
+    ),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"
+    ),
+    shape: Optional[str] = typer.Option(
+        None,
+        "--shape",
+        metavar="NxCxHxW",
+        help="input shape for artifacts that leave it open, e.g. 1x3x224x224 (NAME:… for one input)",
+    ),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="only these backends, comma-separated: onnxruntime,openvino,tensorrt,torch"
+    ),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="OpenVINO compute precision f32|bf16|fp16 (default: OpenVINO's, bf16 on AMX CPUs)"
+    ),
+    scenario: str = typer.Option(
+        "single-stream",
+        "--scenario",
+        help="single-stream (headline p90) | offline (largest batch, headline throughput) | throughput "
+        "(several inferences in flight: OpenVINO's THROUGHPUT hint, concurrent ONNX Runtime runs)",
+    ),
+    requests: Optional[str] = typer.Option(
+        None,
+        "--requests",
+        metavar="N",
+        help="throughput scenario: inferences in flight (default: the backend's choice)",
+    ),
+    report: Optional[Path] = typer.Option(
+        None, "--report", metavar="DIR", help="write results.json, report.md and report.html to DIR"
+    ),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="run every artifact in this process (faster; no per-artifact peak memory)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the results document as JSON on stdout"),
+) -> None:
+    """Time every artifact of a run folder (with PyTorch as the baseline), or one artifact."""
+
+    def run() -> None:
+        from edgecv.report import write_report
+        from edgecv.report.console import results_table
+        from edgecv.runtime.benchmark import BenchSettings, PlanOptions, benchmark_target
+        from edgecv.runtime.rich_progress import RichObserver
+
+        settings = BenchSettings(
+            warmup=parse_flag(warmup, int, "--warmup", "an integer"),
+            iterations=parse_flag(iterations, int, "--iterations", "an integer"),
+            duration=parse_flag(duration, float, "--duration", "a number of seconds"),
+            scenario=scenario,
+            shape=shape,
+            requests=parse_flag(requests, int, "--requests", "an integer"),
+        )
+        plan = PlanOptions(
+            batches=parse_batches(batch),
+            threads=parse_flag(threads, int, "--threads", "an integer"),
+            backends=split_list(backend) or None,
+            precision=precision,
+            isolate=not in_process,
+        )
+        with RichObserver(console) as observer:
+            result = benchmark_target(target, settings, plan, observer=observer)
+        from edgecv.evaluate.run import attach_accuracy
+
+        doc = attach_accuracy(result.to_dict())  # figures `edgecv eval` recorded in the run folder
+        written = write_report(doc, report) if report is not None else {}
+        if as_json:
+            emit_json(doc)
+        else:
+            out_console.print(results_table(doc))
+            # The table points at these ("see notes"); the report files hold them too.
+            print_notes(result.results)
+        for name, path in written.items():
+            console.print(f"{name}: {path}", markup=False)
+
+    guarded(run)
+
+
+@app.command("report", cls=PlainUsage)
+def report_cmd(
+    results: list[Path] = typer.Argument(
+        ...,
+        metavar="RESULTS",
+        help="results.json files (or the folders holding them) of `edgecv benchmark --report`; the first is the reference",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="DIR", help="write the report (one file) or comparison (several) to DIR"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON on stdout"),
+) -> None:
+    """Re-render one benchmark run, or merge several and compare them with the first."""
+
+    def run() -> None:
+        from edgecv.report import compare_files, read_results, write_comparison, write_report
+        from edgecv.report.console import comparison_table, results_table
+
+        if len(results) == 1:
+            doc = read_results(results[0])
+            written = write_report(doc, out) if out is not None else {}
+            document, table = doc, results_table(doc)
+        else:
+            comparison = compare_files(results)
+            written = write_comparison(comparison, out) if out is not None else {}
+            document, table = comparison, comparison_table(comparison)
+        if as_json:
+            emit_json(document)
+        else:
+            out_console.print(table)
+        for name, path in written.items():
+            console.print(f"{name}: {path}", markup=False)
+
+    guarded(run)
