@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/edgecv data shapes --out $(DEMO_DATA) --images 500 --size 160 --seed 1
 	$(VENV)/bin/edgecv export yolox --variant nano --num-classes 4 --resolution 160 \
 		--weights tests/fixtures/yolox_nano_shapes.pth --conf-thres 0.001 \
+		--labels $(DEMO_DATA)/train/annotations.json \
 		--int8 --calib $(DEMO_DATA)/train/images --out $(DEMO_RUN)
 	$(VENV)/bin/edgecv eval $(DEMO_RUN) --data $(DEMO_DATA)/val/annotations.json --images $(DEMO_DATA)/val/images
 	$(VENV)/bin/edgecv benchmark $(DEMO_RUN) --report $(DEMO_RUN)/report

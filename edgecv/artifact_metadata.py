@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from edgecv.models.spec import InputSpec
-from edgecv.runfolder import find_artifact
+from edgecv.runfolder import atomic_path, find_artifact
 
 PREFIX = "edgecv."
 RT_INFO_SECTION = "edgecv"
@@ -69,9 +68,8 @@ def stamp_onnx(path: str | Path, metadata: dict[str, str]) -> None:
     model.metadata_props.extend(kept)
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
-    tmp = path.with_name(f".{path.name}.meta-{os.getpid()}")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
@@ -88,9 +86,8 @@ def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
     section = ET.SubElement(rt_info, RT_INFO_SECTION)
     for key, value in metadata.items():
         ET.SubElement(section, key[len(PREFIX) :]).set("value", value)
-    tmp = xml.with_name(f".{xml.name}.meta-{os.getpid()}")
-    tree.write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, xml)
+    with atomic_path(xml) as tmp:
+        tree.write(tmp, encoding="utf-8", xml_declaration=True)
 
 
 def stamp(path: str | Path, metadata: dict[str, str]) -> bool:

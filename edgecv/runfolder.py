@@ -49,13 +49,14 @@ OV_FP16_XML = f"{OV_DIR}/model.fp16.xml"
 OV_INT8_XML = f"{OV_DIR}/model.int8.xml"
 CALIBRATION_DIR = "calibration"
 RANGES_FILE = f"{CALIBRATION_DIR}/ranges.json"
+RANGES_META_FILE = f"{CALIBRATION_DIR}/ranges.meta.json"  # the key that vouches for the ranges cache
 INT8_REPORT_FILE = f"{CALIBRATION_DIR}/report.json"
 TENSORRT_DIR = "tensorrt"
 EVAL_FILE = "eval.json"  # what `edgecv eval` measured on the run's artifacts
 RESULTS_FILE = "results.json"  # in a report folder
 
 RESULTS_SCHEMA = "edgecv.results/1"
-COMPARISON_SCHEMA = "edgecv.comparison/1"
+COMPARISON_SCHEMA = "edgecv.comparison/2"
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -174,13 +175,37 @@ def tmp_name(final: Path) -> Path:
     return final.with_name(f"{TMP_MARK}{os.getpid()}-{final.name}")
 
 
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows: assume its writer still runs
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_partials(folder: Path) -> None:
+    """Temporary files whose writer is gone (killed while writing) will never be finished: remove
+    them. Those of a live process may still be renamed into place and stay."""
+    for p in folder.glob(f"{TMP_MARK}*"):
+        pid = p.name[len(TMP_MARK) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                p.unlink() if p.is_file() else shutil.rmtree(p)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary path to write; rename it (and companion files with the same stem and the
     given suffixes, e.g. OpenVINO's ``.bin`` next to the ``.xml``) onto ``final`` on success.
-    On any error the temporary files are removed and nothing named ``final`` is touched."""
+    On any error the temporary files are removed and nothing named ``final`` is touched; what a
+    killed writer left next to ``final`` goes at the next write there."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(final.parent)
     tmp = tmp_name(final)
     pairs = [(tmp, final)] + [(tmp.with_suffix(s), final.with_suffix(s)) for s in companions]
     try:
@@ -239,3 +264,66 @@ def prepare_run_dir(out: str | Path) -> Path:
 def file_record(run_dir: Path, rel: str) -> dict[str, Any]:
     p = run_dir / rel
     return {"sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+
+
+# --- eval.json: figures count only while the artifact they scored is unchanged --------------------
+def artifact_parts(rel: str) -> list[str]:
+    """The files one artifact is made of: OpenVINO keeps its weights in a ``.bin`` next to the ``.xml``
+    (two IRs can share an identical ``.xml``)."""
+    return [rel, Path(rel).with_suffix(".bin").as_posix()] if rel.endswith(".xml") else [rel]
+
+
+def listed_digest(files: dict[str, Any], rel: str) -> str | None:
+    """One digest of an artifact from the hashes a manifest records; None when a part is unlisted."""
+    hashes = {part: (files.get(part) or {}).get("sha256") for part in artifact_parts(rel)}
+    return sha256_json(hashes) if all(hashes.values()) else None
+
+
+def disk_digest(run_dir: Path, rel: str) -> str | None:
+    """The digest :func:`listed_digest` gives for the bytes on disk now; None when a part is missing."""
+    parts = artifact_parts(rel)
+    if not all((run_dir / part).is_file() for part in parts):
+        return None
+    return sha256_json({part: sha256_file(run_dir / part) for part in parts})
+
+
+def _read_eval(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((run_dir / EVAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("accuracy"), dict) else None
+
+
+def scored_accuracy(run_dir: Path, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The accuracy rows of ``<run>/eval.json`` whose artifact the manifest still lists with the
+    bytes eval scored (``scored`` holds each row's digest); rows without one are never vouched for."""
+    doc = _read_eval(run_dir)
+    if doc is None:
+        return {}
+    if manifest is None:
+        try:
+            manifest = read_manifest(run_dir)
+        except ArtifactError:
+            return {}
+    files = manifest.get("files") or {}
+    current = {a.get("name"): listed_digest(files, a.get("path", "")) for a in manifest.get("artifacts", [])}
+    scored = doc.get("scored") if isinstance(doc.get("scored"), dict) else {}
+    return {
+        label: row
+        for label, row in doc["accuracy"].items()
+        if current.get(label) is not None and (scored.get(label) or {}).get("digest") == current[label]
+    }
+
+
+def prune_eval(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Drop the rows of ``<run>/eval.json`` for artifacts ``manifest`` no longer lists as scored."""
+    doc = _read_eval(run_dir)
+    if doc is None:
+        return
+    kept = scored_accuracy(run_dir, manifest)
+    if kept == doc["accuracy"]:
+        return
+    doc["accuracy"] = kept
+    doc["scored"] = {label: doc["scored"][label] for label in kept}
+    write_json_atomic(run_dir / EVAL_FILE, doc)

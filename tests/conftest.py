@@ -100,3 +100,14 @@ def export_conv_onnx(path: Path, *, any_size: bool = False) -> Path:
         dynamic_axes=dynamic,
     )
     return path
+
+
+def run_graph_as_written(model, x):
+    """Output 0 of ``model`` on input ``x`` with ONNX Runtime's graph optimisations off, so a rewrite
+    is compared with its original and not with what ORT makes of either."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -123,10 +123,12 @@ def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     (run / "notes.txt").write_text("the user's own file")
     (run / "report").mkdir()
     (run / "report" / "results.json").write_text("{}")
-    # A failing re-export keeps the old files but lists them as stale, so the next run still removes them.
+    # Dropping INT8 needs --force; a forced re-export that then fails leaves none of the old files.
+    with pytest.raises(edgecv.errors.OutputPathError, match="--force"):
+        edgecv.export("mobilenetv2", batch=4, **kw)
     with pytest.raises(edgecv.errors.VerificationError):
-        edgecv.export("mobilenetv2", batch=4, atol=0.0, rtol=0.0, **kw)
-    assert (run / "model.int8.onnx").is_file()
+        edgecv.export("mobilenetv2", batch=4, atol=0.0, rtol=0.0, force=True, **kw)
+    assert not (run / "model.int8.onnx").exists()
     second = edgecv.export("mobilenetv2", batch=4, **kw)
     listed = set(second.manifest["files"]) | {"manifest.json", "notes.txt", "report/results.json"}
     assert set(_tree(run)) == listed, _tree(run)

@@ -505,7 +505,7 @@ def _align_channels(model: onnx.ModelProto, keep: set[str], records: list[dict[s
         records.append(
             {
                 "rule": "channels_aligned",
-                "nodes": [n.name for n in (*region.producers, *region.depthwise, *region.readers)],
+                "nodes": list(dict.fromkeys(n.name for n in (*region.producers, *region.depthwise, *region.readers))),
                 "channels": [channels, padded],
                 "why": f"{channels} channels padded with {extra} zero channels to {padded}: ONNX Runtime's fast INT8 "
                 "convolution kernels need depthwise channels in sixteens and dense channels in fours/eights",
@@ -544,9 +544,12 @@ def _padding_region(model, producer_node, keep: set[str]) -> _Region | None:
     constants = {i.name for i in model.graph.initializer}
     todo = [producer_node.output[0]]
 
-    def member(node: onnx.NodeProto) -> bool:
+    def member(node: onnx.NodeProto, role: list[onnx.NodeProto]) -> bool:
+        # Per role, not over the whole region: a dense convolution that both reads the channels and
+        # makes a tensor combined with them (a residual branch's projection) must be in producers
+        # and in readers, or one side of its weights keeps the old count.
         key = _key(node)
-        return any(key == _key(n) for n in (*region.producers, *region.depthwise, *region.readers))
+        return any(key == _key(n) for n in role)
 
     def is_scalar(name: str) -> bool:
         value = _constant(model, name)
@@ -561,13 +564,13 @@ def _padding_region(model, producer_node, keep: set[str]) -> _Region | None:
             if weights is None:
                 return False
             if _is_depthwise(node, weights[0]):
-                if not member(node):
+                if not member(node, region.depthwise):
                     region.depthwise.append(node)
                     todo.append(node.input[0])
                 return True
             if not _densifiable(node, weights[0]) or weights[0].shape[0] != region.channels:
                 return False
-            if not member(node):
+            if not member(node, region.producers):
                 region.producers.append(node)
             return True
         if node.op_type in _PADDABLE_UNARY:
@@ -592,11 +595,11 @@ def _padding_region(model, producer_node, keep: set[str]) -> _Region | None:
             if weights is None or node.input[0] != tensor:
                 return False
             if _is_depthwise(node, weights[0]):
-                if not member(node):
+                if not member(node, region.depthwise):
                     region.depthwise.append(node)
                 todo.append(node.output[0])
             elif _densifiable(node, weights[0]):
-                if not member(node):
+                if not member(node, region.readers):
                     region.readers.append(node)
             else:
                 return False

@@ -64,6 +64,7 @@ class Int8Result:
     peak_rss_mb: float | None  # the process's peak so far (includes what ran before this call)
     warnings: list[str] = field(default_factory=list)
     target_cpu: str = ""  # the CPU the CPU flavour and the OpenVINO IR were built for
+    kept_float: dict[str, Any] = field(default_factory=dict)  # see float_summary
 
     def fidelity_inputs(self) -> str:
         """Where the fidelity figures come from, in words a reader of the manifest cannot misread."""
@@ -96,6 +97,7 @@ class Int8Result:
             "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
             "warnings": self.warnings,
             "target_cpu": self.target_cpu,
+            "kept_float": self.kept_float,
         }
 
 
@@ -217,6 +219,20 @@ def float_feeders(model: onnx.ModelProto, floating: Sequence[str]) -> list[str]:
     return added
 
 
+def float_summary(op_types: dict[str, str], excluded: Sequence[str], by_design: Sequence[str]) -> dict[str, Any]:
+    """What stays in float, counted the way a reader counts it: the layers INT8 would otherwise have
+    run (Conv, Gemm, MatMul) kept in float by ``--exclude``/``--keep-fp32``, apart from a detector's
+    decode/NMS tail, which stays float by design and is mostly not layers at all."""
+    design = set(by_design)
+    chosen = [n for n in excluded if n not in design]
+    return {
+        "layers": [n for n in chosen if op_types.get(n) in LAYER_OPS],
+        "other_nodes": sum(op_types.get(n) not in LAYER_OPS for n in chosen),
+        "by_design_nodes": len(design),
+        "by_design_layers": sum(op_types.get(n) in LAYER_OPS for n in design),
+    }
+
+
 def _check_options(method: str, flavours: Sequence[str], keep_fp32: int, sensitivity_inputs: int) -> None:
     if method not in CALIB_METHODS:
         raise InvalidOptionError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
@@ -240,6 +256,12 @@ def _check_exclude(exclude: Sequence[str], model: onnx.ModelProto, keep_fp32: in
     layers = sum(n.op_type in LAYER_OPS for n in model.graph.node)
     if keep_fp32 > layers:
         raise InvalidOptionError(f"--keep-fp32 {keep_fp32}: the model has only {layers} quantizable layers")
+
+
+def _announcer(progress: Progress | None) -> Progress:
+    """Where each step of the INT8 stage is announced; some take minutes on a large detector, so a
+    user sees which one runs and how far it is."""
+    return progress if progress is not None else (lambda description, completed, total: None)
 
 
 def _stage_error(step: str, exc: Exception) -> StageError:
@@ -273,10 +295,12 @@ def quantize_run(
     target = cpu_target(target_cpu).name
     fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
     clock = _Clock()
+    say = _announcer(progress)
     artifacts: dict[str, Path] = {}
     flavour_info: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgecv-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
+        say("preparing the graph (ONNX Runtime pre-processing)", 0, None)
         with clock.step("pre_process"):
             try:
                 prepare_for_quantization(fp32_onnx, prepared)
@@ -289,6 +313,7 @@ def quantize_run(
         in_scopes = nodes_in_scopes(prepared_model, float_scopes)
         in_scopes += float_feeders(prepared_model, in_scopes) if in_scopes else []
         input_name, batch = _graph_input(prepared_model), fixed_batch(prepared)
+        op_types = {n.name: n.op_type for n in prepared_model.graph.node}
         del prepared_model
 
         ranges_path = out_dir / RANGES_FILE
@@ -302,7 +327,9 @@ def quantize_run(
                     data_fingerprint=calib.fingerprint,
                     cache_path=ranges_path,
                     batch_size=batch,
-                    progress=progress,
+                    progress=lambda _desc, done, total: say(
+                        "collecting activation ranges, calibration inputs", done, total
+                    ),
                 )
             except EdgecvError:
                 raise
@@ -310,6 +337,7 @@ def quantize_run(
                 raise _stage_error("computing activation ranges", exc) from exc
         ranges_info["cache"] = RANGES_FILE
         holdout = list(calib.holdout.batches(batch))
+        say("FP32 reference outputs on held-out inputs", 0, None)
         with clock.step("reference"):
             reference = collect(ort_runner(fp32_onnx), holdout)
 
@@ -335,8 +363,9 @@ def quantize_run(
             for n in excluded
         }
 
-        for name in flavours:
+        for i, name in enumerate(flavours):
             flavour = flavour_of(name)
+            say(f"quantizing the {flavour.name} flavour", i + 1, len(flavours))
             with clock.step(f"quantize_{flavour.name}"), atomic_path(out_dir / flavour.filename) as out:
                 flavour_info[flavour.name] = _quantize(
                     prepared, out, flavour, method, ranges_path, excluded, reasons, target
@@ -344,18 +373,18 @@ def quantize_run(
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
+        say("quantizing the OpenVINO IR with NNCF", 0, None)
         with clock.step("nncf_openvino"):
             flavour_info["openvino"] = _openvino(Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target)
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
     with clock.step("fidelity"):
         score = detection_compare if is_detection_output(reference) else compare
-        fidelity = {
-            name: score(
-                reference, collect(_runner(path), holdout), artifact=name, in_sample=calib.report.holdout_in_sample
-            )
-            for name, path in artifacts.items()
-        }
+        fidelity = {}
+        for i, (name, path) in enumerate(artifacts.items()):
+            say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
+            outputs = collect(_runner(path), holdout)
+            fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
     result = Int8Result(
         out_dir=out_dir,
         method=method,
@@ -370,6 +399,7 @@ def quantize_run(
         peak_rss_mb=peak_rss_mb(),
         warnings=list(calib.report.warnings),
         target_cpu=target,
+        kept_float=float_summary(op_types, excluded, in_scopes),
     )
     write_json_atomic(out_dir / REPORT_FILE, result.to_dict())
     return result

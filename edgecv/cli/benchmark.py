@@ -51,6 +51,13 @@ def benchmark_cmd(
     precision: Optional[str] = typer.Option(
         None, "--precision", help="OpenVINO compute precision f32|bf16|fp16 (default: OpenVINO's, bf16 on AMX CPUs)"
     ),
+    device: Optional[str] = typer.Option(
+        None,
+        "--device",
+        metavar="DEVICE",
+        help="where to run: PyTorch cpu|cuda[:N], ONNX Runtime cpu|cuda|tensorrt, OpenVINO CPU|GPU[.N]|NPU|AUTO, "
+        "TensorRT cuda[:N]; one for every backend, or BACKEND=DEVICE,… (torch=cuda,openvino=GPU)",
+    ),
     scenario: str = typer.Option(
         "single-stream",
         "--scenario",
@@ -93,6 +100,7 @@ def benchmark_cmd(
             backends=split_list(backend) or None,
             precision=precision,
             isolate=not in_process,
+            device=device,
         )
         with RichObserver(console) as observer:
             result = benchmark_target(target, settings, plan, observer=observer)

@@ -23,7 +23,13 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("shapes")
 def data_shapes_cmd(
-    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="folder to write the data set to"),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="folder to write the data set to: empty, new, or an earlier shapes set (replaced whole)",
+    ),
     images: str = typer.Option(
         "200", "--images", metavar="N", help="pictures in all; a fifth of them form the val split"
     ),

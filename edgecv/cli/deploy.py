@@ -20,6 +20,9 @@ from edgecv.errors import InvalidOptionError
 
 def _print_preflight(reports: list[Any]) -> None:
     for report in reports:
+        # A note changes how the findings read (an artifact made for another engine): it comes first.
+        for note in report.notes:
+            out_console.print(f"note: {note}", markup=False, soft_wrap=True)
         out_console.print(f"{report.artifact} (TensorRT {report.trt_version}): {report.summary()}", markup=False)
         for finding in report.findings:
             out_console.print(f"  {finding}", markup=False, soft_wrap=True)
@@ -76,9 +79,15 @@ def bundle_cmd(
     trt_version: str = typer.Option(
         "10.3", "--trt-version", metavar="X.Y", help="TensorRT version to preflight against"
     ),
+    allow_preflight_errors: bool = typer.Option(
+        False,
+        "--allow-preflight-errors",
+        help="write the bundle even if the preflight says TensorRT would refuse a file",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the bundle summary as JSON on stdout"),
 ) -> None:
-    """Write what a Jetson board needs to build and benchmark TensorRT engines from RUN."""
+    """Write what a Jetson board needs to build and benchmark TensorRT engines from RUN (exit 1, nothing
+    written, when the preflight finds an error, unless --allow-preflight-errors)."""
 
     def run() -> None:
         from edgecv.deploy.bundle import make_bundle
@@ -91,7 +100,15 @@ def bundle_cmd(
             dla_core=dla_core,
             workspace_mib=workspace,
             trt_version=trt_version,
+            allow_preflight_errors=allow_preflight_errors,
         )
+        if summary["preflight_errors"]:
+            console.print(
+                f"warning: written with {summary['preflight_errors']} preflight error(s) (--allow-preflight-errors); "
+                "see preflight.json: those engines will not build on the board",
+                markup=False,
+                soft_wrap=True,
+            )
         if as_json:
             emit_json(summary)
         else:
@@ -114,14 +131,21 @@ def import_trtexec_cmd(
     merge: list[Path] = typer.Option(
         [], "--merge", metavar="RESULTS", help="add an `edgecv benchmark --json` file from the same board"
     ),
+    bundle: Optional[Path] = typer.Option(
+        None,
+        "--bundle",
+        metavar="DIR",
+        help="the `edgecv bundle` folder the engines were built from: `edgecv report` then matches each "
+        "engine with its ONNX file's CPU figures",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the results document on stdout"),
 ) -> None:
     """Turn trtexec logs into an edgecv results file for `edgecv report`."""
 
     def run() -> None:
-        from edgecv.deploy.trtexec_log import import_logs, merge_results
+        from edgecv.deploy.trtexec_log import fmt_ms, import_logs, merge_results
 
-        doc = merge_results(import_logs(logs), merge)
+        doc = merge_results(import_logs(logs, bundle), merge, bundle)
         if out is not None:
             from edgecv.errors import OutputPathError
 
@@ -137,9 +161,11 @@ def import_trtexec_cmd(
         else:
             for r in doc["results"]:
                 lat = r["latency"]
+                source = f", built from {r['source_onnx']}" if r.get("source_sha256") else ""
                 out_console.print(
-                    f"{r['artifact']} ({r['backend']}, batch {r['batch']}): median {lat['median_ms']} ms, "
-                    f"p90 {lat['p90_ms']} ms, {r['throughput_ips']:.1f} items/s",
+                    f"{r['artifact']} ({r['backend']}, batch {r['batch']}{source}): median "
+                    f"{fmt_ms(lat.get('median_ms'))}, p90 {fmt_ms(lat.get('p90_ms'))}, "
+                    f"{r['throughput_ips']:.1f} items/s",
                     markup=False,
                 )
             if out is not None:

@@ -23,39 +23,47 @@ from edgecv.cli.common import (
 
 
 def _eval_table(doc: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    from edgecv.report.format import precision_label
-
-    def pct(v: Any) -> str:
-        return "—" if v is None else f"{100 * v:.2f}"
-
-    def delta(v: Any) -> str:
-        return "—" if v is None else f"{100 * v:+.2f} pt"
+    from edgecv.report.console import FittedTable
+    from edgecv.report.format import delta_points, metric_percent, precision_label
 
     detection = doc["task"] == "detection"
     data = doc["data"]
-    table = Table(title=f"{doc['target']['path']} on {data['path']} ({data['images']} images)", title_justify="left")
-    metric_cols = ("mAP", "mAP@.5", "mAP@.75", "AR@100") if detection else ("top-1 %", "top-5 %")
-    for col in ("artifact", "backend", "precision", *metric_cols, "Δ vs FP32", "ms / call"):
-        table.add_column(col, justify="left" if col in ("artifact", "backend", "precision") else "right", no_wrap=True)
+    metrics = (
+        (("map", "mAP"), ("map50", "mAP@.5"), ("map75", "mAP@.75"), ("ar100", "AR@100"))
+        if detection
+        else (("top1", "top-1"), ("top5", "top-5"))
+    )
+    columns = [
+        ("artifact", "artifact"),
+        ("backend", "backend"),
+        ("precision", "precision"),
+        *metrics,
+        ("delta", "Δ vs FP32"),
+        ("ms", "ms / call"),
+    ]
     if detection:
-        table.add_column("conf", justify="right")
+        columns.append(("conf", "conf"))
+    rows = []
     for r in doc["results"]:
         acc, m = r["accuracy"], r["metrics"]
-        keys = ("map", "map50", "map75", "ar100") if detection else ("top1", "top5")
-        cells = [
-            r["artifact"],
-            r["backend"],
-            precision_label(r),
-            *(pct(m.get(k)) for k in keys),
-            delta(acc.get("delta")) + (f" ({r['reference']})" if r.get("reference") else ""),
-            "—" if r.get("median_ms") is None else f"{r['median_ms']:.2f}",
-        ]
-        if detection:
-            cells.append("—" if doc.get("conf_thres") is None else f"{doc['conf_thres']:g}")
-        table.add_row(*cells)
-    return table
+        row = {
+            "artifact": r["artifact"],
+            "backend": r["backend"],
+            "precision": precision_label(r),
+            **{k: metric_percent(m.get(k)) for k, _ in metrics},
+            "delta": delta_points(acc.get("delta")) + (f" (vs {r['reference']})" if r.get("reference") else ""),
+            "ms": "—" if r.get("median_ms") is None else f"{r['median_ms']:.2f}",
+            "conf": "—" if doc.get("conf_thres") is None else f"{doc['conf_thres']:g}",
+        }
+        rows.append(row)
+    return FittedTable(
+        columns=columns,
+        rows=rows,
+        # the headline metric and its change first; the secondary metrics may move to a second table
+        priority=(metrics[0][0], "delta", "precision", "backend", "ms", "conf"),
+        right=frozenset(k for k, _ in columns if k not in ("artifact", "backend", "precision")),
+        title=f"{doc['target']['path']} on {data['path']} ({data['images']} images)",
+    )
 
 
 @app.command("eval", cls=PlainUsage)

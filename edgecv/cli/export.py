@@ -56,6 +56,13 @@ def export_cmd(
         False, "--no-nms", help="detectors: export decoded boxes and per-class scores, without NMS"
     ),
     agnostic_nms: bool = typer.Option(False, "--agnostic-nms", help="detectors: class-agnostic NMS"),
+    labels: Optional[Path] = typer.Option(
+        None,
+        "--labels",
+        metavar="FILE",
+        help="class names to record in the artifacts: labels.txt (one a line) or a COCO annotation .json "
+        "(default: from --calib data that names its classes)",
+    ),
     max_batch: Optional[int] = typer.Option(
         None,
         "--max-batch",
@@ -104,7 +111,11 @@ def export_cmd(
     ),
     atol: Optional[float] = typer.Option(None, "--atol", help="FP32 verification absolute tolerance (1e-4)"),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="FP32 verification relative tolerance (1e-4)"),
-    force: bool = typer.Option(False, "--force", help="rebuild every stage"),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="rebuild every stage; replaces an earlier export in --out, removing its files this one does not make",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the manifest summary as JSON on stdout"),
 ) -> None:
     """Export MODEL to verified, simplified ONNX (+ OpenVINO IR, + INT8 with --int8) in a run folder."""
@@ -148,6 +159,7 @@ def export_cmd(
             max_det=max_det,
             nms=not no_nms,
             agnostic_nms=agnostic_nms,
+            labels=str(labels) if labels else None,
             max_batch=max_batch,
             dla_core=dla_core,
             workspace_bytes=workspace * (1 << 20) if workspace is not None else None,

@@ -48,13 +48,15 @@ def _models_table(rows: list[dict[str, Any]]) -> Any:
 
 
 def _matching_models(name: str) -> list[str]:
-    """The model ``name`` names (an alias such as torchvision's ``mobilenet_v2``), else every model
-    whose name holds it or matches it as a glob; none at all is the registry's unknown-model error."""
+    """``name`` itself where it names one model (kept as given: an alias such as
+    ``mobilenet_v3_small`` also picks options), else every model whose name holds it or matches it
+    as a glob; none at all is the registry's unknown-model error."""
     from edgecv.errors import UserInputError
     from edgecv.models.registry import list_models, resolve_name
 
     try:
-        return [resolve_name(name)]
+        resolve_name(name)
+        return [name]
     except UserInputError:
         matches = list_models(name)
         if not matches:
@@ -79,7 +81,7 @@ def models_cmd(
 
     def run() -> None:
         from edgecv.models.describe import describe_model, describe_models
-        from edgecv.models.registry import apply_alias, check_resolution, check_width_mult
+        from edgecv.models.registry import check_resolution, check_width_mult
 
         wm = parse_flag(width_mult, float, "--width-mult", "a number")
         res = parse_flag(resolution, int, "--resolution", "an integer")
@@ -91,8 +93,6 @@ def models_cmd(
                 wm = check_width_mult(wm)
             if res is not None:
                 check_resolution(res)
-            if len(names) == 1:  # torchvision's shufflenet_v2_x0_5 is shown at its α
-                wm, _ = apply_alias(name, wm, {})
             rows = [describe_model(n, wm, res) for n in names]
         if as_json:
             emit_json(rows)

@@ -13,15 +13,33 @@ from edgecv.cli.common import (
     emit_json,
     guarded,
     out_console,
+    split_list,
 )
 
 
 @app.command("predict")
 def predict_cmd(
     target: str = typer.Argument(..., help="artifact (.onnx .xml .engine), run folder, or zoo model name"),
-    images: list[Path] = typer.Argument(..., help="pictures to run"),
+    images: list[str] = typer.Argument(
+        ..., metavar="IMAGES", help="pictures: files, folders (every picture inside) or quoted globs ('val/*.jpg')"
+    ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", metavar="DIR", help="detectors: write each picture with its boxes drawn to DIR"
+    ),
+    conf: Optional[float] = typer.Option(
+        None,
+        "--conf",
+        help="detectors: lowest score shown (default 0.25, or the artifact's threshold if higher; "
+        "never below the threshold baked into the artifact's NMS)",
+    ),
+    iou: Optional[float] = typer.Option(
+        None,
+        "--iou",
+        help="detectors: extra class-wise NMS at this IoU, at most the artifact's own (with --no-nms "
+        "exports: the NMS IoU, default the export's)",
+    ),
+    classes: Optional[str] = typer.Option(
+        None, "--classes", metavar="LIST", help="show only these classes: label indices or names, e.g. 0,2 or car,dog"
     ),
     backend: Optional[str] = typer.Option(None, "--backend", help="runtime to use (default: from the file suffix)"),
     precision: Optional[str] = typer.Option(None, "--precision", help="OpenVINO compute precision f32|bf16|fp16"),
@@ -34,7 +52,16 @@ def predict_cmd(
 
         from edgecv.evaluate.predict import predict_images
 
-        preds = predict_images(target, images, out_dir=out, backend=backend, precision=precision)
+        preds = predict_images(
+            target,
+            images,
+            out_dir=out,
+            backend=backend,
+            precision=precision,
+            conf=conf,
+            iou=iou,
+            classes=split_list(classes),
+        )
         if as_json:
             emit_json([p.to_dict() for p in preds])
             return
@@ -51,7 +78,7 @@ def predict_cmd(
                 for d in p.detections:
                     table.add_row(str(d["label"]), d["name"], f"{d['score']:.3f}", *(f"{v:.1f}" for v in d["box"]))
                 if not p.detections:
-                    table.caption = "no detection above the threshold baked into the artifact"
+                    table.caption = f"no detection scored {p.conf:g} or more"
             out_console.print(table)
             if p.drawn:
                 console.print(f"drawn: {p.drawn}", markup=False)

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import ArtifactError, InvalidOptionError, OutputPathError
+from edgecv.errors import ArtifactError, InvalidOptionError, OutputPathError, StageError
 
 TARGETS = ("jetson",)
 SCRIPTS = ("build_engine.sh", "benchmark.sh")
@@ -78,10 +78,14 @@ def make_bundle(
     dla_core: int | None = None,
     workspace_mib: int = 2048,
     trt_version: str = "10.3",
+    allow_preflight_errors: bool = False,
 ) -> dict[str, Any]:
-    """Write the bundle for ``run_dir`` to ``out`` (a folder, or a ``.tar.gz``); returns a summary."""
+    """Write the bundle for ``run_dir`` to ``out`` (a folder, or a ``.tar.gz``); returns a summary.
+
+    A bundle holding an ONNX file the preflight says TensorRT would refuse is not written (StageError)
+    unless ``allow_preflight_errors``: on the board it would fail only after the copy."""
     from edgecv.export.tensorrt import INT8_ONNX, MAX_DYNAMIC_BATCH, ONNX
-    from edgecv.export.trt_preflight import check_tensorrt
+    from edgecv.export.trt_preflight import check_file
 
     if target not in TARGETS:
         raise InvalidOptionError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -120,7 +124,10 @@ def make_bundle(
         (staging / "input_spec.json").write_text(json.dumps(spec, indent=2) + "\n")
         (staging / "labels.json").write_text(json.dumps(_labels(run_dir, manifest), indent=2) + "\n")
         _engine_metadata(staging, settings_precisions=("fp32", "fp16", "int8"))
-        preflight = {f: check_tensorrt(staging / f, trt_version, max_batch=max_batch).to_dict() for f in files}
+        # Read with the bundled manifest, as `edgecv check` reads the run folder.
+        preflight = {f: check_file(staging / f, trt_version, max_batch=max_batch).to_dict() for f in files}
+        if not allow_preflight_errors:
+            _refuse_preflight_errors(preflight)
         (staging / "preflight.json").write_text(json.dumps(preflight, indent=2) + "\n")
         settings = {
             "input_name": info["input_name"],
@@ -147,6 +154,7 @@ def make_bundle(
                     "settings": settings,
                     "expects": EXPECTED,
                     "preflight_trt_version": trt_version,
+                    "preflight_errors_allowed": allow_preflight_errors,
                 },
                 indent=2,
             )
@@ -183,6 +191,23 @@ def make_bundle(
     }
 
 
+def _refuse_preflight_errors(preflight: dict[str, Any]) -> None:
+    failing = {name: r for name, r in preflight.items() if r["errors"]}
+    if not failing:
+        return
+    parts = []
+    for name, report in failing.items():
+        first = next(f for f in report["findings"] if f["severity"] == "error")
+        more = f" (+{report['errors'] - 1} more)" if report["errors"] > 1 else ""
+        parts.append(f"{name}: [{first['rule']}] {first['node']}: {first['message']}{more}")
+    raise StageError(
+        "bundle",
+        "TensorRT would not build "
+        + "; ".join(parts)
+        + "; nothing written (--allow-preflight-errors writes the bundle anyway, every finding in its preflight.json)",
+    )
+
+
 def _engine_metadata(staging: Path, settings_precisions: tuple[str, ...]) -> None:
     """``metadata.<precision>.json``: the edgecv keys model.onnx carries, which build_engine.sh puts in
     each engine's sidecar (a plan is never stamped), so an engine still knows its task and input spec."""
@@ -203,7 +228,7 @@ def _labels(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             text = p.read_text()
             names = json.loads(text).get("names") if candidate.endswith(".json") else text.splitlines()
             break
-    names = names or (manifest.get("input_spec") or {}).get("class_names")
+    names = names or model.get("class_names") or (manifest.get("input_spec") or {}).get("class_names")
     return {
         "num_classes": model.get("num_classes"),
         "names": names,
@@ -267,6 +292,9 @@ BUILD_SCRIPT = r"""#!/usr/bin/env bash
 #   DLA_CORE=0                             build for DLA core 0 with GPU fallback (Jetson Orin)
 #   WEAK_TYPING=1                          TensorRT 10.x only: --fp16/--int8 instead of strong typing
 #   TRTEXEC=/path/to/trtexec               which trtexec (default: PATH, then /usr/src/tensorrt/bin)
+#
+# Exit status: 0 every engine built; 1 an engine failed to build (the others are still built, each
+# log in OUT_DIR); 2 a setup error (no trtexec, a file missing), found before any build starts.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -300,11 +328,9 @@ if [[ "$WEAK_TYPING" == 1 && "$TRT_MAJOR" -ge 11 ]]; then
     die "WEAK_TYPING=1 is for TensorRT 10.x; TensorRT $TRT_VERSION builds strongly typed only"
 fi
 
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-built=()
-
-for precision in $PRECISIONS; do
+# Sets onnx and flags: which ONNX file and which trtexec flags build $1 on this TensorRT.
+recipe() {
+    local precision="$1"
     flags=()
     if [[ "$TRT_MAJOR" -ge 11 ]]; then
         # Strongly typed is TensorRT 11's only mode: precision comes from the graph.
@@ -331,7 +357,22 @@ for precision in $PRECISIONS; do
             *) die "unknown precision '$precision' (fp32, fp16, int8)" ;;
         esac
     fi
+}
+
+# A wrong PRECISIONS or a missing file is found before the first (minutes-long) build.
+for precision in $PRECISIONS; do
+    recipe "$precision"
     [[ -f "$HERE/$onnx" ]] || die "$onnx is not in this bundle (export with --int8 for an INT8 engine)"
+done
+
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+built=()
+failed=()
+
+# Each engine is independent: one that fails to build does not keep the others from being built.
+for precision in $PRECISIONS; do
+    recipe "$precision"
     if [[ -n "$DLA_CORE" ]]; then
         if [[ "$precision" == fp32 ]]; then
             echo "skipping fp32 on DLA: DLA runs FP16 and INT8 only" >&2
@@ -344,10 +385,15 @@ for precision in $PRECISIONS; do
     fi
     engine="$OUT/model.$precision.engine"
     log="$OUT/model.$precision.build.log"
+    # A failed build must not leave an older engine behind for benchmark.sh to time.
+    rm -f "$engine" "$OUT/model.$precision.json"
     echo "building $precision from $onnx ..."
-    "$TRTEXEC" --onnx="$HERE/$onnx" --saveEngine="$engine" --timingCacheFile="$OUT/timing.cache" \
-        --memPoolSize="workspace:$WORKSPACE_MIB" --skipInference "${flags[@]}" > "$log" 2>&1 \
-        || die "trtexec failed to build $precision; see $log"
+    if ! "$TRTEXEC" --onnx="$HERE/$onnx" --saveEngine="$engine" --timingCacheFile="$OUT/timing.cache" \
+        --memPoolSize="workspace:$WORKSPACE_MIB" --skipInference "${flags[@]}" > "$log" 2>&1; then
+        echo "error: trtexec failed to build $precision from $onnx; see $log" >&2
+        failed+=("$precision")
+        continue
+    fi
     device="$(sed -n 's/.*Selected Device: \(.*\)$/\1/p' "$log" | head -n 1)"
     cc="$(sed -n 's/.*Compute Capability: \([0-9.]*\).*/\1/p' "$log" | head -n 1)"
     l4t="$(head -n 1 /etc/nv_tegra_release 2>/dev/null || true)"
@@ -378,6 +424,10 @@ echo "built ${#built[@]} engine(s) in $OUT (timing cache: $OUT/timing.cache)"
 for engine in "${built[@]}"; do
     echo "  $engine"
 done
+if (( ${#failed[@]} )); then
+    echo "error: failed to build: ${failed[*]} (logs: $OUT/model.<precision>.build.log)" >&2
+    exit 1
+fi
 """
 
 BENCHMARK_SCRIPT = r"""#!/usr/bin/env bash
@@ -465,11 +515,11 @@ if command -v edgecv >/dev/null 2>&1; then
     done
     merge=()
     for f in "${edgecv_results[@]}"; do merge+=(--merge "$f"); done
-    edgecv import-trtexec "${logs[@]}" "${merge[@]}" --out "$RESULTS/results.json"
+    edgecv import-trtexec "${logs[@]}" "${merge[@]}" --bundle "$HERE" --out "$RESULTS/results.json"
     echo "results: $RESULTS/results.json"
 else
     echo "edgecv is not installed here: trtexec logs are in $RESULTS; at home run"
-    echo "  edgecv import-trtexec $RESULTS/trtexec_*.log --out jetson.json"
+    echo "  edgecv import-trtexec $RESULTS/trtexec_*.log --bundle THIS_BUNDLE --out jetson.json"
 fi
 stop_tegrastats
 trap - EXIT
@@ -517,6 +567,8 @@ def render_readme(manifest: dict[str, Any], s: dict[str, Any], files: list[str],
         "./benchmark.sh               # results/: trtexec logs, nvpmodel, tegrastats, results.json",
         'sudo -E env "PATH=$PATH" ./benchmark.sh   # the same, and jetson_clocks --show (needs root)',
         "```",
+        "Each engine builds on its own: one that fails leaves the others built, and `build_engine.sh` names it",
+        "and exits 1 at the end (its log is `engines/model.<precision>.build.log`).",
         "Then bring the results home and compare them with a CPU run:",
         "```bash",
         "scp -r board:PATH/TO/BUNDLE/results jetson-results",

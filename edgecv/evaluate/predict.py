@@ -1,5 +1,7 @@
-"""``edgecv predict``: run any artifact on pictures. Classifiers give their top-5 classes;
-detectors give boxes in original-image pixels, drawn onto a copy of each picture.
+"""``edgecv predict``: run any artifact on pictures (files, folders, glob patterns). Classifiers
+give their top-5 classes; detectors give boxes in original-image pixels above a display threshold,
+drawn onto a copy of each picture. Class names are the ones the artifact records (``export
+--labels``), else label indices.
 
 The artifact's own input spec (stamped in the file, else its run folder's manifest) decides the
 preprocessing, so what predict feeds is exactly what export verified and calibrated.
@@ -7,6 +9,8 @@ preprocessing, so what predict feeds is exactly what export verified and calibra
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +20,9 @@ import numpy as np
 from edgecv.errors import ArtifactError, InvalidOptionError
 
 from .metrics import NmsSettings, nms_numpy
+
+# The lowest score predict shows by default (ShowSettings says why).
+DISPLAY_CONF = 0.25
 
 PALETTE = [
     (230, 25, 75),
@@ -42,6 +49,8 @@ class Prediction:
     classes: list[dict[str, Any]] = field(default_factory=list)  # classifiers: top-5
     detections: list[dict[str, Any]] = field(default_factory=list)  # detectors, original pixels
     drawn: str | None = None
+    conf: float | None = None  # detectors: the thresholds the detections shown passed
+    iou: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"image": self.image, "width": self.width, "height": self.height, "task": self.task}
@@ -49,6 +58,7 @@ class Prediction:
             d["top5"] = self.classes
         else:
             d["detections"] = self.detections
+            d["conf"], d["iou"] = self.conf, self.iou
             d["drawn"] = self.drawn
         return d
 
@@ -82,9 +92,22 @@ def _draw(img: np.ndarray, dets: list[dict[str, Any]], out: Path) -> None:
 
 
 class Predictor:
-    """An artifact (or a zoo model) with its preprocessing, ready for pictures."""
+    """An artifact (or a zoo model) with its preprocessing, ready for pictures.
 
-    def __init__(self, target: str | Path, *, backend: str | None = None, precision: str | None = None):
+    ``conf``, ``iou`` and ``classes`` choose which detections are shown (see :class:`ShowSettings`);
+    ``classes`` also narrows a classifier's top-5.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        *,
+        backend: str | None = None,
+        precision: str | None = None,
+        conf: float | None = None,
+        iou: float | None = None,
+        classes: Sequence[str | int] | None = None,
+    ):
         from edgecv.artifact_metadata import input_spec_of, model_info_of
         from edgecv.runtime import load
 
@@ -95,6 +118,7 @@ class Predictor:
             self.spec = input_spec_of(path)
             self.model_info = model_info_of(path)
             if self.spec is None:
+                _refuse_unreadable(path)
                 raise ArtifactError(
                     f"{path} carries no input spec (it was not written by edgecv export, and no run folder "
                     "manifest lists it): predict cannot know how to preprocess a picture for it"
@@ -105,14 +129,17 @@ class Predictor:
             self.runtime = load(str(target), backend=backend)
             model = getattr(self.runtime, "model", None)
             self.spec = getattr(model, "input_spec", None) or getattr(self.runtime, "input_spec", None)
-            self.model_info = dict(getattr(model, "model_config", {}) or {})
-            if model is not None and hasattr(model, "background_class"):
-                self.model_info["background_class"] = model.background_class
+            self.model_info = _zoo_model_info(model)
             if self.spec is None:
                 raise ArtifactError(f"{target}: no input spec to preprocess pictures with")
         self.class_names = self.model_info.get("class_names")
         low, high = self.runtime.batch_range
         self.batch = low if high == low else 1
+        try:
+            self.show = self._show_settings(conf, iou, classes)
+        except Exception:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.runtime.close()
@@ -123,7 +150,19 @@ class Predictor:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def predict(self, image: str | Path, out_dir: Path | None = None) -> Prediction:
+    def _show_settings(self, conf: float | None, iou: float | None, classes: Sequence[str | int] | None):
+        num_classes = len(self.class_names) if self.class_names else self.model_info.get("num_classes")
+        wanted = resolve_classes(classes, self.class_names, num_classes)
+        if self.spec.task == "classification":
+            if conf is not None or iou is not None:
+                raise InvalidOptionError("--conf and --iou apply to detectors; this artifact is a classifier")
+            return ShowSettings(conf=0.0, iou=None, classes=wanted)
+        post = self.model_info.get("postprocess") or {}
+        in_graph = self.spec.output("num_dets") is not None
+        return ShowSettings(conf=_conf(conf, post, in_graph), iou=_iou(iou, post, in_graph), classes=wanted)
+
+    def predict(self, image: str | Path, drawn: Path | None = None) -> Prediction:
+        """Run one picture; detectors' boxes are drawn onto a copy written to ``drawn``."""
         from edgecv.preprocess import UnreadableImage, load_image, preprocess_with_transform
 
         try:
@@ -135,16 +174,10 @@ class Predictor:
         outputs = self.runtime.infer(batch)
         pred = Prediction(str(image), img.shape[1], img.shape[0], self.spec.task)
         if self.spec.task == "classification":
-            logits = np.asarray(
-                outputs[self.spec.output("logits").name if self.spec.output("logits") else next(iter(outputs))]
-            )[0]
-            probs = _softmax(logits.astype(np.float64))
-            for i in np.argsort(-probs)[:5]:
-                pred.classes.append(
-                    {"label": int(i), "name": _label(int(i), self.class_names), "probability": float(probs[i])}
-                )
+            pred.classes = self._top5(outputs)
             return pred
-        boxes, scores, labels = self._detections(outputs)
+        pred.conf, pred.iou = self.show.conf, self.show.iou
+        boxes, scores, labels = self._shown(*self._detections(outputs))
         boxes = transform.boxes_to_original(boxes)
         for box, score, label in zip(boxes, scores, labels):
             pred.detections.append(
@@ -155,11 +188,27 @@ class Predictor:
                     "box": [round(float(v), 2) for v in box],
                 }
             )
-        if out_dir is not None:
-            target = Path(out_dir) / f"{Path(image).stem}.pred.png"
-            _draw(img, pred.detections, target)
-            pred.drawn = str(target)
+        if drawn is not None:
+            _draw(img, pred.detections, drawn)
+            pred.drawn = str(drawn)
         return pred
+
+    def _top5(self, outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        logits_out = self.spec.output("logits")
+        logits = np.asarray(outputs[logits_out.name if logits_out else next(iter(outputs))])[0]
+        probs = _softmax(logits.astype(np.float64))
+        ranked = [int(i) for i in np.argsort(-probs) if self.show.classes is None or int(i) in self.show.classes]
+        return [{"label": i, "name": _label(i, self.class_names), "probability": float(probs[i])} for i in ranked[:5]]
+
+    def _shown(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray):
+        keep = scores >= self.show.conf
+        if self.show.classes is not None:
+            keep &= np.isin(labels, sorted(self.show.classes))
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if self.show.iou is not None and self.spec.output("num_dets") is not None:
+            kept = classwise_nms(boxes, scores, labels, self.show.iou)
+            boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+        return boxes, scores, labels
 
     def _detections(self, outputs: dict[str, np.ndarray]):
         spec = self.spec
@@ -171,16 +220,132 @@ class Predictor:
                 np.asarray(outputs[spec.output("labels").name])[0][:k].astype(int),
             )
         post = self.model_info.get("postprocess") or {}
-        class_scores = np.asarray(outputs[spec.output("class_scores").name])[0]
-        # A --no-nms artifact: the per-class NMS `edgecv eval` runs, at the thresholds it was exported with.
+        class_scores = np.array(outputs[spec.output("class_scores").name][0], dtype=np.float32)
+        if self.show.classes is not None:
+            # Classes left out must not take places among the max_det kept.
+            unwanted = [c for c in range(class_scores.shape[1]) if c not in self.show.classes]
+            class_scores[:, unwanted] = -1.0
+        # A --no-nms artifact: the per-class NMS `edgecv eval` runs, at --conf and --iou.
         settings = NmsSettings(
-            conf_thres=float(post.get("conf_thres", 0.25)),
-            iou_thres=float(post.get("iou_thres", 0.45)),
+            conf_thres=self.show.conf,
+            iou_thres=self.show.iou,
             max_det=int(post.get("max_det", 100)),
             pre_nms_topk=max(1, class_scores.size),  # every candidate, as the graph's NMS would see
             background=self.model_info.get("background_class"),
         )
         return nms_numpy(np.asarray(outputs[spec.output("boxes").name])[0], class_scores, settings)
+
+
+@dataclass(frozen=True)
+class ShowSettings:
+    """Which detections predict shows.
+
+    ``conf``: the lowest score shown. By default :data:`DISPLAY_CONF`, or the artifact's own
+    threshold where that is higher: an export for mAP bakes in 0.001, which would cover a picture
+    in boxes. With NMS in the graph it cannot go below the baked threshold (lower scores never
+    leave the graph). ``iou``: with NMS in the graph, an extra class-wise NMS over its detections,
+    at most the baked IoU (a box the graph suppressed cannot come back); None leaves them as they
+    are. Without NMS in the graph (``--no-nms`` exports) it is the NMS IoU itself, the export's by
+    default. ``classes``: the label indices shown (None: all).
+    """
+
+    conf: float
+    iou: float | None
+    classes: frozenset[int] | None
+
+
+def _check_fraction(flag: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidOptionError(f"{flag} must be between 0 and 1, got {value:g}")
+
+
+def _conf(conf: float | None, post: dict[str, Any], in_graph: bool) -> float:
+    _check_fraction("--conf", conf)
+    baked = float(post.get("conf_thres") or 0.0)
+    if conf is None:
+        return max(DISPLAY_CONF, baked)
+    if in_graph and conf < baked:
+        raise InvalidOptionError(
+            f"--conf {conf:g} is below the score threshold {baked:g} baked into the artifact's NMS, which "
+            f"outputs no lower score; re-export with --conf-thres {conf:g} to see them"
+        )
+    return conf
+
+
+def _iou(iou: float | None, post: dict[str, Any], in_graph: bool) -> float | None:
+    _check_fraction("--iou", iou)
+    baked = post.get("iou_thres")
+    if not in_graph:
+        return iou if iou is not None else float(baked if baked is not None else 0.45)
+    if iou is not None and baked is not None and iou > float(baked):
+        raise InvalidOptionError(
+            f"--iou {iou:g} is above the IoU threshold {float(baked):g} of the artifact's NMS, and boxes it "
+            f"suppressed cannot come back; re-export with --iou-thres {iou:g} (or --no-nms)"
+        )
+    return iou
+
+
+def resolve_classes(
+    classes: Sequence[str | int] | None, names: Sequence[str] | None, num_classes: int | None
+) -> frozenset[int] | None:
+    """``--classes`` items (label indices or class names) as label indices; None keeps every class."""
+    if not classes:
+        return None
+    return frozenset(_class_index(str(item).strip(), names, num_classes) for item in classes)
+
+
+def _class_index(item: str, names: Sequence[str] | None, num_classes: int | None) -> int:
+    if names and item in names:
+        return list(names).index(item)
+    if item.isdigit():
+        index = int(item)
+        if isinstance(num_classes, int) and index >= num_classes:
+            raise InvalidOptionError(f"--classes {item}: the model's labels are 0 to {num_classes - 1}")
+        return index
+    if not names:
+        raise InvalidOptionError(f"--classes {item}: the artifact names no classes; give label indices")
+    shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+    raise InvalidOptionError(f"--classes {item}: no class of that name (the artifact's classes: {shown})")
+
+
+def classwise_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes greedy per-class NMS at ``iou`` keeps, highest score first."""
+    from edgecv.boxes import iou_matrix
+
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        rivals = [k for k in keep if labels[k] == labels[i]]
+        if not rivals or iou_matrix(boxes[i], boxes[rivals]).max() <= iou:
+            keep.append(int(i))
+    return np.asarray(keep, dtype=int)
+
+
+def _zoo_model_info(model: Any) -> dict[str, Any]:
+    info = dict(getattr(model, "model_config", {}) or {})
+    if model is not None and hasattr(model, "background_class"):
+        info["background_class"] = model.background_class
+    options = getattr(model, "detection_options", None)
+    if options is not None and "postprocess" not in info:
+        info["postprocess"] = options.to_dict()
+    return info
+
+
+def _refuse_unreadable(path: Path) -> None:
+    """A file that does not even parse is corrupt, not merely undescribed: say so, as `check` does."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".onnx":
+            import onnx
+
+            onnx.load(str(path), load_external_data=False)
+        elif suffix == ".xml":
+            import xml.etree.ElementTree as ET
+
+            ET.parse(path)
+    except Exception as exc:  # protobuf's DecodeError, ParseError and friends
+        kind = "ONNX model" if suffix == ".onnx" else "OpenVINO IR"
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ArtifactError(f"{path} is not a readable {kind}: {reason}") from None
 
 
 def _primary_artifact(run_dir: Path) -> Path:
@@ -191,6 +356,60 @@ def _primary_artifact(run_dir: Path) -> Path:
     raise ArtifactError(f"{run_dir} holds no model.onnx: pass an artifact file")
 
 
+def expand_images(items: Sequence[str | Path], skip: Path | None = None) -> list[Path]:
+    """Picture files from files, folders (every picture inside, recursively) and glob patterns
+    (for patterns a shell did not expand, e.g. quoted ones), in order, each once. Pictures under
+    ``skip`` (predict's own output folder) are left out of folders and patterns."""
+    found: list[Path] = []
+    missing: list[str] = []
+    for item in items:
+        text = str(item)
+        path = Path(text).expanduser()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += _pictures(sorted(path.rglob("*")), skip, f"{path} holds no pictures")
+        elif any(c in text for c in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            found += _pictures(matches, skip, f"no picture matches {text}")
+        else:
+            missing.append(text)
+    if missing:
+        raise InvalidOptionError(f"no such image: {', '.join(missing)}")
+    return list(dict.fromkeys(found))
+
+
+def _pictures(paths: list[Path], skip: Path | None, none_message: str) -> list[Path]:
+    from edgecv.preprocess import IMAGE_SUFFIXES
+
+    skip = skip.resolve() if skip is not None else None
+    pictures = [
+        p
+        for p in paths
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.startswith(".")
+        and (skip is None or skip not in p.resolve().parents)
+    ]
+    if not pictures:
+        raise InvalidOptionError(f"{none_message} ({', '.join(IMAGE_SUFFIXES)})")
+    return pictures
+
+
+def drawn_paths(files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``<stem>.pred.png`` in ``out_dir`` for each picture; pictures of the same name from different
+    folders get ``<stem>-2.pred.png`` and so on, so none overwrites another."""
+    used: set[str] = set()
+    paths = []
+    for f in files:
+        name, n = f"{f.stem}.pred.png", 2
+        while name in used:
+            name, n = f"{f.stem}-{n}.pred.png", n + 1
+        used.add(name)
+        paths.append(out_dir / name)
+    return paths
+
+
 def predict_images(
     target: str | Path,
     images: Sequence[str | Path],
@@ -198,11 +417,14 @@ def predict_images(
     out_dir: str | Path | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    classes: Sequence[str | int] | None = None,
 ) -> list[Prediction]:
-    files = [Path(i).expanduser() for i in images]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InvalidOptionError(f"no such image: {', '.join(missing)}")
-    with Predictor(target, backend=backend, precision=precision) as predictor:
-        out = Path(out_dir) if out_dir is not None else None
-        return [predictor.predict(f, out) for f in files]
+    """Run ``target`` on ``images`` (files, folders, glob patterns); see :class:`Predictor`."""
+    out = Path(out_dir).expanduser() if out_dir is not None else None
+    files = expand_images(images, skip=out)
+    with Predictor(target, backend=backend, precision=precision, conf=conf, iou=iou, classes=classes) as predictor:
+        if out is None or predictor.spec.task == "classification":
+            return [predictor.predict(f) for f in files]
+        return [predictor.predict(f, drawn) for f, drawn in zip(files, drawn_paths(files, out))]

@@ -21,7 +21,7 @@ import numpy as np
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, OutputPathError
 from edgecv.models.spec import InputSpec, detection_outputs
 from edgecv.preprocess import UnreadableImage, preprocess_with_transform
-from edgecv.runfolder import EVAL_FILE, write_json_atomic
+from edgecv.runfolder import EVAL_FILE, disk_digest, scored_accuracy, write_json_atomic
 
 from .datasets import (
     ClassCountError,
@@ -351,7 +351,7 @@ def _background(spec: InputSpec, model_info: dict[str, Any], runtime: Any) -> in
     for source in (model_info, spec.extra):
         if "background_class" in source:
             return source["background_class"]
-    model = getattr(runtime, "_model", None)  # the torch backend: the module says it
+    model = getattr(runtime, "model", None)  # the torch backend: the module says it
     return getattr(model, "background_class", None)
 
 
@@ -618,8 +618,8 @@ def evaluate(
             observer.skipped(item.label, str(exc))
             continue
         try:
-            if item.backend == "torch" and manifest is None and getattr(runtime, "_model", None) is not None:
-                bg = getattr(runtime._model, "background_class", None)
+            if item.backend == "torch" and manifest is None and getattr(runtime, "model", None) is not None:
+                bg = getattr(runtime.model, "background_class", None)
                 if (
                     bg == 0
                     and isinstance(dataset, CocoDataset)
@@ -713,9 +713,11 @@ def evaluate(
 
 def record_eval(run_dir: Path, report: EvalReport) -> Path | None:
     """Keep the figures in ``<run>/eval.json`` (rows of the same data set merge by artifact), so a
-    later ``edgecv benchmark --report`` shows them."""
+    later ``edgecv benchmark --report`` shows them. Each row keeps the digest of the bytes it scored:
+    once a re-export changes or removes its artifact, the row no longer counts."""
     path = run_dir / EVAL_FILE
     entries: dict[str, Any] = {}
+    scored: dict[str, Any] = {}
     try:
         old = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
@@ -725,12 +727,24 @@ def record_eval(run_dir: Path, report: EvalReport) -> Path | None:
         and old.get("schema") == EVAL_SCHEMA
         and (old.get("data") or {}).get("path") == report.data.get("path")
     ):
-        entries = dict(old.get("accuracy") or {})
+        entries = scored_accuracy(run_dir)
+        scored = {label: old["scored"][label] for label in entries}
     for r in report.results:
-        entries[r.artifact] = r.accuracy(report.data, report.conf_thres)
+        rel = r.record.get("path")
+        digest = disk_digest(run_dir, rel) if rel else None
+        if digest is not None:
+            entries[r.artifact] = r.accuracy(report.data, report.conf_thres)
+            scored[r.artifact] = {"path": rel, "digest": digest}
     try:
         write_json_atomic(
-            path, {"schema": EVAL_SCHEMA, "created": report.created, "data": report.data, "accuracy": entries}
+            path,
+            {
+                "schema": EVAL_SCHEMA,
+                "created": report.created,
+                "data": report.data,
+                "accuracy": entries,
+                "scored": scored,
+            },
         )
     except OSError as exc:
         warnings.warn(f"could not record the figures in {path}: {exc}", stacklevel=2)
@@ -746,11 +760,7 @@ def attach_accuracy(doc: dict[str, Any]) -> dict[str, Any]:
     for folder in candidates:
         path = folder / EVAL_FILE
         if folder.is_dir() and path.is_file():
-            try:
-                recorded = json.loads(path.read_text())
-            except (OSError, ValueError):
-                return doc
-            table = recorded.get("accuracy") or {} if isinstance(recorded, dict) else {}
+            table = scored_accuracy(folder)  # only rows of the artifacts as the run folder holds them now
             for row in doc.get("results", []):
                 if row.get("artifact") in table and not row.get("accuracy"):
                     row["accuracy"] = table[row["artifact"]]

@@ -12,11 +12,16 @@ the same bytes for the same seed, whatever the number of pictures asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -178,15 +183,78 @@ def _crop(image: Image.Image, bbox: list[int]) -> Image.Image | None:
     return image.crop((max(0, x - mx), max(0, y - my), min(image.width, x + w + mx), min(image.height, y + h + my)))
 
 
+DESCRIPTION = "edgecv shapes"
+# Every file a shapes data set holds; a rerun replaces the folder whole, so a folder holding any
+# other file (someone's notes, a picture added by hand) is not one to replace.
+_SPLIT = "(" + "|".join(SPLITS) + ")"
+SET_FILES = re.compile(
+    rf"{_SPLIT}/annotations\.json|{_SPLIT}/images/\d+\.png"
+    rf"|crops/{_SPLIT}/labels\.txt|crops/{_SPLIT}/({'|'.join(CLASSES)})/\d+_\d+\.png"
+)
+
+
+def _is_shapes_set(folder: Path) -> bool:
+    """True for a folder holding a shapes data set and nothing else."""
+    files = (p for p in folder.rglob("*") if not p.is_dir())
+    if not all(SET_FILES.fullmatch(p.relative_to(folder).as_posix()) for p in files):
+        return False
+    try:
+        info = json.loads((folder / "train" / "annotations.json").read_text()).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(info, dict) and str(info.get("description", "")).startswith(DESCRIPTION)
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise OutputPathError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "train" / "annotations.json").exists():
-        raise OutputPathError(f"{out} is not empty and holds no shapes data set; choose an empty folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_shapes_set(out):
+        raise OutputPathError(
+            f"{out} is not empty and is not a shapes data set (which would be replaced whole); choose an empty folder"
+        )
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputPathError(f"cannot create {out}: {exc.strerror or exc}") from None
+        raise OutputPathError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """A fresh sibling folder to write into, swapped in for ``out`` once written: a data set's
+    folder holds exactly what its annotations list (a smaller rerun leaves no stale pictures), and
+    an interrupted run leaves the earlier set in place, never a mix of the two."""
+    staging = _sibling(out, "partial")
+    try:
+        staging.mkdir()  # not mkdtemp: its 0700 would become the data set's permissions
+    except OSError as exc:
+        raise OutputPathError(f"cannot write in {out.parent}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _sibling(out: Path, role: str) -> Path:
+    # Hidden and unique: two runs writing the same set never share a staging folder.
+    return out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{role}"
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    # A folder cannot be renamed onto a non-empty one: move the old set aside first, then drop it.
+    old = None
+    if out.exists():
+        old = _sibling(out, "old")
+        out.rename(old)
+    try:
+        staging.rename(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def generate_shapes(
@@ -206,7 +274,14 @@ def generate_shapes(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidOptionError(f"--seed must be an integer ≥ 0, got {seed!r}")
     root = Path(out).expanduser()
-    _check_out(root)
+    # Absolute: the staging folder is the sibling of the named folder, also for "." or "sets/".
+    _check_out(root.absolute())
+    with _replacing(root.absolute()) as staging:
+        written = _write_set(staging, images, size, seed, progress)
+    return ShapesSummary(root, written.images, written.objects, written.crops)
+
+
+def _write_set(root: Path, images: int, size: int, seed: int, progress: Any) -> ShapesSummary:
     n_val = max(1, int(round(images * VAL_FRACTION)))
     counts = {"train": images - n_val, "val": n_val}
     objects_written = {s: 0 for s in SPLITS}
@@ -244,7 +319,7 @@ def generate_shapes(
             if progress is not None:
                 progress(done, images)
         coco = {
-            "info": {"description": f"edgecv shapes, split {split}, seed {seed}, size {size}", "version": "1"},
+            "info": {"description": f"{DESCRIPTION}, split {split}, seed {seed}, size {size}", "version": "1"},
             "licenses": [],
             "images": coco_images,
             "annotations": annotations,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError, StageError
-from edgecv.models.spec import InputSpec
+from edgecv.models.spec import InputSpec, unnamed_outputs
 
 EXPORTERS = ("torchscript", "dynamo")
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -37,6 +37,34 @@ def validate_export_options(opset: int, batch: int, exporter: str) -> None:
             "--exporter dynamo needs the onnxscript package, which is not installed (or pip install "
             "'edgecv[dynamo]'; the default --exporter torchscript needs nothing more)",
         )
+
+
+def name_outputs(model: nn.Module, spec: InputSpec) -> InputSpec:
+    """``spec`` with every output of ``model`` named (``output0``, ``output1``, …) where ``spec``
+    declares none and the module returns several tensors, so each one is exported and verified.
+
+    Declared outputs are the user's: a count that disagrees with them is refused later, by the
+    reference run, never renamed here."""
+    if spec.declares_outputs:
+        return spec
+    outputs = _sample_outputs(model, spec)
+    # Nested or non-tensor outputs are not exportable as they are: the reference run says so.
+    if len(outputs) <= 1 or not all(isinstance(t, torch.Tensor) for t in outputs):
+        return spec
+    return spec.with_outputs(unnamed_outputs([tuple(t.shape) for t in outputs], spec.batch))
+
+
+def _sample_outputs(model: nn.Module, spec: InputSpec) -> tuple[torch.Tensor, ...]:
+    was_training = model.training
+    try:
+        # Eval mode: a training-mode pass would move BatchNorm statistics of the user's module.
+        model.eval()
+        param = next(model.parameters(), None)
+        with torch.no_grad():
+            out = model(torch.zeros(spec.shape, device=param.device if param is not None else "cpu"))
+    finally:
+        model.train(was_training)
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
 def export_onnx(

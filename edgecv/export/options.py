@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgecv.calibration.ranges import CALIB_METHODS as _CALIBRATION_METHODS
@@ -54,6 +55,8 @@ class ExportOptions:
     max_det: int | None = None
     nms: bool = True
     agnostic_nms: bool = False
+    # Class names to record in the artifacts: one a line, or a COCO annotation file's categories.
+    labels: str | None = None
     # TensorRT engines: profile's largest batch (dynamic batch), DLA core (Jetson Orin), workspace,
     # and TensorRT 10's weakly typed builder flags (never on 11).
     max_batch: int | None = None
@@ -117,6 +120,8 @@ class ExportOptions:
             raise InvalidOptionError(f"--dla-core must be ≥ 0, got {self.dla_core}")
         if self.workspace_bytes is not None and self.workspace_bytes < 1:
             raise InvalidOptionError(f"--workspace must be a positive number of MiB, got {self.workspace_bytes}")
+        if self.labels is not None and not Path(self.labels).expanduser().is_file():
+            raise InvalidOptionError(f"--labels {self.labels}: no such file")
         if self.detection_flags_set():
             self.detection_options()  # range checks: --conf-thres/--iou-thres in [0, 1], --max-det > 0
         if not self.int8 and (
@@ -152,8 +157,10 @@ def default_run_name(
     dynamic_batch: bool = False,
 ) -> str:
     # Runs with other batch settings get other folders: their artifacts are not interchangeable.
-    extra = "".join(f"-{k[0]}{v}" for k, v in sorted(variant.items()))
+    # A family member or backbone reads as part of the model's name (ssdlite-mobilenetv3); a number
+    # keeps its option's name (groups3), so no letter can be mistaken for -b, the batch.
+    extra = "".join(f"-{v}" if str(v).isidentifier() else f"-{k}{v}" for k, v in sorted(variant.items()))
     from edgecv.models.spec import format_resolution
 
     res = format_resolution(tuple(resolution) if isinstance(resolution, list) else resolution)
-    return f"{model}-w{format_width(width_mult)}-r{res}{extra}{batch_suffix(batch, dynamic_batch)}"
+    return f"{model}{extra}-w{format_width(width_mult)}-r{res}{batch_suffix(batch, dynamic_batch)}"

@@ -3,6 +3,12 @@
 Stages are reused when the manifest of an earlier run in the same folder holds the same key (the
 stage's options and library versions, the upstream stages, edgecv's source) and the files it lists
 still have the recorded hashes; ``force=True`` rebuilds everything.
+
+A run folder holds exactly what its manifest lists. A re-export removes the earlier run's files it
+does not reuse before it builds anything, so a failed, interrupted or killed export never leaves an
+old artifact next to a manifest that no longer answers for it (files being written are listed as
+``stale_files`` until done). One that would not make some of the earlier files again (fewer
+backends, no INT8) refuses unless ``force=True``. Files the manifest never listed are left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, Iterator
 from torch import nn
 
 from edgecv import __version__
-from edgecv.errors import EdgecvError, InvalidOptionError, StageError, WeightsError
+from edgecv.errors import EdgecvError, InvalidOptionError, OutputPathError, StageError, WeightsError
 from edgecv.models.spec import InputSpec
 from edgecv.runfolder import (
     MANIFEST_NAME,
@@ -28,6 +34,7 @@ from edgecv.runfolder import (
     ArtifactRecord,
     file_record,
     prepare_run_dir,
+    prune_eval,
     read_manifest,
     sha256_file,
     sha256_json,
@@ -35,6 +42,7 @@ from edgecv.runfolder import (
     write_json_atomic,
 )
 
+from .labels import class_names_for_export
 from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
 from .stages import Stage, ordered_stages
@@ -250,6 +258,9 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
             raise InvalidOptionError("exporting your own nn.Module needs an input_spec (edgecv.models.InputSpec)")
         if options.batch != 1:
             spec = replace(spec, batch=options.batch)
+        from .onnx_export import name_outputs
+
+        spec = name_outputs(model, spec)
         name = getattr(model, "model_name", None) or type(model).__name__.lower()
         info = {
             "name": name,
@@ -269,22 +280,18 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
         run = f"{name}-r{spec.height}x{spec.width}{batch_suffix(options.batch, options.dynamic_batch)}"
         return info, spec, (lambda: model.eval()), run
 
-    from edgecv.models.registry import (
-        apply_alias,
-        check_resolution,
-        create_model,
-        get_entry,
-        validate_options,
-    )
+    from edgecv.models.registry import create_model, resolve_options
 
-    entry = get_entry(model)
-    alias_width, alias_variant = apply_alias(model, options.width_mult, options.variant)
-    width = entry.default_width_mult if alias_width is None else alias_width
-    resolution = entry.default_resolution if options.resolution is None else options.resolution
-    num_classes = entry.default_num_classes if options.num_classes is None else options.num_classes
-    variant = {**entry.default_variant_options, **alias_variant}
-    validate_options(entry, num_classes, width, resolution, variant)
-    resolution = check_resolution(resolution, entry)
+    # The resolver `edgecv models` sizes a name with, so both read an alias the same way.
+    resolved = resolve_options(
+        model,
+        num_classes=options.num_classes,
+        width_mult=options.width_mult,
+        resolution=options.resolution,
+        **options.variant,
+    )
+    entry, width, resolution = resolved.entry, resolved.width_mult, resolved.resolution
+    num_classes, variant = resolved.num_classes, resolved.variant
     postprocess = None
     if entry.task == "detection":
         postprocess = options.detection_options()
@@ -432,6 +439,9 @@ def _export(
     opts: ExportOptions,
 ) -> ExportResult:
     model_info, spec, factory, run_name = _resolve_model(model, opts, input_spec)
+    names = class_names_for_export(opts, model_info, reporter.warn)
+    if names is not None:
+        model_info["class_names"] = names
     if "tensorrt" in opts.backends:
         from .tensorrt import require_tensorrt
 
@@ -458,12 +468,9 @@ def _export(
         ctx.reference_outputs()
     run_dir = ctx.run_dir = prepare_run_dir(ctx.run_dir)
 
-    prev = None
-    if (run_dir / MANIFEST_NAME).exists():
-        try:
-            prev = read_manifest(run_dir)
-        except EdgecvError:
-            prev = None  # a corrupt manifest only means nothing can be reused
+    prev = _previous_manifest(run_dir)
+    steps = _plan(ctx, prev)
+    _refuse_to_drop(run_dir, prev, steps, ctx)
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -481,15 +488,52 @@ def _export(
         "caches": [],
         "stale_files": [],
     }
-    vouched = _vouched(prev)
+    ledger = _Ledger(run_dir, manifest, steps, ctx)
+    for step in steps:
+        if step.reused is not None:
+            ctx.stage_info[step.stage.name] = step.reused.get("info", {})
+            ledger.record(step, "reused", step.reused.get("info", {}), step.reused.get("wall_s", 0.0))
+    # Before anything is built, the earlier run's files this one does not reuse go (its eval figures
+    # with them): whatever stops this export, the folder never holds a file its manifest does not list.
+    ledger.pending |= _vouched(prev)
+    ledger.clean()
+    prune_eval(run_dir, manifest)
 
-    def save() -> None:
-        # Until this run finishes, the earlier run's files it has not replaced stay listed as stale, so
-        # an interrupted re-export still knows to remove them next time.
-        kept = set(manifest["files"]) | set(manifest["caches"])
-        manifest["stale_files"] = sorted(vouched - kept)
-        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    for step in steps:
+        stage = step.stage
+        reporter.stage_start(stage)
+        if step.reused is not None:
+            info = step.reused.get("info", {})
+            reporter.record(info.get("warnings", []))
+            reporter.stage_end(stage, "reused", step.reused.get("wall_s", 0.0), info)
+            continue
+        info, wall = _run_stage(ctx, step, ledger)
+        for message in info.get("warnings", []):
+            reporter.warn(message)  # once each: what the stage already reported is not repeated
+        reporter.stage_end(stage, "done", wall, info)
+    return ExportResult(run_dir, manifest)
 
+
+@dataclass
+class _Step:
+    stage: Stage
+    key: str
+    reused: dict[str, Any] | None  # the earlier run's record of the stage, when it still holds
+
+
+def _previous_manifest(run_dir: Path) -> dict[str, Any] | None:
+    if not (run_dir / MANIFEST_NAME).exists():
+        return None
+    try:
+        return read_manifest(run_dir)
+    except EdgecvError:
+        return None  # a corrupt manifest only means nothing can be reused
+
+
+def _plan(ctx: ExportContext, prev: dict[str, Any] | None) -> list[_Step]:
+    """The enabled stages in order, each with its key and whether the earlier run's result is reused:
+    all known before anything is written, so a refused export changes nothing."""
+    steps: list[_Step] = []
     chain: dict[str, str] = {}
     for stage in ordered_stages():
         if not stage.enabled(ctx):
@@ -497,48 +541,91 @@ def _export(
         upstream = {name: chain.get(name) for name in stage.after}
         key = sha256_json({"stage": stage.name, "key": stage.key(ctx), "after": upstream, "edgecv": _edgecv_build()})
         chain[stage.name] = key
-        reporter.stage_start(stage)
-        reused = _reusable(key, prev, stage, ctx)
-        start = time.perf_counter()
-        if reused is not None:
-            info, status = reused.get("info", {}), "reused"
-            wall = reused.get("wall_s", 0.0)
-        else:
-            try:
-                info = stage.run(ctx)
-            except EdgecvError:
-                manifest["stages"][stage.name] = {"status": "failed", "key": key}
-                save()
-                raise
-            except MemoryError as exc:
-                raise StageError(stage.name, "out of memory") from exc
-            status, wall = "done", time.perf_counter() - start
-            _stamp_artifacts(ctx, stage, info)
-        ctx.stage_info[stage.name] = info
-        for rel in stage.outputs(ctx):
-            manifest["files"][rel] = file_record(run_dir, rel)
-        for rec in stage.artifacts(ctx, info):
-            manifest["artifacts"].append(rec.to_dict())
-        if status == "done":
-            for message in info.get("warnings", []):
-                reporter.warn(message)  # once each: what the stage already reported is not repeated
-        else:
-            reporter.record(info.get("warnings", []))
+        steps.append(_Step(stage, key, _reusable(key, prev, stage, ctx)))
+    return steps
+
+
+def _refuse_to_drop(run_dir: Path, prev: dict[str, Any] | None, steps: list[_Step], ctx: ExportContext) -> None:
+    """An earlier export's files that this one would not make again (fewer backends, no --int8, its
+    calibration cache) are work a re-export must not throw away unasked."""
+    if not prev or ctx.options.force:
+        return
+    made = {rel for s in steps for rel in (*s.stage.outputs(ctx), *s.stage.caches(ctx))}
+    listed = [*prev.get("files", {}), *prev.get("caches", [])]
+    dropped = sorted({rel for rel in listed if rel not in made and _inside(run_dir, rel) and (run_dir / rel).is_file()})
+    if dropped:
+        shown = ", ".join(dropped[:6]) + (f" and {len(dropped) - 6} more" if len(dropped) > 6 else "")
+        raise OutputPathError(
+            f"{run_dir} holds an earlier export with files this one would not make ({shown}); "
+            "pass --force to replace that export, or choose another --out"
+        )
+
+
+def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict[str, Any], float]:
+    stage = step.stage
+    # Listed as stale while the stage runs: if it is killed after renaming a file into place, the
+    # next export still knows that file is not vouched for.
+    ledger.pending |= {*stage.outputs(ctx), *stage.caches(ctx)}
+    ledger.save()
+    start = time.perf_counter()
+    try:
+        info = stage.run(ctx)
+        _stamp_artifacts(ctx, stage, info)
+    except BaseException as exc:
+        if isinstance(exc, (EdgecvError, MemoryError)):
+            ledger.fail(step)
+        ledger.clean()  # a stage that wrote some of its files and failed leaves none of them
+        if isinstance(exc, MemoryError):
+            raise StageError(stage.name, "out of memory") from exc
+        raise
+    wall = time.perf_counter() - start
+    ctx.stage_info[stage.name] = info
+    ledger.record(step, "done", info, wall)
+    ledger.save()  # after every stage, so an interrupted export still records what finished
+    return info, wall
+
+
+class _Ledger:
+    """The manifest of the export in progress, assembled in stage order. A file this export may
+    leave behind is listed (``files``, ``caches``) or, until it is, in ``stale_files``: after a
+    failure, Ctrl-C or kill -9, the next export knows exactly what to remove."""
+
+    def __init__(self, run_dir: Path, manifest: dict[str, Any], steps: list[_Step], ctx: ExportContext):
+        self.run_dir, self.manifest, self.ctx = run_dir, manifest, ctx
+        self.order = [s.stage.name for s in steps]
+        self.caches = [c for s in steps for c in s.stage.caches(ctx)]
+        self.records: dict[str, dict[str, Any]] = {}
+        self.pending: set[str] = set()
+
+    def record(self, step: _Step, status: str, info: dict[str, Any], wall: float) -> None:
+        stage, ctx = step.stage, self.ctx
+        self.records[stage.name] = {
+            "stage": {"status": status, "wall_s": round(wall, 3), "key": step.key, "info": info},
+            "files": {rel: file_record(self.run_dir, rel) for rel in stage.outputs(ctx)},
+            "artifacts": [rec.to_dict() for rec in stage.artifacts(ctx, info)],
+        }
         if "calibration" in info:
-            manifest["calibration"] = info["calibration"]
-        cache = (info.get("ranges") or {}).get("cache")
-        if cache:  # the activation-range cache and the key file that vouches for it
-            manifest["caches"] += [cache, Path(cache).with_suffix(".meta.json").as_posix()]
-        manifest["stages"][stage.name] = {"status": status, "wall_s": round(wall, 3), "key": key, "info": info}
-        # After every stage, so an interrupted export still records what finished.
-        save()
-        reporter.stage_end(stage, status, wall, info)
-    # A run folder holds only what its manifest vouches for: what an earlier export with other options
-    # wrote and this one did not goes (files the earlier manifest did not list are never touched).
-    _remove_files(run_dir, manifest["stale_files"])
-    vouched.clear()
-    save()
-    return ExportResult(run_dir, manifest)
+            self.manifest["calibration"] = info["calibration"]
+
+    def fail(self, step: _Step) -> None:
+        self.records[step.stage.name] = {"stage": {"status": "failed", "key": step.key}, "files": {}, "artifacts": []}
+
+    def save(self) -> None:
+        done = [self.records[name] for name in self.order if name in self.records]
+        m = self.manifest
+        m["stages"] = {name: self.records[name]["stage"] for name in self.order if name in self.records}
+        m["files"] = {rel: rec for r in done for rel, rec in r["files"].items()}
+        m["artifacts"] = [a for r in done for a in r["artifacts"]]
+        m["caches"] = [c for c in self.caches if (self.run_dir / c).is_file()]
+        m["stale_files"] = sorted(self.pending - set(m["files"]) - set(m["caches"]))
+        write_json_atomic(self.run_dir / MANIFEST_NAME, m)
+
+    def clean(self) -> None:
+        """Remove what is pending and unlisted, then record that it is gone."""
+        self.save()
+        _remove_files(self.run_dir, self.manifest["stale_files"])
+        self.pending.clear()
+        self.save()
 
 
 def _vouched(prev: dict[str, Any] | None) -> set[str]:
@@ -550,13 +637,19 @@ def _vouched(prev: dict[str, Any] | None) -> set[str]:
     return {rel for rel in listed if isinstance(rel, str)}
 
 
+def _inside(run_dir: Path, rel: str) -> bool:
+    """A manifest is data: a path that leaves the folder (``..``, a link out) or names the manifest
+    itself is never acted on."""
+    path = run_dir / rel
+    return path.name != MANIFEST_NAME and not path.is_symlink() and run_dir.resolve() in path.resolve().parents
+
+
 def _remove_files(run_dir: Path, rels: list[str]) -> None:
     root = run_dir.resolve()
     for rel in rels:
-        path = run_dir / rel
-        # A manifest is data: a path that leaves the folder (``..``, a link out) is never followed.
-        if path.name == MANIFEST_NAME or path.is_symlink() or root not in path.resolve().parents:
+        if not _inside(run_dir, rel):
             continue
+        path = run_dir / rel
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             path.unlink()
         parent = path.parent

@@ -18,15 +18,18 @@ class RichReporter(Reporter):
     def __init__(self, console: Console):
         self.console = console
         self._status: Status | None = None
+        self._stage = ""
 
     def stage_start(self, stage: Stage) -> None:
+        self._stage = stage.name
         self._status = self.console.status(f"[bold]{escape(stage.name)}[/] {escape(stage.title)} …", spinner="dots")
         self._status.start()
 
     def progress(self, description: str, completed: int, total: int | None) -> None:
         if self._status is not None:
-            of = f"/{total}" if total else ""
-            self._status.update(Text(f"{description} {completed}{of}"))
+            count = f" {completed}/{total}" if total else (f" {completed}" if completed else "")
+            # The stage stays named: a step of a long stage (INT8: minutes) says whose step it is.
+            self._status.update(Text.assemble((self._stage, "bold"), f" · {description}{count} …"))
 
     def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
         if self._status is not None:
@@ -37,6 +40,8 @@ class RichReporter(Reporter):
         extra = ""
         if stage.name == "simplify" and "nodes_before" in info:
             extra = f"  nodes {info['nodes_before']} → {info['nodes_after']}"
+            if info.get("unfolded_nodes"):
+                extra += f", {info['unfolded_nodes']} left unfolded (see manifest)"
         elif stage.name == "int8" and "timings_s" in info:
             extra = "  " + int8_note(info)
         self.console.print(f" {mark} {escape(f'{stage.name:<14} {stage.title:<36} {note}{extra}')}", soft_wrap=True)
@@ -54,45 +59,60 @@ def _fmt(value: Any, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def artifact_table(result: ExportResult) -> Table:
-    table = Table(title=Text(f"artifacts in {result.run_dir}"), title_justify="left")
+def artifact_table(result: ExportResult) -> Any:
+    # imported here: edgecv.report loads matplotlib, which an export without a table never needs
+    from edgecv.report.console import FittedTable
+
     artifacts = result.summary()["artifacts"]
-    files = [str(a["path"]).rsplit(str(result.run_dir), 1)[-1].lstrip("/") for a in artifacts]
-    # Names and file names are what the reader copies: never cut them; the figures' headers wrap instead.
-    whole = {"artifact": [a["name"] for a in artifacts], "file": files, "for": [a["intended_for"] for a in artifacts]}
     detector = (result.manifest.get("input_spec") or {}).get("task") == "detection"
     figures = (
-        ("max |Δ| vs torch", "dets matched", "", "INT8 mAP vs FP32 / kept")
+        (("max_abs", "max |Δ| vs torch"), ("matched", "dets matched"), ("fidelity", "INT8 mAP vs FP32 / kept"))
         if detector
-        else ("max |Δ| vs torch", "cosine", "top-1 agr.", "INT8 top-1 / SQNR")
-    )
-    for col in ("artifact", "file", "for", "size MB", *[c for c in figures if c]):
-        keep = whole.get(col)
-        table.add_column(
-            col,
-            justify="right" if col[0] in "smct I" else "left",
-            no_wrap=keep is not None,
-            min_width=max(map(len, keep), default=0) if keep else None,
+        else (
+            ("max_abs", "max |Δ| vs torch"),
+            ("cosine", "cosine"),
+            ("top1", "top-1 agr."),
+            ("fidelity", "INT8 top-1 / SQNR"),
         )
-    for a, file in zip(artifacts, files):
-        v = a["verification"] or {}
-        f = a["fidelity"] or {}
-        fid = "—"
-        if f.get("kind") == "detection":
-            fid = f"mAP {_fmt(f.get('map'), '.3f')} / {_fmt(f.get('reproduced'), '.0%')} kept"
-            if f.get("collapsed"):
-                fid += " COLLAPSED: try --sensitivity"
-        elif f:
-            fid = f"{_fmt(f.get('top1_agreement'), '.1%')} / {_fmt(f.get('sqnr_db'), '.1f')} dB"
-            if f.get("in_sample"):
-                fid += " (in-sample)"
-        size = a["size_bytes"] / 1e6 if a["size_bytes"] else None
-        if detector:
-            checks = [_fmt(v.get("max_abs"), ".2e"), _fmt(v.get("matched_share"), ".1%")]
-        else:
-            checks = [_fmt(v.get("max_abs"), ".2e"), _fmt(v.get("cosine"), ".6f"), _fmt(v.get("top1_agreement"), ".0%")]
-        table.add_row(a["name"], Text(file), a["intended_for"], _fmt(size, ".2f"), *checks, fid)
-    return table
+    )
+    columns = (("artifact", "artifact"), ("file", "file"), ("for", "for"), ("size", "size MB"), *figures)
+    rows = [_artifact_row(a, result.run_dir) for a in artifacts]
+    return FittedTable(
+        columns=columns,
+        rows=rows,
+        # what the reader copies (names, files) and the INT8 figures first; the checks may move on
+        priority=("file", "fidelity", "size", "for", "max_abs", "top1", "matched", "cosine"),
+        right=frozenset(k for k, _ in columns if k not in ("artifact", "file", "for", "fidelity")),
+        title=f"artifacts in {result.run_dir}",
+    )
+
+
+def _artifact_row(a: dict[str, Any], run_dir: Any) -> dict[str, str]:
+    from edgecv.report.format import metric_percent
+
+    v = a["verification"] or {}
+    f = a["fidelity"] or {}
+    fid = "—"
+    if f.get("kind") == "detection":
+        fid = f"mAP {metric_percent(f.get('map'))} / {_fmt(f.get('reproduced'), '.0%')} kept"
+        if f.get("collapsed"):
+            fid += " COLLAPSED: try --sensitivity"
+    elif f:
+        fid = f"{metric_percent(f.get('top1_agreement'))} / {_fmt(f.get('sqnr_db'), '.1f')} dB"
+        if f.get("in_sample"):
+            fid += " (in-sample)"
+    size = a["size_bytes"] / 1e6 if a["size_bytes"] else None
+    return {
+        "artifact": a["name"],
+        "file": str(a["path"]).rsplit(str(run_dir), 1)[-1].lstrip("/"),
+        "for": a["intended_for"],
+        "size": _fmt(size, ".2f"),
+        "max_abs": _fmt(v.get("max_abs"), ".2e"),
+        "matched": _fmt(v.get("matched_share"), ".1%"),
+        "cosine": _fmt(v.get("cosine"), ".6f"),
+        "top1": _fmt(v.get("top1_agreement"), ".0%"),
+        "fidelity": fid,
+    }
 
 
 def int8_note(info: dict[str, Any]) -> str:
@@ -108,9 +128,22 @@ def int8_note(info: dict[str, Any]) -> str:
         parts.append("ranges reused")
     steps = ", ".join(f"{k.replace('quantize_', '')} {v:.1f}s" for k, v in info["timings_s"].items() if v >= 0.05)
     parts.append(steps)
-    if info.get("excluded"):
-        parts.append(f"{len(info['excluded'])} layer(s) kept in float")
+    parts += _float_parts(info)
     return "; ".join(parts)
+
+
+def _float_parts(info: dict[str, Any]) -> list[str]:
+    kept = info.get("kept_float")
+    if kept is None:  # a manifest written before the split: every excluded node
+        return [f"{len(info['excluded'])} node(s) kept in float"] if info.get("excluded") else []
+    parts = []
+    if kept["layers"]:
+        parts.append(f"{len(kept['layers'])} layer(s) kept in float")
+    if kept["by_design_nodes"]:
+        convs = kept["by_design_layers"]
+        with_convs = f", with {convs} prediction layer(s)" if convs else ""
+        parts.append(f"decode/NMS kept in float by design ({kept['by_design_nodes']} nodes{with_convs})")
+    return parts
 
 
 def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
@@ -122,23 +155,25 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
     kept = set(info.get("excluded") or [])
     in_sample = ranking.get("in_sample", (info.get("calibration") or {}).get("holdout_in_sample"))
     inputs = "calibration inputs (in-sample: too few to hold any out)" if in_sample else "held-out inputs"
+    from edgecv.report.format import delta_points, metric_percent
+
     by_map = ranking.get("metric") == "map"
     if by_map:
         title = (
             f"INT8 sensitivity: mAP against FP32 detections gained by leaving one layer in float "
-            f"(TensorRT-flavour graph, all INT8: {ranking['baseline_map']:.3f} on {ranking['inputs']} {inputs})"
+            f"(TensorRT-flavour graph, all INT8: {metric_percent(ranking['baseline_map'])} on {ranking['inputs']} {inputs})"
         )
-        columns, keys, formats = ("gain mAP", "mAP"), ("gain_map", "map"), ("{:+.3f}", "{:.3f}")
+        columns, keys, formats = ("gain mAP", "mAP"), ("gain_map", "map"), (delta_points, metric_percent)
     else:
         title = (
             f"INT8 sensitivity: output SQNR gained by leaving one layer in float (TensorRT-flavour graph, "
             f"all INT8: {ranking['baseline_sqnr_db']:.1f} dB on {ranking['inputs']} {inputs})"
         )
-        columns, keys, formats = ("gain dB", "SQNR dB"), ("gain_db", "sqnr_db"), ("{:+.2f}", "{:.1f}")
+        columns, keys, formats = ("gain dB", "SQNR dB"), ("gain_db", "sqnr_db"), ("{:+.2f}".format, "{:.1f}".format)
     table = Table(title=title, title_justify="left")
     for col in ("#", "layer", "op", *columns, "kept in float"):
         table.add_column(col, justify="right" if col in ("#", *columns) else "left")
     for i, layer in enumerate(ranking["layers"][:rows], 1):
-        figures = [fmt.format(layer[key]) for fmt, key in zip(formats, keys)]
+        figures = [show(layer[key]) for show, key in zip(formats, keys)]
         table.add_row(str(i), Text(layer["node"]), layer["op_type"], *figures, "yes" if layer["node"] in kept else "")
     return table

@@ -14,6 +14,8 @@ from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
 from edgecv.preprocess import preprocess, sample_photos, wrapped_batches
 
+from .verify import DECODED_BOXES, DECODED_SCORES
+
 
 @dataclass
 class VerificationInputs:
@@ -63,9 +65,3 @@ def torch_outputs(model: nn.Module, spec: InputSpec, batches: Sequence[np.ndarra
                 named[DECODED_BOXES], named[DECODED_SCORES] = (t.cpu().numpy() for t in decoded)
             results.append(named)
     return results
-
-
-# Keys of the reference that are not graph outputs: a detector's decoded boxes and class scores,
-# the tensors its ``decode`` module hands to ``postprocess``.
-DECODED_BOXES = "__decoded_boxes"
-DECODED_SCORES = "__decoded_scores"

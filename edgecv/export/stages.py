@@ -25,6 +25,8 @@ from edgecv.runfolder import (
     OV_FP16_XML,
     OV_INT8_XML,
     OV_XML,
+    RANGES_FILE,
+    RANGES_META_FILE,
     RAW_ONNX,
     TMP_MARK,
     ArtifactRecord,
@@ -47,6 +49,11 @@ class Stage:
         return {}
 
     def outputs(self, ctx: "ExportContext") -> list[str]:
+        return []
+
+    def caches(self, ctx: "ExportContext") -> list[str]:
+        """Files the stage may keep between runs, outside its key (each vouches for itself), which a
+        rebuild of the stage reuses: they stay while the stage is enabled."""
         return []
 
     def run(self, ctx: "ExportContext") -> dict[str, Any]:
@@ -94,15 +101,16 @@ def verify_or_fail(
     """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
     from edgecv.runtime import load
 
-    from .reference import DECODED_BOXES, DECODED_SCORES
-    from .verify import onnx_decoded_outputs, run_all, verify_outputs
+    from .verify import DECODED_BOXES, decoded_outputs, nms_settings, run_all, verify_outputs
 
     inputs = ctx.verification_inputs()
     with load(ctx.run_dir / artifact, backend=backend, precision=run_precision) as rt:
         actual = run_all(rt.infer, inputs.batches)
         ran = getattr(rt, "precision", None) or precision
-    if backend == "onnxruntime" and DECODED_BOXES in ctx.reference_outputs()[0]:
-        exposed = onnx_decoded_outputs(ctx.run_dir / artifact, inputs.batches, (DECODED_BOXES, DECODED_SCORES))
+    if DECODED_BOXES in ctx.reference_outputs()[0]:
+        exposed = decoded_outputs(
+            ctx.run_dir / artifact, backend, inputs.batches, onnx_path=ctx.run_dir / ONNX, precision=run_precision
+        )
         for got, extra in zip(actual, exposed or []):
             got.update(extra)
     result = verify_outputs(
@@ -115,6 +123,8 @@ def verify_or_fail(
         atol=ctx.options.atol if precision == "fp32" else None,
         rtol=ctx.options.rtol if precision == "fp32" else None,
         classification=ctx.spec.task == "classification",
+        nms=nms_settings(ctx.model_info),
+        background=ctx.model_info.get("background_class"),
     )
     summary = result.to_dict()
     summary["ran_precision"] = ran
@@ -315,6 +325,9 @@ class Int8(Stage):
             out += [OV_INT8_XML, str(Path(OV_INT8_XML).with_suffix(".bin"))]
         return out
 
+    def caches(self, ctx):
+        return [RANGES_FILE, RANGES_META_FILE]
+
     def run(self, ctx):
         from edgecv.calibration.run import quantize_run
 
@@ -487,6 +500,11 @@ class TensorRTEngines(Stage):
             if recipe.source not in (FP32_ONNX, INT8_ONNX):
                 out.append(recipe.source)
         return out
+
+    def caches(self, ctx):
+        from .tensorrt import TIMING_CACHE
+
+        return [f"tensorrt/{TIMING_CACHE}"]
 
     def run(self, ctx):
         from .tensorrt import (

@@ -131,6 +131,7 @@ class PreflightReport:
     artifact: str
     trt_version: str
     findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what to know before reading the findings
 
     @property
     def errors(self) -> list[Finding]:
@@ -154,6 +155,7 @@ class PreflightReport:
             "would_build": not self.errors,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
+            "notes": list(self.notes),
             "findings": [asdict(f) for f in self.findings],
         }
 
@@ -440,23 +442,59 @@ def check_target(
         files = [path / n for n in RUN_FOLDER_ONNX if (path / n).is_file()]
         if not files:
             raise ArtifactError(f"{path} holds none of {', '.join(RUN_FOLDER_ONNX)}")
-        exempt = _exempt_from_manifest(path)
-        return [
-            check_tensorrt(f, trt_version, max_batch=max_batch, exempt=exempt if ".int8" in f.name else ())
-            for f in files
-        ]
+        return [check_file(f, trt_version, max_batch=max_batch) for f in files]
     if path.suffix.lower() != ".onnx":
         raise ArtifactError(f"{path}: the TensorRT preflight reads .onnx files or run folders")
-    return [check_tensorrt(path, trt_version, max_batch=max_batch)]
+    return [check_file(path, trt_version, max_batch=max_batch)]
 
 
-def _exempt_from_manifest(run_dir: Path) -> tuple[str, ...]:
-    """Nodes the user kept in float (--exclude/--keep-fp32): not INT8 by choice, not a fault."""
-    import json
+def check_file(path: Path, trt_version: str = DEFAULT_TRT_VERSION, *, max_batch: int | None = None) -> PreflightReport:
+    """Preflight one ONNX file with what its folder's manifest and its own metadata say about it, so
+    the file and the folder it sits in get the same findings."""
+    manifest = _manifest_beside(path)
+    report = check_tensorrt(path, trt_version, max_batch=max_batch, exempt=kept_in_float(manifest))
+    note = _other_engine_note(path, manifest)
+    if note:
+        report.notes.append(note)
+    return report
+
+
+def _manifest_beside(path: Path) -> dict[str, Any]:
+    from edgecv.runfolder import read_manifest
 
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return ()
-    info = (manifest.get("stages", {}).get("int8") or {}).get("info") or {}
+        return read_manifest(path.parent)
+    except ArtifactError:  # a file outside a run folder (or a bundle) has only its own metadata
+        return {}
+
+
+def kept_in_float(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """Nodes the INT8 stage kept in float on purpose (--exclude, --keep-fp32, a detector's decoding
+    and NMS): not INT8 by choice, so not a fault of the Q/DQ graph."""
+    info = ((manifest.get("stages") or {}).get("int8") or {}).get("info") or {}
     return tuple(info.get("excluded") or ())
+
+
+def _other_engine_note(path: Path, manifest: dict[str, Any]) -> str | None:
+    """For an INT8 flavour made for another engine: say so, and name the TensorRT one."""
+    from edgecv.artifact_metadata import PREFIX, read_metadata
+    from edgecv.runfolder import INT8_ONNX
+
+    record = next((a for a in manifest.get("artifacts", []) if a.get("path") == path.name), {})
+    meta = read_metadata(path)
+    intended = meta.get(f"{PREFIX}intended_for") or record.get("intended_for")
+    precision = meta.get(f"{PREFIX}precision") or record.get("precision")
+    if precision != "int8" or intended in (None, "", "tensorrt"):
+        return None
+    tensorrt = next(
+        (
+            a["path"]
+            for a in manifest.get("artifacts", [])
+            if a.get("intended_for") == "tensorrt" and a.get("precision") == "int8" and a.get("format") == "onnx"
+        ),
+        INT8_ONNX,
+    )
+    return (
+        f"{path.name} is the INT8 flavour made for {intended}, not for TensorRT, so the findings below are "
+        f"expected; check {path.parent / tensorrt} (the TensorRT flavour) instead"
+    )

@@ -1,7 +1,10 @@
 """One row per zoo model: what it is, what it accepts, and its size at a given α and resolution.
 
 This is what ``edgecv models`` prints. The figures are measured on the built model
-(:func:`~edgecv.models.complexity.count_complexity`), never copied from a table.
+(:func:`~edgecv.models.complexity.count_complexity`), never copied from a table; the model is
+built without random weights (:func:`~edgecv.models.complexity.structure_only`), which change no
+count. A name that stands for options (``mobilenet_v3_small``, ``shufflenet_v2_x0_5``) is sized
+with them, through the resolver ``create_model`` and ``export`` use.
 """
 
 from __future__ import annotations
@@ -10,15 +13,17 @@ from typing import Any
 
 from edgecv.errors import InvalidOptionError
 
-from .complexity import count_complexity
+from .complexity import count_complexity, structure_only
 from .registry import (
     ModelEntry,
+    apply_alias,
     check_resolution,
     check_width_mult,
     create_model,
     get_entry,
     list_models,
     offers_width_mult,
+    resolve_options,
 )
 from .spec import format_resolution
 
@@ -39,8 +44,10 @@ def describe_models(width_mult: float | None = None, resolution: int | None = No
 
 
 def describe_model(name: str, width_mult: float | None = None, resolution: int | None = None) -> dict[str, Any]:
-    """One row of :func:`describe_models`."""
+    """One row of :func:`describe_models`; ``name`` may be an alias that implies options."""
     entry = get_entry(name)
+    # An α the name implies is one the model offers; a contradicting one is the resolver's error.
+    width_mult, _ = apply_alias(name, width_mult, {})
     notes = []
     if width_mult is not None and not offers_width_mult(entry, width_mult):
         notes.append(f"α={width_mult:g} not offered ({_allowed(entry)}); shown at α={entry.default_width_mult:g}")
@@ -52,8 +59,17 @@ def describe_model(name: str, width_mult: float | None = None, resolution: int |
             notes.append(f"{exc}; shown at {format_resolution(entry.default_resolution)}")
             resolution = None
     note = "; ".join(notes) or None
-    # Counting needs the structure only: skip the BatchNorm pass a random-weight model gets.
-    model = create_model(entry.name, width_mult=width_mult, resolution=resolution, settle_batchnorm=False)
+    options = resolve_options(name, width_mult=width_mult, resolution=resolution)
+    # Counting needs the structure only: no random weights, no BatchNorm pass over them.
+    with structure_only():
+        model = create_model(
+            entry.name,
+            num_classes=options.num_classes,
+            width_mult=options.width_mult,
+            resolution=options.resolution,
+            settle_batchnorm=False,
+            **options.variant,
+        )
     complexity = count_complexity(model)
     config = model.model_config
     return {

@@ -113,7 +113,7 @@ class _NonMaxSuppression(torch.autograd.Function):
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             # The exporter replaces this call by ``symbolic``; running the selection under the tracer
             # only costs time (minutes at a low threshold on an untrained model).
-            return torch.zeros((1, 3), dtype=torch.int64)
+            return torch.zeros((1, 3), dtype=torch.int64, device=boxes.device)
         rows = []
         for b in range(boxes.shape[0]):
             for c in range(scores.shape[1]):
@@ -121,7 +121,8 @@ class _NonMaxSuppression(torch.autograd.Function):
                 if keep.numel():
                     rows.append(torch.stack([torch.full_like(keep, b), torch.full_like(keep, c), keep], 1))
         if not rows:
-            return torch.zeros((0, 3), dtype=torch.int64)
+            # On the boxes' device: the caller compares the selection with tensors made there.
+            return torch.zeros((0, 3), dtype=torch.int64, device=boxes.device)
         return torch.cat(rows).to(torch.int64)
 
     @staticmethod

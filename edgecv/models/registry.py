@@ -126,7 +126,7 @@ def register_model(
 
 def _ensure_loaded() -> None:
     # Importing the families registers them; done lazily to keep `import edgecv` cheap.
-    from . import mobilenetv1, mobilenetv2, mobilenetv3, shufflenetv1, shufflenetv2, ssd, yolov3_tiny, yolox  # noqa: F401  # noqa: F401  # noqa: F401
+    from . import mobilenetv1, mobilenetv2, mobilenetv3, shufflenetv1, shufflenetv2, ssd, yolov3_tiny, yolox  # noqa: F401
 
 
 def resolve_name(name: str) -> str:
@@ -163,6 +163,38 @@ def apply_alias(name: str, width_mult: Any, variant: dict[str, Any]) -> tuple[An
         if variant.get(key, value) != value:
             raise InvalidOptionError(f"{name} is {key}={value}, got {key}={variant[key]}")
     return width_mult, {**implied, **variant}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What a model name and the options given with it come to: every option set and checked."""
+
+    entry: ModelEntry
+    num_classes: int
+    width_mult: float
+    resolution: int | tuple[int, int]
+    variant: dict[str, Any]
+
+
+def resolve_options(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    width_mult: float | None = None,
+    resolution: Any = None,
+    **variant: Any,
+) -> ModelOptions:
+    """The one place a name's implied options (``mobilenet_v3_small`` → variant small), the
+    entry's defaults and the given options meet; ``create_model``, ``export`` and ``models`` all
+    build from its answer. Raises :class:`InvalidOptionError` for a value the model does not take."""
+    entry = get_entry(name)
+    width_mult, variant = apply_alias(name, width_mult, variant)
+    width_mult = entry.default_width_mult if width_mult is None else width_mult
+    resolution = entry.default_resolution if resolution is None else resolution
+    num_classes = entry.default_num_classes if num_classes is None else num_classes
+    variant = {**entry.default_variant_options, **variant}
+    validate_options(entry, num_classes, width_mult, resolution, variant)
+    return ModelOptions(entry, num_classes, float(width_mult), check_resolution(resolution, entry), variant)
 
 
 def list_models(filter: str | None = None) -> list[str]:
@@ -260,14 +292,9 @@ def create_model(
     ``postprocess`` (:class:`~edgecv.models.detection.DetectionOptions`) sets a detector's
     thresholds and NMS; a classifier refuses it.
     """
-    entry = get_entry(name)
-    width_mult, variant = apply_alias(name, width_mult, variant)
-    width_mult = entry.default_width_mult if width_mult is None else width_mult
-    resolution = entry.default_resolution if resolution is None else resolution
-    num_classes = entry.default_num_classes if num_classes is None else num_classes
-    variant = {**entry.default_variant_options, **variant}
-    validate_options(entry, num_classes, width_mult, resolution, variant)
-    resolution = check_resolution(resolution, entry)
+    options = resolve_options(name, num_classes=num_classes, width_mult=width_mult, resolution=resolution, **variant)
+    entry, num_classes, width_mult = options.entry, options.num_classes, options.width_mult
+    resolution, variant = options.resolution, options.variant
     if postprocess is not None and entry.task != "detection":
         raise InvalidOptionError(
             f"{entry.name} is a {entry.task} model: --conf-thres, --iou-thres, --max-det, --no-nms "

@@ -4,7 +4,7 @@ verification, runtime, benchmark) reads it instead of guessing."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from edgecv.runfolder import known_fields
 
@@ -23,6 +23,7 @@ OUTPUT_MEANINGS = (
     "class_scores",  # [N, anchors, classes]: per-class probabilities before NMS (--no-nms)
     "labels",  # [N, max_det]: class index in the model's class space (-1 where padded)
     "num_dets",  # [N]: how many rows of boxes/scores/labels are real
+    "tensor",  # anything else: exported and compared element-wise, never read as a result
 )
 
 
@@ -58,6 +59,15 @@ class OutputSpec:
             dtype=d.get("dtype", "float32"),
             batch_axis=int(d.get("batch_axis", 0)),
         )
+
+
+def unnamed_outputs(shapes: Sequence[Sequence[int]], batch: int) -> tuple[OutputSpec, ...]:
+    """``output0``, ``output1``, … for outputs nobody declared (``torch.onnx.export`` too names
+    undeclared outputs itself); a leading axis the size of the batch is an output's batch axis."""
+    return tuple(
+        OutputSpec(f"output{i}", "tensor", ("batch", *shape[1:]) if shape and shape[0] == batch else tuple(shape))
+        for i, shape in enumerate(shapes)
+    )
 
 
 def detection_outputs(nms: bool = True) -> tuple[OutputSpec, ...]:
@@ -151,6 +161,11 @@ class InputSpec:
     @property
     def output_specs(self) -> tuple[OutputSpec, ...]:
         return self.outputs
+
+    @property
+    def declares_outputs(self) -> bool:
+        """False for a spec that names no output of its own: the default single ``logits``."""
+        return self.outputs != (OutputSpec("logits", "logits", ("batch", "classes")),)
 
     def output(self, meaning: str) -> OutputSpec | None:
         """The first output that means ``meaning`` (``"boxes"``, ``"logits"``…), or None."""

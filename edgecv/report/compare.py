@@ -80,38 +80,131 @@ def headline(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return "throughput" if scenarios <= {"offline", "throughput"} else "latency"
 
 
+def _manifest_sha256(path: Path, doc: dict[str, Any]) -> str | None:
+    """The sha256 the run folder's manifest records for ``path``."""
+    from edgecv.errors import ArtifactError
+    from edgecv.runfolder import find_artifact, read_manifest
+
+    target = doc.get("target") or {}
+    try:
+        if target.get("kind") == "run-folder":
+            folder = Path(str(target.get("path")))
+            relative = path.relative_to(folder).as_posix()
+            manifest = read_manifest(folder)
+        else:
+            found = find_artifact(path)
+            if found is None:
+                return None
+            record, manifest, _ = found
+            relative = record.get("path", "")
+    except (ValueError, OSError, ArtifactError):
+        return None
+    return ((manifest.get("files") or {}).get(relative) or {}).get("sha256")
+
+
+def source_sha256(result: dict[str, Any], doc: dict[str, Any]) -> str | None:
+    """The sha256 of the ONNX file a row ran or, for an engine, was built from (``edgecv
+    import-trtexec`` records it): what lines a board's engine up with a CPU's ONNX figures."""
+    if result.get("source_sha256"):
+        return str(result["source_sha256"])
+    path = Path(str(result.get("path") or ""))
+    if path.suffix != ".onnx":
+        return None
+    found = _manifest_sha256(path, doc)
+    if found is None and path.is_file():
+        from edgecv.runfolder import sha256_file
+
+        found = sha256_file(path)
+    return found
+
+
+def _new_row(n: int, key: tuple, source: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"_key": key, "_source": source, "batch": key[3], "scenario": key[2]}
+    for field in ("artifacts", "backends", "medians", "p90s", "throughputs", "precisions"):
+        row[field] = [None] * n
+    return row
+
+
+def _fill(row: dict[str, Any], j: int, r: dict[str, Any]) -> None:
+    row["artifacts"][j] = r["artifact"]
+    row["backends"][j] = r["backend"]
+    row["medians"][j] = r["latency"].get("median_ms")
+    row["p90s"][j] = r["latency"].get("p90_ms")
+    row["throughputs"][j] = (r.get("concurrency") or {}).get("items_per_s") or r.get("throughput_ips")
+    row["precisions"][j] = r.get("precision")
+
+
+def _place(rows: list[dict[str, Any]], n: int, j: int, key: tuple, source: str | None) -> dict[str, Any]:
+    """The row a result of run ``j`` belongs in: the same artifact (by name), else the first run's
+    artifact built from the same ONNX file at the same batch; a second engine from that file gets a
+    row of its own next to it, repeating the first run's figures."""
+    for row in rows:
+        if row["_key"] == key and row["artifacts"][j] is None:
+            return row
+    same = [] if j == 0 or source is None else [r for r in rows if r["_source"] == source and r["batch"] == key[3]]
+    same = [r for r in same if r["artifacts"][0] is not None]
+    # Where a third run has the same engines, each goes to the row of its namesake.
+    for row in sorted(same, key=lambda r: key[0] not in r["artifacts"]):
+        if row["artifacts"][j] is None:
+            row["matched_by"] = "source ONNX sha256"
+            return row
+    row = _new_row(n, key, source)
+    if same:
+        for field in ("artifacts", "backends", "medians", "p90s", "throughputs", "precisions"):
+            row[field][0] = same[0][field][0]
+        row.update(_key=same[0]["_key"], matched_by="source ONNX sha256")
+        rows.insert(rows.index(same[-1]) + 1, row)
+    else:
+        rows.append(row)
+    return row
+
+
+def _speedups(row: dict[str, Any], by_throughput: bool) -> None:
+    """The headline figure of each run and its speed-up over the first run (above 1: faster), the
+    way `edgecv benchmark` reports: p90 latency, or items/s in the offline and throughput scenarios.
+    A row where some run has no p90 (trtexec before TensorRT 8.6 prints only p99) compares medians."""
+    present = [j for j, a in enumerate(row["artifacts"]) if a is not None]
+    if by_throughput:
+        row["statistic"], values = "items/s", row["throughputs"]
+    elif all(row["p90s"][j] is not None for j in present):
+        row["statistic"], values = "p90", row["p90s"]
+    else:
+        row["statistic"], values = "median", row["medians"]
+    row["values"] = list(values)
+    base = values[0]
+    speedups: list[float | None] = []
+    for value in values:
+        if base is None or value is None or not base or not value:
+            speedups.append(None)
+        else:
+            speedups.append(value / base if by_throughput else base / value)
+    row["speedups"] = speedups
+
+
 def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Rows keyed by (artifact, backend, scenario, batch) with each run's median, p90 and throughput
-    and the ratio of each run's median to the first run's (below 1: faster than the first)."""
+    """Rows of the same artifact (or, for an engine, the ONNX file it was built from) at one batch,
+    with each run's median, p90 and throughput, the headline figure and each run's speed-up over the
+    first (above 1: faster)."""
     labels = [label for label, _ in runs]
-    index: dict[tuple, dict[str, Any]] = {}
+    by_throughput = headline(runs) == "throughput"
+    rows: list[dict[str, Any]] = []
     for j, (_, doc) in enumerate(runs):
         for r in doc["results"]:
             key = (r["artifact"], r["backend"], r["scenario"], r["batch"])
-            row = index.setdefault(
-                key,
-                {
-                    "artifact": r["artifact"],
-                    "backend": r["backend"],
-                    "scenario": r["scenario"],
-                    "batch": r["batch"],
-                    "medians": [None] * len(runs),
-                    "p90s": [None] * len(runs),
-                    "throughputs": [None] * len(runs),
-                    "precisions": [None] * len(runs),
-                },
-            )
-            row["medians"][j] = r["latency"]["median_ms"]
-            row["p90s"][j] = r["latency"]["p90_ms"]
-            row["throughputs"][j] = (r.get("concurrency") or {}).get("items_per_s") or r.get("throughput_ips")
-            row["precisions"][j] = r.get("precision")
-    rows = list(index.values())
+            source = source_sha256(r, doc)
+            row = _place(rows, len(runs), j, key, source)
+            _fill(row, j, r)
+            if r.get("source_onnx") and source:
+                row.setdefault("source_onnx", r["source_onnx"])
     for row in rows:
-        first = row["medians"][0]
-        row["ratios"] = [m / first if m is not None and first else None for m in row["medians"]]
-        top = row["throughputs"][0]
-        row["throughput_ratios"] = [t / top if t is not None and top else None for t in row["throughputs"]]
-        row["label"] = f"{row['artifact']} · b{row['batch']}"
+        row.pop("_key")
+        row.pop("_source")
+        names = [a for a in row["artifacts"] if a is not None]
+        row["artifact"] = names[0]
+        row["backend"] = next(b for b in row["backends"] if b is not None)
+        row.setdefault("matched_by", "artifact")
+        _speedups(row, by_throughput)
+        row["label"] = f"{' ↔ '.join(dict.fromkeys(names))} · b{row['batch']}"
     tools = sorted({k for _, doc in runs for k in (doc.get("versions") or {})})
     differing = {
         k: [(doc.get("versions") or {}).get(k) for _, doc in runs]
@@ -133,26 +226,29 @@ def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         ],
         "versions_differing": differing,
         "differences": run_differences([doc for _, doc in runs]),
-        "headline": headline(runs),
+        "headline": "throughput" if by_throughput else "latency",
         "rows": rows,
     }
 
 
-def _columns(labels: list[str], by_throughput: bool = False) -> list[tuple[str, str]]:
+def _columns(labels: list[str], by_throughput: bool) -> list[tuple[str, str]]:
     cols = [("artifact", "artifact"), ("backend", "backend"), ("batch", "batch")]
-    figure = "items/s" if by_throughput else "median ms"
-    cols += [(f"median{j}", f"{figure} · {label}") for j, label in enumerate(labels)]
-    cols += [(f"ratio{j}", f"ratio · {label}") for j, label in enumerate(labels) if j > 0]
+    figure = "items/s" if by_throughput else "p90 ms"
+    cols += [(f"value{j}", f"{figure} · {label}") for j, label in enumerate(labels)]
+    cols += [(f"speedup{j}", f"× faster than {labels[0]} · {label}") for j, label in enumerate(labels) if j > 0]
     return cols
 
 
-def _cells(row: dict[str, Any], by_throughput: bool = False) -> dict[str, str]:
-    cells = {"artifact": str(row["artifact"]), "backend": str(row["backend"]), "batch": str(row["batch"])}
-    values = row["throughputs"] if by_throughput else row["medians"]
-    ratios = row.get("throughput_ratios", [None] * len(values)) if by_throughput else row["ratios"]
-    for j, (value, ratio) in enumerate(zip(values, ratios)):
-        cells[f"median{j}"] = fmt(value, ".1f" if by_throughput else ".3f")
-        cells[f"ratio{j}"] = DASH if ratio is None else f"{ratio:.2f}×"
+def _cells(row: dict[str, Any], by_throughput: bool) -> dict[str, str]:
+    cells = {
+        "artifact": " ↔ ".join(dict.fromkeys(a for a in row["artifacts"] if a is not None)),
+        "backend": " ↔ ".join(dict.fromkeys(b for b in row["backends"] if b is not None)),
+        "batch": str(row["batch"]),
+    }
+    marker = " (median)" if row["statistic"] == "median" else ""
+    for j, (value, speedup) in enumerate(zip(row["values"], row["speedups"])):
+        cells[f"value{j}"] = fmt(value, ".1f" if by_throughput else ".3f") + (marker if value is not None else "")
+        cells[f"speedup{j}"] = DASH if speedup is None else f"{speedup:.2f}×" + marker
     return cells
 
 
@@ -162,15 +258,28 @@ def comparison_rows(comparison: dict[str, Any]) -> tuple[list[tuple[str, str]], 
     return _columns(labels, by_throughput), [_cells(row, by_throughput) for row in comparison["rows"]]
 
 
-RATIO_NOTE = "ratio: this run's median divided by the first run's (below 1: faster than the first)."
-THROUGHPUT_NOTE = (
-    "offline/throughput scenario: throughput is the headline; ratio: this run's items/s divided by the first run's "
-    "(above 1: more throughput than the first)."
-)
+def numeric_columns(columns: Sequence[tuple[str, str]]) -> set[str]:
+    return {k for k, _ in columns if k.startswith(("value", "speedup")) or k == "batch"}
 
 
-def ratio_note(comparison: dict[str, Any]) -> str:
-    return THROUGHPUT_NOTE if comparison.get("headline") == "throughput" else RATIO_NOTE
+def speedup_note(comparison: dict[str, Any]) -> str:
+    """What the figures and the speed-up columns mean, in `edgecv benchmark`'s terms."""
+    base = comparison["baseline"]
+    if comparison.get("headline") == "throughput":
+        note = (
+            "Offline/throughput scenario: throughput is the headline, as in `edgecv benchmark`. "
+            f"× faster: this run's items/s divided by {base}'s (above 1: more throughput than {base})."
+        )
+    else:
+        note = (
+            "p90 latency, the headline of `edgecv benchmark`. "
+            f"× faster: {base}'s p90 divided by this run's (above 1: faster than {base}, like × PyTorch)."
+        )
+        if any(row.get("statistic") == "median" for row in comparison["rows"]):
+            note += " (median): a run gives no p90 (trtexec before TensorRT 8.6), so that row compares medians."
+    if any(row.get("matched_by") == "source ONNX sha256" for row in comparison["rows"]):
+        note += " A ↔ B: engine B was built from ONNX file A (same sha256), so their figures share a row."
+    return note
 
 
 def difference_rows(comparison: dict[str, Any]) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
@@ -186,7 +295,7 @@ def difference_rows(comparison: dict[str, Any]) -> tuple[list[tuple[str, str]], 
 
 def render_comparison_markdown(comparison: dict[str, Any]) -> str:
     columns, rows = comparison_rows(comparison)
-    numeric = {k for k, _ in columns if k.startswith(("median", "ratio")) or k == "batch"}
+    numeric = numeric_columns(columns)
     lines = [f"# edgecv comparison against {md_escape(comparison['baseline'])}", ""]
     lines += [
         f"- **{md_escape(r['label'])}**: {md_escape(r['machine'])} ({md_escape(r['created'])}, {md_escape(r['target'])})"
@@ -195,13 +304,13 @@ def render_comparison_markdown(comparison: dict[str, Any]) -> str:
     diff_columns, diff_rows = difference_rows(comparison)
     lines += ["", "## What differs between the runs", ""]
     lines += [md_table(diff_columns, diff_rows) if diff_rows else "Nothing: same settings, machine and versions."]
-    lines += ["", "## Results", "", md_table(columns, rows, numeric), "", ratio_note(comparison)]
+    lines += ["", "## Results", "", md_table(columns, rows, numeric), "", speedup_note(comparison)]
     return "\n".join(lines) + "\n"
 
 
 def render_comparison_html(comparison: dict[str, Any]) -> str:
     columns, rows = comparison_rows(comparison)
-    numeric = {k for k, _ in columns if k.startswith(("median", "ratio")) or k == "batch"}
+    numeric = numeric_columns(columns)
     labels = [r["label"] for r in comparison["runs"]]
     runs = "".join(
         f"<li><b>{esc(r['label'])}</b>: {esc(r['machine'])} ({esc(r['created'])}, {esc(r['target'])})</li>"
@@ -218,13 +327,14 @@ def render_comparison_html(comparison: dict[str, Any]) -> str:
             f"<h1>edgecv comparison against {esc(comparison['baseline'])}</h1>",
             f"<ul>{runs}</ul>",
             html_table(columns, rows, numeric),
-            f'<p class="meta">{esc(ratio_note(comparison))}</p>',
+            f'<p class="meta">{esc(speedup_note(comparison))}</p>',
             "<h2>What differs between the runs</h2>",
             diffs,
             figure(
-                plots.comparison_bars(comparison["rows"], labels),
-                "median latency per run",
-                "Median latency of each artifact in each run.",
+                plots.comparison_bars(comparison["rows"], labels, comparison.get("headline") == "throughput"),
+                "headline figure per run",
+                "Each run's headline figure per artifact: p90 latency (a row marked (median) in the table: "
+                "median), or items/s in the offline and throughput scenarios.",
             ),
         ]
     )

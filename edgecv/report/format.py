@@ -21,6 +21,16 @@ COLUMNS = (
 DASH = "—"
 
 
+def metric_percent(value: float | None) -> str:
+    """A mAP or top-1 figure (a fraction in the documents) as every table and report shows it."""
+    return DASH if value is None else f"{100 * value:.2f}%"
+
+
+def delta_points(delta: float | None) -> str:
+    """A difference of two :func:`metric_percent` figures, in percentage points."""
+    return DASH if delta is None else f"{100 * delta:+.2f} pt"
+
+
 def fmt(value: Any, spec: str) -> str:
     if value is None:
         return DASH
@@ -72,13 +82,13 @@ def fidelity_label(fidelity: dict[str, Any] | None) -> str:
     if fidelity.get("kind") == "detection":
         # a detector's INT8 fidelity: mAP against the FP32 artifact's detections, and the share kept
         if fidelity.get("map") is not None:
-            parts.append(f"mAP vs FP32 {fidelity['map']:.3f}")
+            parts.append(f"mAP vs FP32 {metric_percent(fidelity['map'])}")
         if fidelity.get("reproduced") is not None:
             parts.append(f"{fidelity['reproduced']:.0%} kept")
         if fidelity.get("collapsed"):
             parts.append("COLLAPSED: run --sensitivity")
     if fidelity.get("top1_agreement") is not None:
-        parts.append(f"top-1 {fidelity['top1_agreement']:.1%}")
+        parts.append(f"top-1 {metric_percent(fidelity['top1_agreement'])}")
     if fidelity.get("sqnr_db") is not None:
         parts.append(f"SQNR {fidelity['sqnr_db']:.1f} dB")
     if not parts and fidelity.get("cosine") is not None:
@@ -86,6 +96,30 @@ def fidelity_label(fidelity: dict[str, Any] | None) -> str:
     if parts and fidelity.get("in_sample"):
         parts.append("in-sample")  # measured on calibration inputs: optimistic
     return " · ".join(parts) or DASH
+
+
+UNSTABLE_MARK = "(unstable)"
+
+
+def stability_notes(results: list[dict[str, Any]]) -> list[str]:
+    """What a row marked unstable means, one note per such row."""
+    notes = []
+    for r in results:
+        lat = r.get("latency") or {}
+        if not lat.get("unstable"):
+            continue
+        notes.append(
+            f"{r['artifact']} (batch {r.get('batch')}): unstable timing, p90 {lat['p90_ms']:.3f} ms is "
+            f"{lat.get('p90_over_median', float('nan')):.1f}× the median {lat['median_ms']:.3f} ms "
+            f"(std/mean {lat.get('cv', float('nan')):.0%}): the machine was busy, throttled or changing "
+            "frequency; rerun on an idle machine with more --iterations before trusting these figures"
+        )
+    return notes
+
+
+def result_notes(results: list[dict[str, Any]]) -> list[str]:
+    """Every note of the results, then the stability notes, each once."""
+    return sorted({n for r in results for n in r.get("notes") or []}) + stability_notes(results)
 
 
 def result_row(result: dict[str, Any]) -> dict[str, str]:
@@ -99,7 +133,7 @@ def result_row(result: dict[str, Any]) -> dict[str, str]:
         "batch": str(result["batch"]),
         "size_mb": fmt(size / 1e6 if size else None, ".2f"),
         "median_ms": fmt(latency["median_ms"], ".3f"),
-        "p90_ms": fmt(latency["p90_ms"], ".3f"),
+        "p90_ms": fmt(latency["p90_ms"], ".3f") + (f" {UNSTABLE_MARK}" if latency.get("unstable") else ""),
         "throughput": throughput_cell(result),
         "speedup": fmt(result.get("speedup_vs_torch"), ".2f") + ("×" if result.get("speedup_vs_torch") else ""),
         "fidelity": fidelity_label(result.get("fidelity")),
@@ -136,7 +170,8 @@ def detail_row(result: dict[str, Any]) -> dict[str, str]:
         "rss_growth": fmt(growth, ".0f"),
         "spread": spread,
         "std_ms": fmt(latency.get("std_ms"), ".3f"),
-        "outliers": str(latency.get("outliers", latency.get("outliers_low", 0) + latency.get("outliers_high", 0))),
+        # None where the timer counted none (trtexec): "—", not 0.
+        "outliers": fmt(latency.get("outliers", latency.get("outliers_low", 0) + latency.get("outliers_high", 0)), "d"),
         "calls": str(latency["count"]),
     }
 
@@ -178,11 +213,11 @@ def accuracy_cells(result: dict[str, Any]) -> dict[str, str]:
     acc = result.get("accuracy") or {}
     if acc.get("value") is None:
         return {"accuracy": DASH, "accuracy_delta": DASH}
-    text = f"{ACCURACY_NAMES.get(acc.get('metric'), acc.get('metric', ''))} {100 * acc['value']:.2f}%"
+    text = f"{ACCURACY_NAMES.get(acc.get('metric'), acc.get('metric', ''))} {metric_percent(acc['value'])}"
     if acc.get("conf_thres") is not None:
         text += f" (conf {acc['conf_thres']:g})"
     delta = acc.get("delta")
-    return {"accuracy": text, "accuracy_delta": DASH if delta is None else f"{100 * delta:+.2f} pt"}
+    return {"accuracy": text, "accuracy_delta": delta_points(delta)}
 
 
 def results_columns(results: list[dict[str, Any]]) -> tuple[tuple[tuple[str, str], ...], list[dict[str, str]]]:

@@ -16,6 +16,7 @@ from .format import (
     accuracy_note,
     detail_row,
     machine_line,
+    result_notes,
     results_columns,
     settings_line,
     versions_line,
@@ -111,7 +112,7 @@ def render_html(doc: dict[str, Any]) -> str:
     if skipped:
         items = "".join(f"<li>{esc(s['artifact'])}: {esc(s['reason'])}</li>" for s in skipped)
         parts.append(f"<h2>Skipped</h2><ul>{items}</ul>")
-    notes = sorted({n for r in results for n in r.get("notes") or []})
+    notes = result_notes(results)
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     return page(f"edgecv benchmark: {target}", "\n".join(parts))

@@ -11,6 +11,7 @@ from .format import (
     detail_row,
     machine_line,
     pareto_line,
+    result_notes,
     results_columns,
     settings_line,
     versions_line,
@@ -90,7 +91,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {md_escape(s['artifact'])}: {md_escape(s['reason'])}" for s in skipped]
-    notes = sorted({n for r in results for n in r.get("notes") or []})
+    notes = result_notes(results)
     if notes:
         lines += ["", "## Notes", ""] + [f"- {md_escape(n)}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -143,19 +143,19 @@ def fidelity_figure(results: list[dict[str, Any]]) -> Figure | None:
     return fig
 
 
-def comparison_bars(rows: list[dict[str, Any]], runs: list[str]) -> bytes | None:
-    """Median latency of each artifact in each run, side by side."""
+def comparison_bars(rows: list[dict[str, Any]], runs: list[str], by_throughput: bool = False) -> bytes | None:
+    """The comparison's headline figure (p90 latency, or items/s) of each artifact in each run, side by side."""
     if not rows:
         return None
     fig = Figure(figsize=(8, 1.2 + 0.35 * len(rows) * max(1, len(runs)) / 2))
     ax = fig.add_subplot()
     height = 0.8 / len(runs)
     for j, run in enumerate(runs):
-        values = [row["medians"][j] if row["medians"][j] is not None else 0.0 for row in rows]
+        values = [row["values"][j] if row["values"][j] is not None else 0.0 for row in rows]
         ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=run)
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], [row["label"] for row in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("median latency (ms)")
+    ax.set_xlabel("items/s" if by_throughput else "p90 latency (ms)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small")
     return _png(fig)

@@ -12,11 +12,14 @@ import abc
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, Union
 
 import numpy as np
 
 from edgecv.errors import ArtifactError, InputMismatchError, InvalidOptionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgecv.models.spec import InputSpec
 
 # A dimension: a size, or None / a symbolic name (e.g. "batch") where the model takes any size.
 Dim = Union[int, str, None]
@@ -153,7 +156,9 @@ class Runtime(abc.ABC):
     Attributes set by every backend: ``backend``, ``path`` (``None`` for in-memory models),
     ``name``, ``device``, ``threads`` (``None`` means the backend's default), ``precision`` (what
     actually runs: for OpenVINO read back from the compiled model, so ``bf16`` on CPUs where
-    OpenVINO picks it), ``inputs``/``outputs`` (:class:`TensorInfo`), ``load_s`` (load + compile).
+    OpenVINO picks it), ``inputs``/``outputs`` (:class:`TensorInfo`), ``load_s`` (load + compile),
+    ``input_spec`` (the :class:`~edgecv.models.spec.InputSpec` where the backend holds one, as
+    PyTorch's models do; ``None`` elsewhere, where the artifact's stamped metadata says it).
     """
 
     backend: ClassVar[str]
@@ -187,6 +192,7 @@ class Runtime(abc.ABC):
         self.notes: list[str] = []
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
+        self.input_spec: InputSpec | None = None
         self._closed = True
         start = time.perf_counter()
         self._load_impl(source, normalize_precision(precision), **options)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError
+from edgecv.models.spec import InputSpec
 from edgecv.runfolder import verification_headline
 
 from . import load
@@ -26,6 +27,7 @@ from .timing import (
     BenchResult,
     BenchSettings,
     ProgressFn,
+    benchmark_inputs,
     check_batch_value,
     make_inputs,
     measure,
@@ -94,7 +96,8 @@ def run_job(
     # Import the backend's package first, so the RSS growth below is the model's, not the library's.
     backend_class(job.backend)
     rss_before = current_rss_mb()
-    runtime = load(job.source, backend=job.backend, threads=job.threads, precision=job.precision)
+    runtime = load(job.source, backend=job.backend, device=job.device, threads=job.threads, precision=job.precision)
+    spec = _job_input_spec(job)
     results = []
     try:
         for batch in job.batches:
@@ -106,7 +109,7 @@ def run_job(
                 if progress is not None:
                     progress(batch, done, fraction)
 
-            result = measure(runtime, batch, settings, progress=report)
+            result = measure(runtime, batch, settings, progress=report, input_spec=spec)
             results.append(result)
         rss_loaded = current_rss_mb()
     finally:
@@ -148,6 +151,10 @@ def run_job(
     return results
 
 
+def _job_input_spec(job: BenchJob) -> InputSpec | None:
+    return InputSpec.from_dict(job.input_spec) if job.input_spec else None
+
+
 def _throughput_load(job: BenchJob) -> tuple[dict[str, Any], str]:
     """How to load an artifact for throughput, and that setup in words for the report."""
     if job.backend == "openvino":
@@ -160,10 +167,11 @@ def measure_concurrency(job: BenchJob, results: list[BenchResult], settings: Ben
     """Load ``job``'s artifact set up for throughput and time several inferences in flight at each
     result's batch; sets ``result.concurrency`` next to the single-stream figures."""
     options, setup = _throughput_load(job)
-    with load(job.source, backend=job.backend, precision=job.precision, **options) as runtime:
+    spec = _job_input_spec(job)
+    with load(job.source, backend=job.backend, device=job.device, precision=job.precision, **options) as runtime:
         requests = settings.requests or runtime.max_concurrency()
         for result in results:
-            feed = runtime.prepare(make_inputs(runtime, result.batch, settings.seed, settings.shape))
+            feed, _ = benchmark_inputs(runtime, result.batch, settings, spec)
             runtime.run_concurrently(feed, requests, calls=max(requests * 2, settings.warmup))  # warm every request
             calls = None if settings.iterations is None else settings.iterations * requests
             done, wall = runtime.run_concurrently(feed, requests, calls=calls, duration_s=settings.duration)
@@ -292,6 +300,8 @@ def benchmark_target(
     only those backends' artifacts (asking for one that is not installed is an error; otherwise
     artifacts whose backend is missing are skipped and listed in ``skipped``). ``threads`` goes to
     CPU backends, ``precision`` to OpenVINO (the others run what the artifact was built as).
+    ``device``: one for every backend (``cuda``) or one per backend (``torch=cuda:0,openvino=GPU``);
+    a backend that cannot use it, or a device this machine lacks, is an error rather than a skip.
     ``isolate``: each artifact in a fresh subprocess (honest peak RSS and cold start); ``False`` runs
     them all in this process (faster; memory is then RSS growth, not a peak).
     """
@@ -308,6 +318,7 @@ def benchmark_target(
         precision=plan.precision,
         scenario=settings.scenario,
         baseline=plan.baseline,
+        device=plan.device,
     )
     for job in list(jobs):
         if not is_installed(job.backend):
@@ -332,7 +343,7 @@ def benchmark_target(
             job_results = run(job, settings, observer)
         except BackendUnavailableError as exc:
             # A device missing here (TensorRT engine, no GPU) only skips that artifact, unless asked for.
-            if job.backend in explicit or len(jobs) == 1:
+            if job.backend in explicit or job.device is not None or len(jobs) == 1:
                 raise
             skipped.append({"artifact": job.label, "reason": str(exc)})
             observer.skipped(job.label, str(exc))
@@ -350,6 +361,7 @@ def benchmark_target(
             "batches": list(plan.batches) if plan.batches else None,
             "threads": plan.threads,
             "precision_hint": plan.precision,
+            "device": plan.device,
             "backends": sorted(explicit) or None,
             "isolation": "subprocess per artifact" if plan.isolate else "in-process",
             "timer": "time.perf_counter_ns around each call",

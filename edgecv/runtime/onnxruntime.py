@@ -119,6 +119,7 @@ class OnnxRuntimeRuntime(Runtime):
         except Exception as exc:  # ORT raises its own pybind types (Fail, InvalidGraph, InvalidProtobuf, …)
             raise ArtifactError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from None
         used = self._session.get_providers()
+        self._check_provider(providers[0], used[0])
         self.device = _PROVIDER_DEVICES.get(used[0], used[0])
         self.providers = used
         self.precision = graph_precision(graph)
@@ -144,6 +145,16 @@ class OnnxRuntimeRuntime(Runtime):
                 f"this onnxruntime build has only {', '.join(available)}",
             )
         return [p for p in wanted if p in available]
+
+    def _check_provider(self, wanted: str, used: str) -> None:
+        """ONNX Runtime falls back to the next provider when one fails to start (CUDA libraries
+        missing): a benchmark asked to run on a device must not quietly time the CPU instead."""
+        if self.device is not None and wanted != used:
+            raise BackendUnavailableError(
+                f"onnxruntime on {self.device}",
+                None,
+                f"{wanted} did not start (ONNX Runtime fell back to {used}); check the CUDA libraries it needs",
+            )
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._output_names, self._session.run(self._output_names, feed)))

@@ -11,7 +11,7 @@ from edgecv.errors import ArtifactError, InputMismatchError, InvalidOptionError
 from edgecv.runfolder import find_artifact
 
 from .base import normalize_precision
-from .registry import BACKENDS, backend_name
+from .registry import BACKENDS, backend_name, canonical_device
 from .timing import OFFLINE_BATCH, check_batch_value
 
 BASELINE_LABEL = "pytorch"
@@ -30,6 +30,10 @@ class BenchJob:
     threads: int | None = None
     precision: str | None = None
     record: dict[str, Any] = field(default_factory=dict)  # the manifest's artifact record, if any
+    device: str | None = None  # in the backend's spelling; None: the backend's default
+    # The target's InputSpec (as a dict): every job of one target builds its inputs from the same
+    # spec, so the PyTorch baseline and the artifacts are timed on the same pictures.
+    input_spec: dict[str, Any] | None = None
 
 
 @dataclass
@@ -43,8 +47,12 @@ class PlanOptions:
     precision: str | None = None
     baseline: bool = True  # time the PyTorch model a run folder was exported from
     isolate: bool = True  # each artifact in a fresh process: honest peak memory and cold start
+    # One device for every backend (``cuda``), or one per backend (``torch=cuda:0,openvino=GPU``).
+    device: str | None = None
 
     def __post_init__(self) -> None:
+        if self.device is not None:
+            parse_devices(self.device)
         if self.threads is not None and (
             isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
         ):
@@ -53,6 +61,41 @@ class PlanOptions:
         if self.batches:
             self.batches = [check_batch_value(b) for b in self.batches]
         self.backends = list(self.backends) if self.backends else None
+
+
+def parse_devices(text: str) -> dict[str | None, str]:
+    """``cuda`` → ``{None: "cuda"}`` (every backend); ``torch=cuda:0,ov=GPU`` → one device per
+    backend, each checked against what that backend takes."""
+    text = str(text).strip()
+    if not text:
+        raise InvalidOptionError("--device needs a device name, e.g. cuda (or BACKEND=DEVICE,…)")
+    if "=" not in text:
+        return {None: text}
+    devices: dict[str | None, str] = {}
+    for pair in text.split(","):
+        backend, sep, device = pair.partition("=")
+        if not sep or not backend.strip() or not device.strip():
+            raise InvalidOptionError(
+                f"--device takes DEVICE or BACKEND=DEVICE pairs (torch=cuda,openvino=GPU), got {text!r}"
+            )
+        name = backend_name(backend)
+        devices[name] = canonical_device(name, device)
+    return devices
+
+
+def device_for(devices: dict[str | None, str], backend: str) -> str | None:
+    """The device ``backend`` runs on; a device meant for every backend must suit this one."""
+    if backend in devices:
+        return devices[backend]
+    if None not in devices:
+        return None
+    try:
+        return canonical_device(backend, devices[None])
+    except InvalidOptionError as exc:
+        raise InvalidOptionError(
+            f"--device {devices[None]}: {exc}; keep to the backends that can with --backend, or give one "
+            "device per backend (torch=cuda,openvino=GPU)"
+        ) from None
 
 
 def _find_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -97,12 +140,15 @@ def plan_jobs(
     precision: str | None,
     scenario: str,
     baseline: bool = True,
+    device: str | None = None,
 ) -> tuple[dict[str, Any], list[BenchJob], list[dict[str, str]]]:
     """What to run for ``target``: (target description, jobs, skipped artifacts with reasons)."""
     from edgecv.runfolder import MANIFEST_NAME, read_manifest
 
     wanted = {backend_name(b) for b in backends} if backends else None
     skipped: list[dict[str, str]] = []
+    devices = parse_devices(device) if device is not None else {}
+    input_spec: dict[str, Any] | None = None
 
     def job_for(
         label: str, source: str, backend: str, record: dict[str, Any], job_batches: list[int | None]
@@ -116,11 +162,14 @@ def plan_jobs(
             threads=threads if entry.cpu_threads else None,
             precision=precision if entry.precision_hint else None,
             record=record,
+            device=device_for(devices, backend),
+            input_spec=input_spec,
         )
 
     path = Path(target).expanduser()
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
+        input_spec = manifest.get("input_spec") if isinstance(manifest.get("input_spec"), dict) else None
         jobs = []
         for label, backend, record in run_folder_artifacts(path, manifest, wanted, skipped):
             if batches:
@@ -151,6 +200,8 @@ def plan_jobs(
         raise InvalidOptionError(f"{target} runs in {backend}, not in {', '.join(sorted(wanted))}")
     if path.exists():
         record, manifest = _find_record(path)
+        if manifest and isinstance(manifest.get("input_spec"), dict):
+            input_spec = manifest["input_spec"]
         if batches and record:
             _check_record_batches(path.name, record, batches, single_file=True)
         label = record.get("name") or path.name

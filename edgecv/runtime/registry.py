@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +35,37 @@ class BackendEntry:
     # Whether the float compute precision is chosen at load time (OpenVINO's
     # INFERENCE_PRECISION_HINT); elsewhere the artifact fixes it and ``precision=`` must match.
     precision_hint: bool = False
+    # The ``device`` names the backend takes (a regular expression over the canonical spelling),
+    # how a message lists them, and the case the backend spells them in.
+    device_pattern: str = "cpu"
+    device_names: str = "cpu"
+    device_upper: bool = False
 
 
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
         BackendEntry(
-            "onnxruntime", "onnxruntime", "OnnxRuntimeRuntime", {"onnxruntime": "onnxruntime"}, (".onnx",), ("ort",)
+            "onnxruntime",
+            "onnxruntime",
+            "OnnxRuntimeRuntime",
+            {"onnxruntime": "onnxruntime"},
+            (".onnx",),
+            ("ort",),
+            device_pattern="cpu|cuda|tensorrt",
+            device_names="cpu, cuda, tensorrt",
         ),
         BackendEntry(
-            "openvino", "openvino", "OpenVinoRuntime", {"openvino": "openvino"}, (".xml",), ("ov",), precision_hint=True
+            "openvino",
+            "openvino",
+            "OpenVinoRuntime",
+            {"openvino": "openvino"},
+            (".xml",),
+            ("ov",),
+            precision_hint=True,
+            device_pattern=r"CPU|GPU(\.\d+)?|NPU|AUTO|(AUTO|MULTI|HETERO):[A-Z0-9.,]+",
+            device_names="CPU, GPU[.N], NPU, AUTO",
+            device_upper=True,
         ),
         BackendEntry(
             "tensorrt",
@@ -53,8 +75,19 @@ BACKENDS: dict[str, BackendEntry] = {
             (".engine", ".plan"),
             ("trt",),
             cpu_threads=False,
+            device_pattern=r"cuda(:\d+)?",
+            device_names="cuda[:N]",
         ),
-        BackendEntry("torch", "torch", "TorchRuntime", {"torch": "torch"}, (".pt", ".pth"), ("pytorch",)),
+        BackendEntry(
+            "torch",
+            "torch",
+            "TorchRuntime",
+            {"torch": "torch"},
+            (".pt", ".pth"),
+            ("pytorch",),
+            device_pattern=r"cpu|cuda(:\d+)?",
+            device_names="cpu, cuda[:N]",
+        ),
     )
 }
 
@@ -66,6 +99,18 @@ def backend_name(name: str) -> str:
         if key == entry.name or key in entry.aliases:
             return entry.name
     raise InvalidOptionError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+
+
+def canonical_device(backend: str, device: str) -> str:
+    """``device`` spelled the way ``backend`` takes it (``gpu`` → ``GPU`` for OpenVINO), or
+    :class:`InvalidOptionError` naming the devices it takes. Only the name is checked here; whether
+    the machine has that device is known when the backend loads."""
+    entry = BACKENDS[backend_name(backend)]
+    text = str(device).strip()
+    text = text.upper() if entry.device_upper else text.lower()
+    if not re.fullmatch(entry.device_pattern, text):
+        raise InvalidOptionError(f"{entry.name} cannot run on device {device!r}; it takes {entry.device_names}")
+    return text
 
 
 def is_installed(name: str) -> bool:

@@ -12,6 +12,9 @@ Definitions (exact, so they can be checked on a fake clock):
   interpolated linearly (the convention of matplotlib's box plots, so the report's plot shows the
   same points as outliers). They are counted and reported, never dropped: every statistic above
   includes them.
+* unstable: p90 more than :data:`UNSTABLE_TAIL_RATIO` times the median, or a coefficient of
+  variation (std / mean) above :data:`UNSTABLE_CV`. Such a run's figures depend on what else the
+  machine was doing (other processes, frequency scaling, thermal throttling); a rerun may differ a lot.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from edgecv.runfolder import known_fields
 
 TAIL_PERCENTILES = (90, 95, 99)
 TUKEY_K = 1.5
+# A steady loop's p90 sits within a few tens of percent of its median; a tail this long means the
+# machine interfered, so the headline figure cannot be trusted as is.
+UNSTABLE_TAIL_RATIO = 1.5
+UNSTABLE_CV = 0.5
 
 
 def nearest_rank(sorted_samples: np.ndarray, q: float) -> float:
@@ -52,6 +59,20 @@ class LatencyStats:
     def outliers(self) -> int:
         return self.outliers_low + self.outliers_high
 
+    @property
+    def tail_ratio(self) -> float:
+        """p90 over median."""
+        return self.p90_ms / self.median_ms if self.median_ms > 0 else float("inf")
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation: std over mean."""
+        return self.std_ms / self.mean_ms if self.mean_ms > 0 else 0.0
+
+    @property
+    def unstable(self) -> bool:
+        return self.tail_ratio > UNSTABLE_TAIL_RATIO or self.cv > UNSTABLE_CV
+
     @classmethod
     def from_ns(cls, samples_ns: Sequence[int] | np.ndarray) -> "LatencyStats":
         ms = np.sort(np.asarray(samples_ns, dtype=np.float64)) / 1e6
@@ -78,6 +99,9 @@ class LatencyStats:
         d = asdict(self)
         d["outlier_fences_ms"] = list(self.outlier_fences_ms)
         d["outliers"] = self.outliers
+        d["p90_over_median"] = round(self.tail_ratio, 3)
+        d["cv"] = round(self.cv, 3)
+        d["unstable"] = self.unstable
         return d
 
     @classmethod

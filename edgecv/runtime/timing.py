@@ -1,6 +1,11 @@
 """Timing one loaded runtime: the settings every artifact of a report shares, the inputs (random,
 or photographs for a detector), the timed loop and one result.
 
+Inputs follow the model's task, read from its InputSpec (the target's, else the runtime's own,
+else the one stamped in the artifact), never from which backend runs it: every artifact of one
+benchmark, the PyTorch baseline included, is timed on the same arrays, whose SHA-256 each result
+records.
+
 What is timed: ``clock()`` (``time.perf_counter_ns``) right before and right after each call of the
 runtime, and nothing else in between: inputs are generated and checked before the loop, and the
 loop calls the backend without re-checking them. Warmup calls are not timed, except the very first
@@ -15,6 +20,7 @@ batch, the top of a TensorRT profile, else :data:`OFFLINE_BATCH`) and reports th
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -22,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecv.errors import InvalidOptionError
+from edgecv.models.spec import InputSpec
 from edgecv.runfolder import known_fields
 
 from .base import Runtime
@@ -110,6 +117,8 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     # Throughput scenario: items/s with several inferences in flight, next to the single-stream figure.
     concurrency: dict[str, Any] = field(default_factory=dict)
+    # What was fed: {"kind": "photographs"|"random", "sha256": of the arrays}.
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headline(self) -> tuple[str, float, str]:
@@ -219,16 +228,30 @@ def make_inputs(runtime: Runtime, batch: int, seed: int = 0, shape: str | None =
     return feed
 
 
-def _detector_photos(runtime: Runtime, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+PHOTOS_NOTE = (
+    "inputs: sample photographs preprocessed with the artifact's input spec, not noise "
+    "(a detector's NMS time depends on what the picture holds)"
+)
+
+
+def runtime_input_spec(runtime: Runtime) -> InputSpec | None:
+    """The InputSpec a loaded runtime carries (PyTorch), else the one its artifact file is stamped
+    with or its run folder's manifest lists."""
+    spec = getattr(runtime, "input_spec", None)
+    if isinstance(spec, InputSpec):
+        return spec
+    if runtime.path is not None and runtime.path.is_file():
+        from edgecv.artifact_metadata import input_spec_of
+
+        return input_spec_of(runtime.path)
+    return None
+
+
+def _detector_photos(spec: InputSpec | None, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     """Real pictures for a detector's single image input: random noise gives NMS nothing (or
     everything) to suppress, so its latency would not be the deployed one."""
-    from edgecv.artifact_metadata import input_spec_of
     from edgecv.preprocess import photo_batch
 
-    model = getattr(runtime, "model", None)
-    spec = getattr(model, "input_spec", None)
-    if spec is None and runtime.path is not None and runtime.path.is_file():
-        spec = input_spec_of(runtime.path)
     if spec is None or spec.task != "detection" or len(feed) != 1:
         return None
     ((name, noise),) = feed.items()
@@ -236,6 +259,31 @@ def _detector_photos(runtime: Runtime, feed: dict[str, np.ndarray]) -> dict[str,
         return None
     photos = photo_batch(spec.with_batch(1), noise.shape[0])
     return None if photos is None else {name: photos.astype(noise.dtype, copy=False)}
+
+
+def feed_digest(feed: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the inputs' names, shapes, dtypes and bytes: equal digests, equal inputs."""
+    digest = hashlib.sha256()
+    for name in sorted(feed):
+        array = np.ascontiguousarray(feed[name])
+        digest.update(f"{name}:{array.shape}:{array.dtype.str};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def benchmark_inputs(
+    runtime: Runtime, batch: int, settings: BenchSettings, input_spec: InputSpec | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The prepared feed to time ``runtime`` with at ``batch``, and what it is (kind, sha256).
+
+    ``input_spec`` (the benchmark target's) decides the task; without it the runtime's own."""
+    feed = make_inputs(runtime, batch, settings.seed, settings.shape)
+    kind = "random"
+    photos = _detector_photos(input_spec or runtime_input_spec(runtime), feed)
+    if photos is not None:
+        feed, kind = photos, "photographs"
+    feed = runtime.prepare(feed)
+    return feed, {"kind": kind, "sha256": feed_digest(feed)}
 
 
 def time_calls(
@@ -286,22 +334,18 @@ def measure(
     *,
     clock: Callable[[], int] = time.perf_counter_ns,
     progress: ProgressFn | None = None,
+    input_spec: InputSpec | None = None,
 ) -> BenchResult:
-    """:func:`benchmark` on a loaded runtime with validated settings."""
+    """:func:`benchmark` on a loaded runtime with validated settings; ``input_spec``: the target's,
+    which picks the inputs (see the module doc)."""
     if batch is None:
         batch = shape_batch(settings.shape) or scenario_batch(runtime, settings.scenario)
     check_batch_value(batch)
     runtime.check_batch(batch)
-    feed = make_inputs(runtime, batch, settings.seed, settings.shape)
+    feed, inputs = benchmark_inputs(runtime, batch, settings, input_spec)
     notes = list(runtime.notes)
-    photos = _detector_photos(runtime, feed)
-    if photos is not None:
-        feed = photos
-        notes.append(
-            "inputs: sample photographs preprocessed with the artifact's input spec, not noise "
-            "(a detector's NMS time depends on what the picture holds)"
-        )
-    feed = runtime.prepare(feed)
+    if inputs["kind"] == "photographs":
+        notes.append(PHOTOS_NOTE)
     infer = runtime.infer
 
     def call() -> Any:
@@ -327,6 +371,7 @@ def measure(
         first_infer_ms=first_ms,
         size_bytes=runtime.size_bytes,
         notes=notes,
+        inputs=inputs,
     )
 
 

@@ -76,12 +76,13 @@ class TorchRuntime(Runtime):
     options = None  # zoo options are checked by create_model
 
     def _load_impl(self, source: Any, precision: str | None, input_spec: InputSpec | None = None, **zoo: Any) -> None:
+        # Before building the model: a missing GPU is the user's to hear about first.
+        self._torch_device = self._pick_device()
         model, spec = self._resolve(source, input_spec, zoo)
         if spec is None:
             raise InvalidOptionError(
                 f"{self.name} carries no input_spec; pass input_spec=edgecv.models.InputSpec(...) to load()"
             )
-        self._torch_device = self._pick_device()
         self.device = str(self._torch_device)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -137,6 +138,12 @@ class TorchRuntime(Runtime):
         return model, input_spec or model.input_spec
 
     @property
+    def model(self) -> nn.Module:
+        """The module that runs, on :attr:`device` (read-only): what it says of itself
+        (``input_spec``, ``background_class``, ``model_config``) is the model's own word."""
+        return self._model
+
+    @property
     def size_bytes(self) -> int:
         """Bytes of the parameters and buffers: what an FP32 checkpoint of the model weighs."""
         return self._weights_bytes
@@ -148,6 +155,8 @@ class TorchRuntime(Runtime):
             raise InvalidOptionError(f"not a PyTorch device: {self.device!r} (use cpu or cuda[:N])") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError("torch on cuda", None, "this PyTorch build or machine has no CUDA device")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidOptionError(f"{device} asked for, this machine has {torch.cuda.device_count()} CUDA device(s)")
         return device
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

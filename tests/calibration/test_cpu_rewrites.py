@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.calibration.cpu_rewrites import DEPTHWISE_ALIGN, rewrite_for_cpu_int8
+from tests.conftest import run_graph_as_written
 
 C_IN, H = 12, 8
 rng = np.random.default_rng(0)
@@ -100,13 +101,6 @@ def synthetic_model() -> onnx.ModelProto:
     return model
 
 
-def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare the graphs as written
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
-
-
 def _ops(model: onnx.ModelProto) -> collections.Counter:
     return collections.Counter(n.op_type for n in model.graph.node)
 
@@ -138,7 +132,9 @@ def test_the_rewritten_graph_computes_the_same_function():
 
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, C_IN, H, H)).astype(np.float32)
-        np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_every_tensor_that_stays_keeps_its_name():
@@ -165,7 +161,9 @@ def test_nodes_kept_in_float_are_not_rewritten():
     assert {a.name: helper.get_attribute_value(a) for a in kept.attribute}["group"] == 3
     assert kept.input[1] == "compress.w"
     x = np.random.default_rng(5).standard_normal((1, C_IN, H, H)).astype(np.float32)
-    np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_a_graph_without_these_patterns_is_left_alone():
@@ -257,7 +255,9 @@ def test_a_three_channel_image_is_padded_for_the_first_convolution():
     # The Pad stays in float (it runs before the image is quantized); its output shares the image's range.
     assert record["kept_float"] == ["x/pad_channels"] and record["range_of"] == {"x/channels_padded": "x"}
     x = np.random.default_rng(1).standard_normal((1, 3, H, H)).astype(np.float32)
-    np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_a_shufflenetv2_split_after_the_shuffle_becomes_selections():
@@ -299,7 +299,9 @@ def test_a_shufflenetv2_split_after_the_shuffle_becomes_selections():
     # The half read by a convolution went into its weights: that convolution reads the shuffle's input.
     assert {n.name: n for n in rewritten.graph.node}["branch"].input[0] == "cat"
     x = np.random.default_rng(2).standard_normal((1, C_IN, H, H)).astype(np.float32)
-    np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-4, atol=1e-4
+    )
 
 
 def _mobilenetv3_block() -> onnx.ModelProto:
@@ -357,7 +359,9 @@ def test_channels_are_aligned_through_squeeze_excitation_and_hardswish():
     assert not weights[nodes["project"].input[1]][:, 72:].any()
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, C_IN, H, H)).astype(np.float32)
-        np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_a_region_another_operator_reads_is_not_padded():
@@ -383,7 +387,9 @@ def test_silu_becomes_onnx_runtimes_quickgelu_kept_in_float():
     assert _ops(rewritten) == {"Conv": 1, "QuickGelu": 1, "Sigmoid": 1}
     assert any(o.domain == "com.microsoft" for o in rewritten.opset_import)
     x = np.random.default_rng(2).standard_normal((1, C_IN, H, H)).astype(np.float32)
-    np.testing.assert_allclose(_run(rewritten, x), _run(original, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        run_graph_as_written(rewritten, x), run_graph_as_written(original, x), rtol=1e-5, atol=1e-5
+    )
 
     kept = onnx.ModelProto()
     kept.CopyFrom(original)

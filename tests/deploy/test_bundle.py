@@ -148,10 +148,28 @@ def test_build_script_dla(bundle, tmp_path):
     assert {"--useDLACore=1", "--allowGPUFallback"} <= set(builds[0])
 
 
-def test_build_script_stops_on_the_first_error(bundle, tmp_path):
-    (bundle / "model.fp16.onnx").unlink()
+def test_build_script_finds_a_missing_file_before_building(bundle, tmp_path):
+    (bundle / "model.int8.fp16.onnx").unlink()
     proc, builds = _build(bundle, tmp_path, "10.3.0")
-    assert proc.returncode == 2 and "model.fp16.onnx is not in this bundle" in proc.stderr and builds == []
+    assert proc.returncode == 2 and "model.int8.fp16.onnx is not in this bundle" in proc.stderr and builds == []
+
+
+def test_build_script_builds_the_other_engines_when_one_fails(bundle, tmp_path):
+    bin_dir = write_tools(tmp_path / "bin")
+    # trtexec refusing the FP16 graph, as TensorRT's parser does with a run-time NMS threshold.
+    wrapper = tmp_path / "trtexec-refusing-fp16"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase "$*" in *model.fp16.onnx*) echo "[E] parse error"; exit 1 ;; esac\nexec {bin_dir}/trtexec "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "model.fp16.engine").write_text("an engine from an earlier run")
+    proc, builds = _build(bundle, tmp_path, "10.3.0", TRTEXEC=str(wrapper))
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "failed to build fp16" in proc.stderr and "failed to build: fp16" in proc.stderr
+    assert [b for b in builds if "--onnx=" + str(bundle / "model.int8.fp16.onnx") in b]  # INT8 still built
+    assert (tmp_path / "engines" / "model.int8.engine").is_file()
+    assert not (tmp_path / "engines" / "model.fp16.engine").exists()  # no stale engine for benchmark.sh
 
 
 def test_static_batch_has_no_shapes(onnx_files, tmp_path):
@@ -225,3 +243,48 @@ def test_bundle_refuses_a_non_empty_out(run_folder, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert_user_error(run_cli("bundle", run_folder, "--out", tmp_path / "full"), "not an empty folder")
+
+
+def _run_with_a_bad_fp16_copy(run_folder):
+    """A run folder holding an FP16 copy whose NMS thresholds are computed at run time."""
+    import onnx
+
+    from .test_fp16_copy import nms_model
+
+    model = nms_model()
+    for node in model.graph.node:
+        if node.op_type == "NonMaxSuppression":
+            node.input[3] = "iou_f32"
+    model.graph.node.insert(2, onnx.helper.make_node("Cast", ["iou"], ["iou_f32"], name="iou_cast", to=1))
+    onnx.save(model, run_folder / "model.fp16.onnx")
+    return run_folder
+
+
+def test_bundle_refuses_a_file_tensorrt_would_not_build(run_folder, tmp_path):
+    run = _run_with_a_bad_fp16_copy(run_folder)
+    proc = run_cli("bundle", run, "--out", tmp_path / "b")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.fp16.onnx" in lines[0] and "[nms] nms" in lines[0], proc.stderr
+    assert "--allow-preflight-errors" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()
+    allowed = run_cli("bundle", run, "--out", tmp_path / "b", "--allow-preflight-errors", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["preflight_errors"] == 2 and "preflight error(s)" in allowed.stderr
+    preflight = json.loads((tmp_path / "b" / "preflight.json").read_text())
+    assert preflight["model.fp16.onnx"]["would_build"] is False
+
+
+def test_bundle_preflight_reads_the_manifest_as_check_does(onnx_files, tmp_path):
+    from .test_preflight import _run_with_float_add
+
+    run = _run_with_float_add(tmp_path, onnx_files)
+    make_bundle(run, tmp_path / "b")
+    preflight = json.loads((tmp_path / "b" / "preflight.json").read_text())
+    check = json.loads(run_cli("check", run, "--json").stdout)["reports"]
+    assert (
+        preflight["model.int8.onnx"]["findings"]
+        == next(r for r in check if r["artifact"] == "model.int8.onnx")["findings"]
+    )
+    rules = {f["rule"] for r in preflight.values() for f in r["findings"]}
+    assert "qdq-residual-add" not in rules

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecv.export.trt_preflight import UNSUPPORTED_OPS, check_tensorrt
+from edgecv.export.trt_preflight import UNSUPPORTED_OPS, check_target, check_tensorrt
 from tests.calibration.test_tensorrt_rules import qdq_model
 from tests.conftest import assert_user_error, run_cli
 
@@ -194,3 +194,61 @@ def test_cli_not_onnx(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"garbage")
     assert_user_error(run_cli("check", tmp_path / "x.onnx"), "not a readable ONNX")
     assert_user_error(run_cli("check", tmp_path / "absent.onnx"), "does not exist")
+
+
+# --- a file and its run folder read the same -----------------------------------------------------
+
+
+def _run_with_float_add(tmp_path, onnx_files):
+    """A run folder whose TensorRT-flavour Add was kept in float on purpose (the manifest says so)."""
+    from .conftest import write_run_folder
+
+    run = write_run_folder(tmp_path / "run", onnx_files)
+    onnx.save(qdq_model(add_without_dq=True), run / "model.int8.onnx")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["int8"]["info"]["excluded"] = ["residual_add"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_a_file_and_its_run_folder_get_the_same_findings(tmp_path, onnx_files):
+    run = _run_with_float_add(tmp_path, onnx_files)
+    folder = json.loads(run_cli("check", run, "--json").stdout)["reports"]
+    as_file = json.loads(run_cli("check", run / "model.int8.onnx", "--json").stdout)["reports"]
+    by_name = {r["artifact"]: r["findings"] for r in folder}
+    assert as_file[0]["findings"] == by_name["model.int8.onnx"]
+    assert "qdq-residual-add" not in {f["rule"] for f in as_file[0]["findings"]}
+
+
+def test_a_flavour_for_another_engine_says_so_first(tmp_path, onnx_files):
+    import shutil
+
+    run = _run_with_float_add(tmp_path, onnx_files)
+    shutil.copy2(onnx_files["ort_uint8"], run / "model.int8.cpu.onnx")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["artifacts"].append(
+        {
+            "name": "onnx-int8-cpu",
+            "path": "model.int8.cpu.onnx",
+            "format": "onnx",
+            "backend": "onnxruntime",
+            "precision": "int8",
+            "intended_for": "onnxruntime",
+        }
+    )
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("check", run / "model.int8.cpu.onnx")
+    assert proc.returncode == 1  # it still would not build
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("note:") and "onnxruntime" in first and str(run / "model.int8.onnx") in first
+    assert "note:" not in run_cli("check", run / "model.int8.onnx").stdout
+
+
+def test_the_note_comes_from_the_artifact_metadata_outside_a_run_folder(tmp_path, onnx_files):
+    from edgecv.artifact_metadata import stamp_onnx
+
+    path = tmp_path / "copied.onnx"
+    onnx.save(onnx.load(str(onnx_files["ort_uint8"])), path)
+    stamp_onnx(path, {"edgecv.precision": "int8", "edgecv.intended_for": "onnxruntime"})
+    (note,) = check_target(path)[0].notes
+    assert "model.int8.onnx" in note and "onnxruntime" in note

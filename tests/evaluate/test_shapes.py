@@ -7,11 +7,12 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edgecv.evaluate.datasets import CocoDataset, ImageFolderDataset, open_dataset
 from edgecv.evaluate.shapes import CATEGORY_IDS, CLASSES, generate_shapes, make_image
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, assert_user_error_in_process, run_cli
 
 
 def digest(root):
@@ -70,3 +71,44 @@ def test_cli(tmp_path):
     assert_user_error(run_cli("data", "shapes", "--out", tmp_path / "t", "--images", "1"), "--images")
     (tmp_path / "file").write_text("x")
     assert_user_error(run_cli("data", "shapes", "--out", tmp_path / "file"), "not a folder")
+
+
+def test_a_rerun_replaces_the_set_whole(tmp_path):
+    # A smaller second set into the same folder: byte for byte a fresh one, no earlier picture or
+    # crop left beside what its annotations list, and no staging folder left behind.
+    generate_shapes(tmp_path / "s", images=20, size=48, seed=1)
+    generate_shapes(tmp_path / "s", images=5, size=48, seed=2)
+    generate_shapes(tmp_path / "fresh", images=5, size=48, seed=2)
+    assert digest(tmp_path / "s") == digest(tmp_path / "fresh")
+    (tmp_path / "made").mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "made", "s"]
+    assert (tmp_path / "s").stat().st_mode == (tmp_path / "made").stat().st_mode
+
+
+def test_an_interrupted_run_leaves_the_earlier_set(tmp_path):
+    generate_shapes(tmp_path / "s", images=10, size=48, seed=1)
+    before = digest(tmp_path / "s")
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_shapes(tmp_path / "s", images=10, size=48, seed=2, progress=interrupt)
+    assert digest(tmp_path / "s") == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "train/images/mine.png"])
+def test_a_folder_holding_other_files_is_refused_untouched(tmp_path, extra):
+    # Another folder's files, or a shapes set with a file added to it: replacing it would delete them.
+    folder = tmp_path / "s"
+    if extra.startswith("train"):
+        generate_shapes(folder, images=4, size=48)
+    (folder / extra).parent.mkdir(parents=True, exist_ok=True)
+    (folder / extra).write_text("keep")
+    before = digest(folder)
+    assert_user_error_in_process(
+        "data", "shapes", "--out", folder, "--images", "4", fragments=("not a shapes data set",)
+    )
+    assert digest(folder) == before

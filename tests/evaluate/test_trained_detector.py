@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.train_shapes_detector import DATA_SEED, FIXTURE, NUM_CLASSES, RESOLUTION, SIZE
 from edgecv.evaluate.shapes import generate_shapes
@@ -97,14 +98,29 @@ def test_fp32_detects(evaluated):
         assert m["map50"] >= MIN_FP32_MAP50, (name, m)
 
 
+def _convs_in(model, scopes) -> int:
+    """How many Conv2d modules of the PyTorch ``model`` lie inside the module paths ``scopes``."""
+    return sum(
+        isinstance(m, torch.nn.Conv2d) and any(name.startswith(s + ".") or name == s for s in scopes)
+        for name, m in model.named_modules()
+    )
+
+
 def test_prediction_convs_and_their_concat_stay_float(evaluated):
-    """The box, objectness and class convs (YOLOX.extra_float_scopes) and the Concat that feeds
-    them to decode take and give float tensors: no DequantizeLinear before them, no QuantizeLinear
-    after them, in both ONNX flavours."""
+    """The box, objectness and class convs (YOLOX.extra_float_scopes) and the Concat per level that
+    feeds them to decode take and give float tensors: no DequantizeLinear before them, no
+    QuantizeLinear after them, in both ONNX flavours. What to look for comes from the PyTorch model
+    and the graph's scopes, not from the exporter's node names."""
     import onnx
+
+    from edgecv.calibration.run import nodes_in_scopes
+    from edgecv.models import create_model
 
     doc, _, _ = evaluated
     run = Path(doc["target"]["path"])
+    torch_model = create_model("yolox", num_classes=NUM_CLASSES, resolution=RESOLUTION, variant="nano")
+    scopes = torch_model.extra_float_scopes
+    levels = len(torch_model.decode.strides)
     for name in ("model.int8.onnx", "model.int8.cpu.onnx"):
         model = onnx.load(str(run / name))
         producer = {o: n for n in model.graph.node for o in n.output}
@@ -112,13 +128,21 @@ def test_prediction_convs_and_their_concat_stay_float(evaluated):
         for n in model.graph.node:
             for i in n.input:
                 consumers.setdefault(i, []).append(n)
-        heads = [
-            n
+        in_scopes = set(nodes_in_scopes(model, scopes))
+        preds = [n for n in model.graph.node if n.name in in_scopes and n.op_type == "Conv"]
+        assert len(preds) == _convs_in(torch_model, scopes), [n.name for n in preds]
+        decode = set(nodes_in_scopes(model, ["decode"]))
+        feeding = {
+            producer[i].name: producer[i]
             for n in model.graph.node
-            if n.name.startswith("/head/") and ("_preds." in n.name or n.op_type == "Concat")
-        ]
-        assert len(heads) == 12, [n.name for n in heads]
-        for n in heads:
+            if n.name in decode
+            for i in n.input
+            if i in producer and producer[i].name not in decode and producer[i].op_type != "Constant"
+        }
+        # One Concat per level hands decode its raw predictions; a Q/DQ pair there would replace it.
+        concats = [n for n in feeding.values() if n.op_type == "Concat"]
+        assert len(concats) == levels, sorted(feeding)
+        for n in preds + concats:
             assert not any(producer[i].op_type == "DequantizeLinear" for i in n.input if i in producer), (name, n.name)
             assert not any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, [])), (
                 name,

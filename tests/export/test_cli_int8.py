@@ -19,11 +19,21 @@ ARGS = ("mobilenetv2", "--width-mult", "0.35", "--resolution", "64", "--int8", "
 
 @pytest.fixture(scope="module")
 def int8_run(tmp_path_factory):
+    """One INT8 export the tests only read; a test that exports again works on its own copy, so no
+    test sees what another changed, whatever order they run in."""
     from tests.conftest import run_cli
 
     out = tmp_path_factory.mktemp("int8") / "run"
     proc = run_cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out, "--json")
     return out, proc
+
+
+def own_copy(int8_run, tmp_path):
+    out, proc = int8_run
+    assert proc.returncode == 0, proc.stderr
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    return copy
 
 
 def test_int8_artifacts_and_report(int8_run):
@@ -74,8 +84,8 @@ def test_keep_fp32_leaves_the_top_ranked_layers_in_float(int8_run):
     assert report["flavours"]["openvino"]["excluded_not_found"] == []
 
 
-def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli):
-    out, _ = int8_run
+def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli, tmp_path):
+    out = own_copy(int8_run, tmp_path)
     again = cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out)
     assert again.returncode == 0, again.stderr
     assert "INT8 sensitivity" in again.stdout
@@ -93,9 +103,7 @@ def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli):
 def test_target_cpu_shapes_the_cpu_artifacts_and_the_benchmark_notes_it(int8_run, tmp_path):
     """Built for an AVX2-only CPU: 7-bit weights in ONNX Runtime's CPU flavour, NNCF's overflow fix on
     every layer, the target stamped in; on any other CPU the benchmark says what that costs."""
-    out, _ = int8_run
-    run = tmp_path / "avx2"
-    shutil.copytree(out, run)
+    run = own_copy(int8_run, tmp_path)
     done = invoke_cli("export", *ARGS, "--target-cpu", "x86-avx2", "--out", run, "--json")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((run / "manifest.json").read_text())
@@ -114,8 +122,8 @@ def test_target_cpu_shapes_the_cpu_artifacts_and_the_benchmark_notes_it(int8_run
     assert noted if cpu_int8_target() != "x86-avx2" else not noted, notes
 
 
-def test_unknown_exclude_names_the_closest_nodes(int8_run):
-    out, _ = int8_run
+def test_unknown_exclude_names_the_closest_nodes(int8_run, tmp_path):
+    out = own_copy(int8_run, tmp_path)
     assert_user_error_in_process(
         "export",
         *ARGS,

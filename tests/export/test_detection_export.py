@@ -220,8 +220,8 @@ def test_every_declared_output_is_verified(tmp_path):
     assert names == ["mean", "peak"]
 
 
-def test_an_undeclared_output_is_refused_before_anything_is_written(tmp_path):
-    spec = InputSpec(height=32, width=32)  # declares only "logits"
+def test_outputs_that_disagree_with_the_declared_ones_are_refused_before_anything_is_written(tmp_path):
+    spec = InputSpec(height=32, width=32, output_names=("mean", "peak", "extra"))
     with pytest.raises(InvalidOptionError, match="returns 2 output"):
         export(_TwoOutputs().eval(), out=tmp_path / "run", input_spec=spec, backends=("onnxruntime",))
     assert not (tmp_path / "run").exists()

@@ -83,11 +83,22 @@ def test_int8_loses_at_most_half_a_point(digits_run):
     assert all(d <= MAX_DROP for d, _ in drops.values()), f"FP32 {fp32:.4f}; drops: {shown}"
 
 
-def test_fidelity_report_written(digits_run):
+def test_fidelity_report_scores_every_int8_artifact_on_held_out_digits(digits_run):
+    """calibration/report.json scores each INT8 artifact against FP32 on digits the calibration did
+    not see, with the figures the manifest and the summary show."""
     run, summary, *_ = digits_run
     report = json.loads((run / "calibration" / "report.json").read_text())
-    assert report, "empty calibration report"
-    for a in summary["artifacts"]:
-        if a["precision"] == "int8":
-            f = a["fidelity"]
-            assert f["top1_agreement"] > 0.9 and f["sqnr_db"] > 10, (a["name"], f)
+    int8 = {a["name"]: a for a in summary["artifacts"] if a["precision"] == "int8"}
+    assert set(report["fidelity"]) == set(int8) == {"onnx-int8", "onnx-int8-cpu", "openvino-int8"}
+    held_out = report["calibration"]["holdout"]
+    assert held_out > 0 and not report["calibration"]["holdout_in_sample"]
+    assert report["fidelity_inputs"].startswith("held out")
+    for name, a in int8.items():
+        f = report["fidelity"][name]
+        assert f == a["fidelity"], name
+        assert (run / report["artifacts"][name]).resolve() == (run / a["path"]).resolve()
+        assert f["inputs"] == held_out and f["in_sample"] is False, (name, f)
+        # A trained classifier quantized on its own data: agreement close to FP32, never above one.
+        assert 0.9 < f["top1_agreement"] <= f["top5_agreement"] <= 1.0, (name, f)
+        assert 0.0 < f["cosine_min"] <= f["cosine_mean"] <= 1.0 + 1e-9 and f["cosine_mean"] > 0.9, (name, f)
+        assert 10.0 < f["sqnr_db"] < 100.0, (name, f)

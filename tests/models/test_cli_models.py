@@ -8,7 +8,7 @@ import pytest
 
 from edgecv.models import create_model, list_models
 from edgecv.models.complexity import count_complexity
-from edgecv.models.describe import describe_models
+from edgecv.models.describe import describe_model, describe_models
 from tests.conftest import assert_user_error, assert_user_error_in_process
 
 
@@ -77,3 +77,37 @@ def test_a_bad_value_exits_2_from_the_real_command(cli):
     proc = cli("models", "--width-mult", "wide")
     assert_user_error(proc, "--width-mult must be a number")
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "alias, name, width_mult, options",
+    [
+        ("mobilenet_v3_small", "mobilenetv3", 1.0, {"variant": "small"}),
+        ("yolox-s", "yolox", 1.0, {"variant": "s"}),
+        ("shufflenet_v2_x0_5", "shufflenetv2", 0.5, {}),
+        ("ssdlite320_mobilenet_v3_large", "ssdlite", 1.0, {"backbone": "mobilenetv3"}),
+    ],
+)
+def test_an_alias_is_listed_with_the_options_it_stands_for(cli_in_process, alias, name, width_mult, options):
+    result = cli_in_process("models", alias, "--json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert (row["name"], row["width_mult"]) == (name, width_mult)
+    assert options.items() <= row["options"].items()
+    model = create_model(alias, settle_batchnorm=False)
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("alias", ["mobilenet_v3_small", "shufflenet_v2_x0_5"])
+def test_models_and_export_read_an_alias_alike(alias):
+    from edgecv.export.options import ExportOptions
+    from edgecv.export.pipeline import _resolve_model
+
+    row = describe_model(alias)
+    info = _resolve_model(alias, ExportOptions(), None)[0]
+    assert (info["name"], info["width_mult"]) == (row["name"], row["width_mult"])
+    assert {k: info[k] for k in row["options"]} == row["options"]
+
+
+def test_an_alias_contradicting_the_width_given_is_refused():
+    assert_user_error_in_process("models", "shufflenet_v2_x0_5", "-a", "1.0", fragments=("α=0.5",))

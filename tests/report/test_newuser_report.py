@@ -45,7 +45,7 @@ def test_report_names_runs_and_shows_what_differs(results_doc, tmp_path):
     for fragment in ("threads", "backend default", "precision hint", "f32", "Intel Xeon Platinum", "openvino", "0.0.0"):
         assert fragment in out, (fragment, out)
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "What differs" in md and "| threads |" in md and "median ms · mnv2-b" in md
+    assert "What differs" in md and "| threads |" in md and "p90 ms · mnv2-b" in md
     html = (tmp_path / "cmp" / "comparison.html").read_text()
     assert "What differs" in html and "Intel Xeon Platinum" in html
     comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
 import json
 import re
@@ -77,7 +78,7 @@ def test_markdown_table(results_doc, tmp_path):
     assert [row.split(" | ")[0].strip("| ") for row in rows] == [r["artifact"] for r in results_doc["results"]]
     int8_row = next(row for row in rows if row.startswith("| onnx-int8-cpu"))
     fidelity = next(r for r in results_doc["results"] if r["artifact"] == "onnx-int8-cpu")["fidelity"]
-    assert f"top-1 {fidelity['top1_agreement']:.1%} · SQNR {fidelity['sqnr_db']:.1f} dB" in int8_row
+    assert f"top-1 {100 * fidelity['top1_agreement']:.2f}% · SQNR {fidelity['sqnr_db']:.1f} dB" in int8_row
     assert re.search(r"\| 1\.00× \|", next(row for row in rows if row.startswith("| pytorch")))
     assert results_doc["machine"]["cpu"] in md
 
@@ -128,25 +129,124 @@ def test_report_path_is_a_file(results_doc, tmp_path):
         write_report(results_doc, tmp_path / "taken")
 
 
-def test_comparison_ratios_against_the_first(results_doc, tmp_path):
+def test_comparison_speaks_benchmarks_language(results_doc, tmp_path):
+    """The headline statistic of `edgecv benchmark` (p90), and speed-ups where above 1 is faster."""
     slower = copy.deepcopy(results_doc)
     for r in slower["results"]:
-        r["latency"]["median_ms"] *= 2
+        r["latency"]["p90_ms"] *= 2
     slower["results"] = [r for r in slower["results"] if r["artifact"] != "onnx-int8-cpu"]
     slower["versions"]["openvino"] = "0.0.0"
     for name, doc in (("machine-a", results_doc), ("machine-b", slower)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(doc))
     comparison = compare_files([tmp_path / "machine-a" / "results.json", tmp_path / "machine-b" / "results.json"])
-    assert comparison["baseline"] == "machine-a"
+    assert comparison["baseline"] == "machine-a" and comparison["headline"] == "latency"
     rows = {row["artifact"]: row for row in comparison["rows"]}
-    assert rows["onnx-fp32"]["ratios"] == [1.0, 2.0]
-    assert rows["onnx-int8-cpu"]["ratios"][1] is None
+    assert rows["onnx-fp32"]["statistic"] == "p90"
+    assert rows["onnx-fp32"]["speedups"] == pytest.approx([1.0, 0.5])
+    assert rows["onnx-int8-cpu"]["speedups"][1] is None
     assert comparison["versions_differing"]["openvino"][1] == "0.0.0"
     written = write_comparison(comparison, tmp_path / "cmp")
-    assert "| 2.00× |" in written["comparison.md"].read_text()
+    md = written["comparison.md"].read_text()
+    assert "| 0.50× |" in md and "p90 ms · machine-b" in md and "above 1: faster than machine-a" in md
     page = parse(written["comparison.html"].read_text())
-    assert page.tables[0][0][-1] == "ratio · machine-b" and len(page.images) == 1
+    assert page.tables[0][0][-1] == "× faster than machine-a · machine-b" and len(page.images) == 1
+
+
+def _doc(*rows, scenario="single-stream", target="run"):
+    return {
+        "schema": RESULTS_SCHEMA,
+        "target": {"path": target, "kind": "artifact"},
+        "settings": {"scenario": scenario},
+        "machine": {},
+        "versions": {},
+        "results": list(rows),
+        "skipped": [],
+    }
+
+
+def _row(artifact, median, p90, backend="onnxruntime", **extra):
+    return {
+        "artifact": artifact,
+        "backend": backend,
+        "scenario": "single-stream",
+        "batch": 1,
+        "latency": {"count": 100, "median_ms": median, "p90_ms": p90},
+        "throughput_ips": 1000 / median,
+        **extra,
+    }
+
+
+def _compare(*docs):
+    from edgecv.report.compare import compare_runs
+
+    return compare_runs([(f"run{i}", doc) for i, doc in enumerate(docs)])
+
+
+def test_a_run_without_p90_compares_that_row_by_median():
+    cpu = _doc(_row("onnx-fp32", 8.0, 9.0, source_sha256="a" * 64))
+    board = _doc(_row("tensorrt-fp16 [with transfers]", 2.0, None, backend="trtexec", source_sha256="a" * 64))
+    comparison = _compare(cpu, board)
+    (row,) = comparison["rows"]
+    assert row["statistic"] == "median" and row["speedups"] == [1.0, 4.0]
+    from edgecv.report.compare import comparison_rows, speedup_note
+
+    _, cells = comparison_rows(comparison)
+    assert cells[0]["value0"] == "8.000 (median)" and cells[0]["speedup1"] == "4.00× (median)"
+    assert "None" not in str(cells) and "(median)" in speedup_note(comparison)
+
+
+def test_every_engine_from_one_onnx_gets_its_own_row():
+    cpu = _doc(_row("onnx-fp32", 8.0, 10.0, source_sha256="a" * 64), _row("openvino-fp32", 6.0, 7.0))
+    board = _doc(
+        _row("tensorrt-fp16 [GPU only]", 1.0, 1.25, backend="trtexec", source_sha256="a" * 64),
+        _row("tensorrt-fp16 [with transfers]", 1.6, 2.0, backend="trtexec", source_sha256="a" * 64),
+    )
+    rows = _compare(cpu, board)["rows"]
+    assert [r["artifacts"] for r in rows] == [
+        ["onnx-fp32", "tensorrt-fp16 [GPU only]"],
+        ["onnx-fp32", "tensorrt-fp16 [with transfers]"],
+        ["openvino-fp32", None],
+    ]
+    assert [r["speedups"][1] for r in rows[:2]] == [8.0, 5.0]
+    assert {r["matched_by"] for r in rows[:2]} == {"source ONNX sha256"}
+
+
+def test_a_second_board_fills_the_rows_of_its_namesakes():
+    cpu = _doc(_row("onnx-fp32", 8.0, 10.0, source_sha256="a" * 64))
+    boards = [
+        _doc(*(_row(f"tensorrt-fp16 [{m}]", 1.0, p90, backend="trtexec", source_sha256="a" * 64) for m, p90 in modes))
+        for modes in ([("GPU only", 1.0), ("with transfers", 2.0)], [("with transfers", 4.0), ("GPU only", 2.0)])
+    ]
+    rows = _compare(cpu, *boards)["rows"]
+    assert [r["artifacts"][1:] for r in rows] == [
+        ["tensorrt-fp16 [GPU only]"] * 2,
+        ["tensorrt-fp16 [with transfers]"] * 2,
+    ]
+    assert [r["speedups"] for r in rows] == [[1.0, 10.0, 5.0], [1.0, 5.0, 2.5]]
+
+
+def test_without_a_source_sha256_rows_match_by_name():
+    cpu = _doc(_row("onnx-int8", 20.0, 25.0))
+    board = _doc(_row("tensorrt-int8", 1.0, 1.0, backend="trtexec"))
+    rows = _compare(cpu, board)["rows"]
+    assert [r["artifacts"] for r in rows] == [["onnx-int8", None], [None, "tensorrt-int8"]]
+
+
+def test_cpu_rows_take_their_sha256_from_the_run_folder_manifest(tmp_path):
+    from edgecv.report.compare import source_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.int8.onnx").write_bytes(b"onnx")
+    manifest = {"schema": "edgecv.manifest/1", "files": {"model.int8.onnx": {"sha256": "b" * 64}}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    doc = {"target": {"path": str(run), "kind": "run-folder"}}
+    assert source_sha256({"path": str(run / "model.int8.onnx")}, doc) == "b" * 64
+    # Outside a run folder: the file's own hash; an engine without a record: none.
+    (tmp_path / "loose.onnx").write_bytes(b"onnx")
+    assert source_sha256({"path": str(tmp_path / "loose.onnx")}, {"target": {}}) == hashlib.sha256(b"onnx").hexdigest()
+    assert source_sha256({"path": str(tmp_path / "model.engine")}, {"target": {}}) is None
 
 
 @pytest.mark.skipif(

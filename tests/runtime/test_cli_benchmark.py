@@ -60,7 +60,7 @@ def test_report_compares_runs(static_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     comparison = json.loads(proc.stdout)
-    assert comparison["baseline"] == "a" and comparison["rows"][0]["ratios"][0] == 1.0
+    assert comparison["baseline"] == "a" and comparison["rows"][0]["speedups"][0] == 1.0
     assert (tmp_path / "cmp" / "comparison.html").is_file()
 
 

@@ -136,3 +136,18 @@ def test_parse_batches():
     for bad in ("1,x", "0", "-2"):
         with pytest.raises(InvalidOptionError):
             parse_batches(bad)
+
+
+def test_a_long_tail_is_flagged_unstable():
+    # 220 ms typical, but one call in five takes 826 ms: p90 is 3.75× the median.
+    stats = LatencyStats.from_ns([ms * MS for ms in [220] * 80 + [826] * 20])
+    assert stats.tail_ratio == pytest.approx(826 / 220)
+    assert stats.unstable
+    d = stats.to_dict()
+    assert d["unstable"] is True and d["p90_over_median"] == pytest.approx(3.755, abs=1e-3)
+    assert LatencyStats.from_dict(d) == stats  # the derived keys do not break reading it back
+
+
+def test_a_steady_loop_is_not_flagged():
+    stats = LatencyStats.from_ns([ms * MS for ms in [100, 101, 102, 103, 104, 110] * 10])
+    assert not stats.unstable and stats.to_dict()["unstable"] is False
