@@ -33,7 +33,6 @@ X86_FLAGS = (
 )
 ARM_FEATURES = ("asimd", "asimddp", "asimdhp", "fphp", "i8mm", "bf16", "sve", "sve2")
 X86_ARCHES = ("x86_64", "amd64", "i686", "i386", "x86")
-ARM64_ARCHES = ("aarch64", "arm64", "armv8l", "armv8b")
 
 # Distribution names to ask importlib.metadata for, per reported tool; the first one installed wins
 # (ONNX Runtime ships as several distributions that import as the same module).

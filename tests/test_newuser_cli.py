@@ -84,7 +84,7 @@ def test_bracketed_weights_path_is_quoted_whole(invoke, tmp_path):
 
 
 def test_tensorrt_hint_keeps_the_extra(invoke, tmp_path):
-    pytest.importorskip("edgecv.export.tensorrt")
+    pytest.importorskip("edgecv.tensorrt.build")
     try:
         import tensorrt  # noqa: F401
     except ImportError:

@@ -22,8 +22,6 @@ _EXPORTS = {
     "quantize_run": "run",
     "Int8Result": "run",
     "FidelityReport": "fidelity",
-    "check_tensorrt_qdq": "tensorrt_rules",
-    "Violation": "tensorrt_rules",
     "rank_layers": "sensitivity",
     "SensitivityReport": "sensitivity",
     "quantize_openvino": "openvino_int8",
@@ -40,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ranges import CALIB_METHODS, DEFAULT_METHOD
     from .run import Int8Result, quantize_run
     from .sensitivity import SensitivityReport, rank_layers
-    from .tensorrt_rules import Violation, check_tensorrt_qdq
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ in two flavours named for the engine each is made for.
 * ``tensorrt`` → ``model.int8.onnx``: what TensorRT's ONNX parser builds an explicit-quantization
   engine from (signed INT8, zero point 0, per-channel weight scales on axis 0, per-tensor
   activations, float bias, float weights behind a Q→DQ pair, one consumer per Q/DQ pair, Q/DQ on
-  both inputs of residual Adds). :mod:`edgecv.calibration.tensorrt_rules` checks the result.
+  both inputs of residual Adds). :mod:`edgecv.tensorrt.rules` checks the result.
 * ``cpu`` → ``model.int8.cpu.onnx``: unsigned activations / signed weights in QDQ form, which ONNX
   Runtime's CPU kernels fuse into integer convolutions. Symmetric signed activations (the TensorRT
   flavour) are what those kernels handle worst: that graph can run slower than FP32 on a CPU. The

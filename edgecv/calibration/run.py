@@ -30,6 +30,7 @@ from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.int8_kernels import target_cpu as cpu_target
 from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_path, write_json_atomic
 from edgecv.runtime.memory import peak_rss_mb
+from edgecv.tensorrt.rules import check_tensorrt_qdq
 
 from .data import CalibrationData, CalibrationReport
 from .detection_fidelity import compare_detections as detection_compare
@@ -41,7 +42,6 @@ from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quant
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
 from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
-from .tensorrt_rules import check_tensorrt_qdq
 
 Progress = Callable[[str, int, "int | None"], None]
 REPORT_FILE = INT8_REPORT_FILE
@@ -450,6 +450,8 @@ def _quantize(
             listed = "; ".join(map(str, violations[:5]))
             more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
             raise StageError("int8", f"the TensorRT-flavour graph breaks TensorRT's Q/DQ rules: {listed}{more}")
+        # The TensorRT preflight (export stage, `edgecv check`, the bundle) takes this record for the
+        # file rather than checking it against the same rules again.
         info["tensorrt_rules"] = "passed"
     return info
 

@@ -41,7 +41,7 @@ def check_cmd(
     """Preflight: what in an ONNX graph would stop (exit 1) or slow (warnings, exit 0) a TensorRT build."""
 
     def run() -> int:
-        from edgecv.export.trt_preflight import check_target
+        from edgecv.tensorrt.run_folder_preflight import check_target
 
         if target != "tensorrt":
             raise InvalidOptionError(f"--target must be tensorrt, got {target!r}")
@@ -143,7 +143,7 @@ def import_trtexec_cmd(
     """Turn trtexec logs into an edgecv results file for `edgecv report`."""
 
     def run() -> None:
-        from edgecv.deploy.trtexec_log import fmt_ms, import_logs, merge_results
+        from edgecv.deploy.trtexec_results import fmt_ms, import_logs, merge_results
 
         doc = merge_results(import_logs(logs, bundle), merge, bundle)
         if out is not None:

@@ -1,2 +1,3 @@
-"""Deployment to boards edgecv cannot reach from here: the Jetson bundle (:mod:`.bundle`) and reading
-trtexec logs back into benchmark results (:mod:`.trtexec_log`). Nothing here needs TensorRT or a GPU."""
+"""Deployment to boards edgecv cannot reach from here: the Jetson bundle (:mod:`.bundle`, its scripts
+and README) and trtexec logs read back (:mod:`.trtexec_log`) into benchmark results
+(:mod:`.trtexec_results`). Nothing here needs TensorRT or a GPU."""

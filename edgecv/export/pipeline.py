@@ -443,7 +443,7 @@ def _export(
     if names is not None:
         model_info["class_names"] = names
     if "tensorrt" in opts.backends:
-        from .tensorrt import require_tensorrt
+        from edgecv.tensorrt.build import require_tensorrt
 
         require_tensorrt()
     if model_info.get("random_weights"):

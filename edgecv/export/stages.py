@@ -408,10 +408,10 @@ class Int8(Stage):
 
 # --- TensorRT engines ---------------------------------------------------------------------------
 def _trt_version(ctx) -> str:
-    """The TensorRT to build for: the one installed here, else the preflight's default (JetPack 6)."""
-    from .trt_preflight import DEFAULT_TRT_VERSION
+    """The TensorRT to check and build for: the one installed here, else the default (JetPack 6)."""
+    from edgecv.tensorrt.installation import DEFAULT_TRT_VERSION
 
-    return getattr(ctx.options, "trt_version", None) or ctx.versions.get("tensorrt") or DEFAULT_TRT_VERSION
+    return ctx.versions.get("tensorrt") or DEFAULT_TRT_VERSION
 
 
 @register_stage
@@ -429,11 +429,12 @@ class TensorRTPreflight(Stage):
         return {"trt_version": _trt_version(ctx), "max_batch": ctx.options.max_batch}
 
     def run(self, ctx):
-        from .tensorrt import INT8_ONNX
-        from .trt_preflight import check_tensorrt
+        from edgecv.tensorrt.preflight import check_tensorrt
+        from edgecv.tensorrt.run_folder_preflight import int8_stage_passed_rules
 
         files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
-        exempt = tuple((ctx.stage_info.get("int8") or {}).get("excluded") or ())
+        int8 = ctx.stage_info.get("int8") or {}
+        exempt = tuple(int8.get("excluded") or ())
         reports = {}
         warnings = []
         for name in files:
@@ -442,6 +443,7 @@ class TensorRTPreflight(Stage):
                 _trt_version(ctx),
                 max_batch=ctx.options.max_batch,
                 exempt=exempt if name == INT8_ONNX else (),
+                qdq_passed=name == INT8_ONNX and int8_stage_passed_rules(int8),
             )
             reports[name] = report.to_dict()
             if report.errors or report.warnings:
@@ -463,15 +465,15 @@ class TensorRTEngines(Stage):
 
     def plan(self, ctx):
         """One build recipe per engine (strongly typed unless --trt-weak-typing on 10.x)."""
-        from .tensorrt import engine_recipe
+        from edgecv.tensorrt.build import engine_recipe
 
         o = ctx.options
         precisions = ["fp16" if o.fp16 else "fp32"] + (["int8"] if o.int8 else [])
-        version = ctx.versions.get("tensorrt") or _trt_version(ctx)  # the TensorRT that builds here
+        version = _trt_version(ctx)
         return [engine_recipe(version, p, weak_typing=o.trt_weak_typing, dla_core=o.dla_core) for p in precisions]
 
     def settings(self, ctx) -> dict[str, Any]:
-        from .tensorrt import MAX_DYNAMIC_BATCH, WORKSPACE_BYTES
+        from edgecv.tensorrt.build import MAX_DYNAMIC_BATCH, WORKSPACE_BYTES
 
         o = ctx.options
         return {
@@ -481,7 +483,7 @@ class TensorRTEngines(Stage):
         }
 
     def key(self, ctx):
-        from .tensorrt import gpu_description
+        from edgecv.tensorrt.build import gpu_description
 
         return {
             "tensorrt": _trt_version(ctx),
@@ -491,38 +493,27 @@ class TensorRTEngines(Stage):
         }
 
     def outputs(self, ctx):
-        from .tensorrt import INT8_ONNX
-        from .tensorrt import ONNX as FP32_ONNX
-
         out = []
         for recipe in self.plan(ctx):
             out += [f"tensorrt/model.{recipe.precision}.engine", f"tensorrt/model.{recipe.precision}.json"]
-            if recipe.source not in (FP32_ONNX, INT8_ONNX):
+            if recipe.source not in (ONNX, INT8_ONNX):
                 out.append(recipe.source)
         return out
 
     def caches(self, ctx):
-        from .tensorrt import TIMING_CACHE
+        from edgecv.tensorrt.build import TIMING_CACHE
 
         return [f"tensorrt/{TIMING_CACHE}"]
 
     def run(self, ctx):
-        from .tensorrt import (
-            FP16_ONNX,
-            INT8_FP16_ONNX,
-            INT8_ONNX,
-            TIMING_CACHE,
-            build_engine,
-            write_fp16_copy,
-            write_sidecar,
-        )
+        from edgecv.tensorrt.build import TIMING_CACHE, build_engine, write_sidecar
+        from edgecv.tensorrt.fp16 import COPY_OF, write_fp16_copy
 
         engines = {}
-        copies = {FP16_ONNX: ONNX, INT8_FP16_ONNX: INT8_ONNX}
         for recipe in self.plan(ctx):
-            if recipe.source in copies and not (ctx.run_dir / recipe.source).is_file():
+            if recipe.source in COPY_OF and not (ctx.run_dir / recipe.source).is_file():
                 with atomic_path(ctx.run_dir / recipe.source) as tmp:
-                    write_fp16_copy(ctx.run_dir / copies[recipe.source], tmp)
+                    write_fp16_copy(ctx.run_dir / COPY_OF[recipe.source], tmp)
             final = ctx.run_dir / f"tensorrt/model.{recipe.precision}.engine"
             with atomic_path(final, companions=(".json",)) as tmp:
                 info = build_engine(

@@ -22,7 +22,7 @@ import numpy as np
 import tensorrt as trt
 
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, StageError
-from edgecv.tensorrt_info import cuda_gpu, cuda_runtime_module, plan_mismatch
+from edgecv.tensorrt.installation import cuda_gpu, cuda_runtime_module, plan_mismatch
 
 from .base import Runtime, TensorInfo, require_file
 

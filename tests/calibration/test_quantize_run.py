@@ -14,8 +14,8 @@ import pytest
 from edgecv.calibration import quantize_run
 from edgecv.calibration.fidelity import collect
 from edgecv.calibration.runners import openvino_runner, ort_runner
-from edgecv.calibration.tensorrt_rules import check_tensorrt_qdq
 from edgecv.errors import InvalidOptionError
+from edgecv.tensorrt.rules import check_tensorrt_qdq
 
 
 def _run_dir(tmp_path, tiny_onnx, tiny_ir=None):

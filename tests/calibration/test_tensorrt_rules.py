@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.calibration.quantize_onnx import CPU, TENSORRT, prepare_for_quantization, quantize_flavour
 from edgecv.calibration.ranges import cached_ranges
-from edgecv.calibration.tensorrt_rules import check_tensorrt_qdq
+from edgecv.tensorrt.rules import check_tensorrt_qdq
 
 C = 4  # channels
 

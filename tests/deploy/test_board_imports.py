@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecv.export import tensorrt as T
+from edgecv.tensorrt import build as T
 from tests.tensorrt_fake import SITE_DIR, install
 
 from .conftest import SHAPE

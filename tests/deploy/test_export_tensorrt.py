@@ -9,6 +9,7 @@ import json
 import pytest
 
 import edgecv
+from edgecv.deploy.bundle import make_bundle
 from tests.tensorrt_fake import install
 
 
@@ -17,6 +18,7 @@ from tests.tensorrt_fake import install
 @pytest.mark.parametrize("version", ["10.3.0", "11.1.0"])
 def test_export_tensorrt_engines(monkeypatch, tmp_path, version):
     trt = install(monkeypatch, version)
+    checked = _count_qdq_rule_checks(monkeypatch)
     run = tmp_path / "run"
     result = edgecv.export(
         "mobilenetv2",
@@ -45,6 +47,24 @@ def test_export_tensorrt_engines(monkeypatch, tmp_path, version):
     assert set(preflight["reports"]) == {"model.onnx", "model.int8.onnx"}
     assert all(r["would_build"] for r in preflight["reports"].values())
     assert result.run_dir == run
+    # The INT8 stage checked model.int8.onnx; the preflight stage took its record instead.
+    assert len(checked) == 1
+    make_bundle(run, tmp_path / "bundle")
+    # The bundle checks model.int8.fp16.onnx, which nothing had checked, and reuses the record too.
+    assert len(checked) == 2
+
+
+def _count_qdq_rule_checks(monkeypatch) -> list[int]:
+    from edgecv.calibration import run as calibration_run
+    from edgecv.tensorrt import preflight
+
+    checked: list[int] = []
+    for module in (calibration_run, preflight):
+        rules = module.check_tensorrt_qdq
+        monkeypatch.setattr(
+            module, "check_tensorrt_qdq", lambda model, _rules=rules, **kw: checked.append(1) or _rules(model, **kw)
+        )
+    return checked
 
 
 def test_export_flags_reach_the_builder(monkeypatch, tmp_path):

@@ -10,8 +10,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.artifact_metadata import read_metadata, stamp_onnx
-from edgecv.export.tensorrt import write_fp16_copy
-from edgecv.export.trt_preflight import check_tensorrt
+from edgecv.tensorrt.fp16 import write_fp16_copy
+from edgecv.tensorrt.preflight import check_tensorrt
 
 BOXES = 8
 IOU, SCORE = 0.45, 0.3  # neither is exact in FP16

@@ -10,7 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecv.export.trt_preflight import UNSUPPORTED_OPS, check_target, check_tensorrt
+from edgecv.tensorrt.operators import UNSUPPORTED_OPS
+from edgecv.tensorrt.preflight import check_tensorrt
+from edgecv.tensorrt.run_folder_preflight import check_target
 from tests.calibration.test_tensorrt_rules import qdq_model
 from tests.conftest import assert_user_error, run_cli
 
@@ -252,3 +254,35 @@ def test_the_note_comes_from_the_artifact_metadata_outside_a_run_folder(tmp_path
     stamp_onnx(path, {"edgecv.precision": "int8", "edgecv.intended_for": "onnxruntime"})
     (note,) = check_target(path)[0].notes
     assert "model.int8.onnx" in note and "onnxruntime" in note
+
+
+def test_a_graph_the_int8_stage_checked_is_not_checked_again(monkeypatch, tmp_path, onnx_files):
+    """The INT8 stage holds the TensorRT flavour to the Q/DQ rules before writing it and records so;
+    with the sha256 the manifest lists for the file, that record stands for a second check."""
+    from edgecv.runfolder import sha256_file
+    from edgecv.tensorrt import preflight
+
+    from .conftest import write_run_folder
+
+    run = write_run_folder(tmp_path / "run", onnx_files)
+    int8 = run / "model.int8.onnx"
+    onnx.save(qdq_model(), int8)
+    checked = []
+    rules = preflight.check_tensorrt_qdq
+    monkeypatch.setattr(preflight, "check_tensorrt_qdq", lambda model, **kw: checked.append(1) or rules(model, **kw))
+    before = check_target(int8)
+    assert len(checked) == 1 and not [f for f in before[0].findings if f.rule.startswith("qdq-")]
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["int8"]["info"]["flavours"] = {"tensorrt": {"tensorrt_rules": "passed"}}
+    manifest["files"] = {"model.int8.onnx": {"sha256": sha256_file(int8)}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert [r.to_dict() for r in check_target(run)] == [r.to_dict() for r in check_target(run)]
+    assert check_target(int8)[0].to_dict() == before[0].to_dict()
+    assert len(checked) == 1
+
+    edited = onnx.load(str(int8))
+    edited.doc_string = "edited after the export"
+    onnx.save(edited, int8)  # no longer the graph the INT8 stage checked
+    check_target(int8)
+    assert len(checked) == 2

@@ -14,7 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from edgecv.errors import ArtifactError, InvalidOptionError, StageError
-from edgecv.export import tensorrt as T
+from edgecv.runfolder import INT8_ONNX, ONNX, sha256_file
+from edgecv.tensorrt import build as T
+from edgecv.tensorrt.fp16 import FP16_ONNX, INT8_FP16_ONNX, write_fp16_copy
 from tests.tensorrt_fake import install
 
 from .conftest import SHAPE, random_input
@@ -36,10 +38,10 @@ def sources(tmp_path, onnx_files):
     import shutil
 
     out = {}
-    for key, name in (("fp32", T.ONNX), ("int8", T.INT8_ONNX)):
+    for key, name in (("fp32", ONNX), ("int8", INT8_ONNX)):
         out[name] = shutil.copy2(onnx_files[key], tmp_path / name)
-    T.write_fp16_copy(tmp_path / T.ONNX, tmp_path / T.FP16_ONNX)
-    T.write_fp16_copy(tmp_path / T.INT8_ONNX, tmp_path / T.INT8_FP16_ONNX)
+    write_fp16_copy(tmp_path / ONNX, tmp_path / FP16_ONNX)
+    write_fp16_copy(tmp_path / INT8_ONNX, tmp_path / INT8_FP16_ONNX)
     return tmp_path
 
 
@@ -47,7 +49,7 @@ def sources(tmp_path, onnx_files):
 
 
 @pytest.mark.parametrize("version", [V10, "10.16.1", V11])
-@pytest.mark.parametrize(("precision", "source"), [("fp32", T.ONNX), ("fp16", T.FP16_ONNX), ("int8", T.INT8_FP16_ONNX)])
+@pytest.mark.parametrize(("precision", "source"), [("fp32", ONNX), ("fp16", FP16_ONNX), ("int8", INT8_FP16_ONNX)])
 def test_strongly_typed_by_default_precision_from_the_graph(version, precision, source):
     recipe = T.engine_recipe(version, precision)
     assert recipe.strongly_typed and recipe.source == source and recipe.builder_flags == ()
@@ -57,7 +59,7 @@ def test_strongly_typed_by_default_precision_from_the_graph(version, precision, 
 
 def test_weak_typing_only_on_10():
     assert T.engine_recipe(V10, "int8", weak_typing=True).builder_flags == ("INT8", "FP16")
-    assert T.engine_recipe(V10, "fp16", weak_typing=True).source == T.ONNX
+    assert T.engine_recipe(V10, "fp16", weak_typing=True).source == ONNX
     with pytest.raises(InvalidOptionError, match="TensorRT 11 builds strongly typed only"):
         T.engine_recipe(V11, "fp16", weak_typing=True)
 
@@ -68,27 +70,12 @@ def test_dla_needs_reduced_precision_and_falls_back_to_the_gpu():
         T.engine_recipe(V10, "fp32", dla_core=0)
 
 
-# --- the fake itself holds each version's API ----------------------------------------------------
-
-
-def test_the_fake_11_has_no_weak_typing_flags_nor_calibrator(monkeypatch):
-    trt = install(monkeypatch, V11)
-    for removed in ("FP16", "INT8", "BF16", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS"):
-        with pytest.raises(AttributeError):
-            getattr(trt.BuilderFlag, removed)
-    config = trt.Builder(trt.Logger(trt.Logger.WARNING)).create_builder_config()
-    with pytest.raises(AttributeError):
-        config.int8_calibrator = object()
-    with pytest.raises(TypeError):
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1.5)
-
-
 def test_a_weak_typing_recipe_cannot_reach_11(monkeypatch, sources):
     """Even a hand-made recipe with 10.x's flags fails on 11 before anything is built."""
     install(monkeypatch, V11)
-    bad = T.Recipe(V11, "fp16", T.ONNX, strongly_typed=False, builder_flags=("FP16",))
+    bad = T.Recipe(V11, "fp16", ONNX, strongly_typed=False, builder_flags=("FP16",))
     with pytest.raises(StageError, match="no BuilderFlag.FP16"):
-        build(sources, sources / T.ONNX, "fp16", version=V11, recipe=bad)
+        build(sources, sources / ONNX, "fp16", version=V11, recipe=bad)
 
 
 # --- builds --------------------------------------------------------------------------------------
@@ -124,7 +111,7 @@ def test_build_asks_each_version_for_what_it_has(monkeypatch, sources, version, 
     assert sidecar["tensorrt"] == version and sidecar["precision"] == precision and sidecar["strongly_typed"]
     assert sidecar["gpu"] == "NVIDIA Fake GPU" and sidecar["compute_capability"] == "8.7"
     assert sidecar["profile"] == {"min": [1, 3, 16, 16], "opt": [2, 3, 16, 16], "max": [8, 3, 16, 16]}
-    assert sidecar["onnx_sha256"] == T.sha256_file(sources / recipe.source)
+    assert sidecar["onnx_sha256"] == sha256_file(sources / recipe.source)
     assert engine.read_bytes().startswith(b"FAKETRT")  # the plan untouched: nothing prepended
 
 
@@ -134,30 +121,30 @@ def test_weak_typing_on_10_sets_int8_and_fp16_on_the_qdq_graph(monkeypatch, sour
     _, info = build(sources, sources / recipe.source, "int8", version=V10, recipe=recipe)
     assert trt._fake.calls.find("create_network")[0][0] == 0
     assert [c[0] for c in trt._fake.calls.find("set_flag")] == ["INT8", "FP16"]
-    assert info["source_onnx"] == T.INT8_ONNX and not info["strongly_typed"]
+    assert info["source_onnx"] == INT8_ONNX and not info["strongly_typed"]
 
 
 def test_the_fake_refuses_precision_flags_on_a_strongly_typed_network(monkeypatch, sources):
     install(monkeypatch, V10)
     mixed = T.Recipe(
-        V10, "fp16", T.FP16_ONNX, strongly_typed=True, network_flags=("STRONGLY_TYPED",), builder_flags=("FP16",)
+        V10, "fp16", FP16_ONNX, strongly_typed=True, network_flags=("STRONGLY_TYPED",), builder_flags=("FP16",)
     )
     with pytest.raises(StageError, match="strongly typed"):
-        build(sources, sources / T.FP16_ONNX, "fp16", version=V10, recipe=mixed)
+        build(sources, sources / FP16_ONNX, "fp16", version=V10, recipe=mixed)
 
 
 def test_dynamic_input_without_profile_fails_to_build(monkeypatch, sources):
     install(monkeypatch, V10)
     with pytest.raises(StageError, match="no optimization profile"):
-        build(sources, sources / T.ONNX, "fp32", version=V10, dynamic_batch=False)
+        build(sources, sources / ONNX, "fp32", version=V10, dynamic_batch=False)
 
 
 def test_timing_cache_is_written_and_reused(monkeypatch, sources):
     cache = sources / T.TIMING_CACHE
     trt = install(monkeypatch, V10)
-    _, first = build(sources, sources / T.FP16_ONNX, "fp16", version=V10, timing_cache=cache)
+    _, first = build(sources, sources / FP16_ONNX, "fp16", version=V10, timing_cache=cache)
     assert cache.is_file() and trt._fake.calls.find("create_timing_cache")[0] == (0,)
-    _, second = build(sources, sources / T.FP16_ONNX, "fp16", version=V10, timing_cache=cache, name="again.engine")
+    _, second = build(sources, sources / FP16_ONNX, "fp16", version=V10, timing_cache=cache, name="again.engine")
     assert trt._fake.calls.find("create_timing_cache")[1][0] > 0  # the file the first build wrote
     assert trt._fake.calls.find("set_timing_cache")[1][0] >= 1  # the second build starts from the first's entries
     assert any("timing cache reused" in n for n in second["notes"])
@@ -165,7 +152,7 @@ def test_timing_cache_is_written_and_reused(monkeypatch, sources):
 
 def test_dla_core_with_gpu_fallback(monkeypatch, sources):
     trt = install(monkeypatch, V10, gpu={"dla_cores": 2})
-    _, info = build(sources, sources / T.FP16_ONNX, "fp16", version=V10, dla_core=1)
+    _, info = build(sources, sources / FP16_ONNX, "fp16", version=V10, dla_core=1)
     calls = trt._fake.calls
     assert calls.find("default_device_type") == [("DLA",)] and calls.find("DLA_core") == [(1,)]
     assert [c[0] for c in calls.find("set_flag")] == ["GPU_FALLBACK"]
@@ -175,7 +162,7 @@ def test_dla_core_with_gpu_fallback(monkeypatch, sources):
 def test_dla_core_that_does_not_exist(monkeypatch, sources):
     install(monkeypatch, V10, gpu={"dla_cores": 0})
     with pytest.raises(InvalidOptionError, match="0 DLA core"):
-        build(sources, sources / T.FP16_ONNX, "fp16", version=V10, dla_core=0)
+        build(sources, sources / FP16_ONNX, "fp16", version=V10, dla_core=0)
 
 
 def test_parser_errors_name_the_node(monkeypatch, tmp_path):
@@ -210,27 +197,27 @@ def _run(path, x):
 
 
 def test_fp16_copy_keeps_float32_io_and_matches(sources):
-    model = onnx.load(str(sources / T.FP16_ONNX))
+    model = onnx.load(str(sources / FP16_ONNX))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert {t.data_type for t in model.graph.initializer} == {onnx.TensorProto.FLOAT16}
     x = random_input(4)
-    ref, got = _run(sources / T.ONNX, x), _run(sources / T.FP16_ONNX, x)
+    ref, got = _run(sources / ONNX, x), _run(sources / FP16_ONNX, x)
     assert got.dtype == np.float32
     assert np.abs(ref - got).max() < 2e-3 * max(1.0, np.abs(ref).max())
 
 
 def test_int8_copy_has_fp16_scales_so_float_layers_run_in_fp16(sources):
     """Strongly typed TensorRT takes a DequantizeLinear's output type from its scale (NvInfer.h)."""
-    model = onnx.load(str(sources / T.INT8_FP16_ONNX))
+    model = onnx.load(str(sources / INT8_FP16_ONNX))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
     inits = {t.name: t for t in model.graph.initializer}
     scales = [n.input[1] for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert scales and all(inits[s].data_type == onnx.TensorProto.FLOAT16 for s in scales if s in inits)
     x = random_input(4)
-    ref, got = _run(sources / T.INT8_ONNX, x), _run(sources / T.INT8_FP16_ONNX, x)
+    ref, got = _run(sources / INT8_ONNX, x), _run(sources / INT8_FP16_ONNX, x)
     assert np.abs(ref - got).max() < 0.05 * max(1.0, np.abs(ref).max())
-    from edgecv.export.trt_preflight import check_tensorrt
+    from edgecv.tensorrt.preflight import check_tensorrt
 
     assert check_tensorrt(model).errors == []
 
@@ -241,7 +228,7 @@ def test_int8_copy_has_fp16_scales_so_float_layers_run_in_fp16(sources):
 @pytest.mark.parametrize("version", [V10, V11])
 def test_runtime_loads_and_runs_the_plan(monkeypatch, sources, version):
     install(monkeypatch, version)
-    engine, _ = build(sources, sources / T.FP16_ONNX, "fp16", version=version, max_batch=4)
+    engine, _ = build(sources, sources / FP16_ONNX, "fp16", version=version, max_batch=4)
     from edgecv.runtime import load
 
     with load(engine) as rt:
@@ -250,12 +237,12 @@ def test_runtime_loads_and_runs_the_plan(monkeypatch, sources, version):
         out = rt(x)["logits"]
         assert out.shape == (3, 5) and out.dtype == np.float32
         # The fake runs the plan's ONNX in ONNX Runtime: the FP16 graph, close to the FP32 one.
-        np.testing.assert_allclose(out, _run(sources / T.ONNX, x), atol=5e-3)
+        np.testing.assert_allclose(out, _run(sources / ONNX, x), atol=5e-3)
 
 
 def test_plan_from_another_tensorrt_is_refused_with_what_built_it(monkeypatch, sources):
     install(monkeypatch, V10)
-    engine, _ = build(sources, sources / T.FP16_ONNX, "fp16", version=V10)
+    engine, _ = build(sources, sources / FP16_ONNX, "fp16", version=V10)
     install(monkeypatch, "10.4.0")
     from edgecv.runtime import load
 
@@ -265,7 +252,7 @@ def test_plan_from_another_tensorrt_is_refused_with_what_built_it(monkeypatch, s
 
 def test_plan_from_another_gpu_is_refused(monkeypatch, sources):
     install(monkeypatch, V10, gpu={"name": "Orin", "major": 8, "minor": 7})
-    engine, _ = build(sources, sources / T.FP16_ONNX, "fp16", version=V10)
+    engine, _ = build(sources, sources / FP16_ONNX, "fp16", version=V10)
     install(monkeypatch, V10, gpu={"name": "NVIDIA H200", "major": 9, "minor": 0})
     from edgecv.runtime import load
 
@@ -287,7 +274,7 @@ def test_plan_without_sidecar_that_tensorrt_refuses(monkeypatch, sources):
 
 
 def test_jetson_release_and_versions(tmp_path):
-    from edgecv.tensorrt_info import jetson_release, parse_version, plan_mismatch, same_release
+    from edgecv.tensorrt.installation import jetson_release, parse_version, plan_mismatch, same_release
 
     release = tmp_path / "nv_tegra_release"
     release.write_text(

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edgecv.deploy.bundle import make_bundle
-from edgecv.deploy.trtexec_log import import_logs, parse_trtexec_log
+from edgecv.deploy.trtexec_log import parse_trtexec_log
+from edgecv.deploy.trtexec_results import import_logs
 from edgecv.report import compare_files
 from edgecv.report.schema import validate_results
 from edgecv.runfolder import sha256_file

@@ -233,7 +233,7 @@ class TestTorch(RuntimeContract):
 
 def _tensorrt_ready() -> bool:
     # Asked through CUDA, not nvidia-smi, which Jetson boards lack.
-    from edgecv.tensorrt_info import cuda_gpu
+    from edgecv.tensorrt.installation import cuda_gpu
 
     return importlib.util.find_spec("tensorrt") is not None and cuda_gpu() is not None
 
@@ -245,7 +245,7 @@ class TestTensorRT(RuntimeContract):
 
     @pytest.fixture(scope="class")
     def engine(self, static_run, tmp_path_factory):
-        from edgecv.export.tensorrt import build_engine, write_sidecar
+        from edgecv.tensorrt.build import build_engine, write_sidecar
 
         path = tmp_path_factory.mktemp("trt") / "model.fp32.engine"
         info = build_engine(

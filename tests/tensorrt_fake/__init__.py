@@ -13,6 +13,8 @@ that code written against them runs on the real ones, and they are strict where 
 * ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is bit 1 on 10.x (opt-in) and bit 0 on 11, where
   it is deprecated and ignored (``NvInfer.h`` 11: "Strongly typed mode is always enabled"); passing
   it on 11 emits a ``DeprecationWarning`` here;
+* the parser refuses the operators the preflight's table (:mod:`edgecv.tensorrt.operators`) says
+  this version does not import;
 * a strongly typed network refuses the weak-typing precision flags at build time (TensorRT's
   developer guide, "Strong Typing"), a network with dynamic inputs and no optimization profile
   fails to build, and a plan deserializes only under the TensorRT version and GPU that built it.
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgecv.tensorrt.operators import unsupported_ops
 
 PLAN_MAGIC = b"FAKETRT\x00"
 
@@ -237,8 +241,9 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             return self.outputs[i]
 
     class OnnxParser:
-        # Ops the fake parser refuses, as the real one does (onnx-tensorrt docs/operators.md).
-        UNSUPPORTED = {"Unique", "NonZeroFake", "MaxUnpool", "DynamicQuantizeLinear"}
+        # What this version's parser refuses: the preflight's operator table, so the fake and the
+        # preflight cannot disagree (the contract suite holds the real parser to the same list).
+        UNSUPPORTED = unsupported_ops(version)
 
         def __init__(self, network, logger):
             _check(network, INetworkDefinition, "OnnxParser()")
@@ -255,7 +260,7 @@ def make_tensorrt(version: str = "10.3.0", gpu: dict[str, Any] | None = None, re
             model = onnx.load(path, load_external_data=False)
             self.network.source = path
             for node in model.graph.node:
-                if node.op_type in self.UNSUPPORTED:
+                if node.domain in ("", "ai.onnx") and node.op_type in self.UNSUPPORTED:
                     self.errors.append(
                         f"In node {node.name} (importFallbackPluginImporter): UNSUPPORTED_NODE: "
                         f"Could not find a plugin for {node.op_type}"

@@ -1,105 +1,36 @@
 """TensorRT preflight: what in an ONNX graph would stop or slow a TensorRT build, found without a GPU
 and without TensorRT (``edgecv check ARTIFACT --target tensorrt``).
 
-Each finding names its node, its rule and its severity: ``error`` (the parser or the builder would
-fail), ``warning`` (it builds, but slower than it should, or it cannot run elsewhere), ``info``
-(what TensorRT will do that a user should know). The operator table is data, with the TensorRT
-version each fact comes from; the Q/DQ rules are :mod:`edgecv.calibration.tensorrt_rules`, which the
-INT8 stage already applies to the graph it writes.
-
-Sources: onnx-tensorrt ``docs/operators.md`` at ``release/8.6-GA`` and ``10.1-GA`` (the operator
-matrix and its restrictions), TensorRT's OSS ``CHANGELOG.md`` (operators added after 10.1),
-``NvInfer.h`` of TensorRT 10.3 (``INMSLayer``'s box limit) and the EfficientNMS plugin's README.
+Each finding names its node, its rule and its severity (:mod:`.findings`). Which operators each
+TensorRT version imports is the table in :mod:`.operators`; the Q/DQ rules are :mod:`.rules`, which
+the INT8 stage applies to the graph it writes: a caller that knows a graph passed them there says so
+(``qdq_passed``), and they are not run a second time. Reading a run folder's files with what its
+manifest says of them is :mod:`.run_folder_preflight`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edgecv.calibration.tensorrt_rules import QDQ_OPS, OnnxGraph, check_tensorrt_qdq, default_opset, node_label
 from edgecv.errors import ArtifactError, InvalidOptionError
-from edgecv.tensorrt_info import parse_version
+from edgecv.tensorrt.findings import SEVERITIES, Finding, PreflightReport
+from edgecv.tensorrt.installation import DEFAULT_TRT_VERSION, parse_version
+from edgecv.tensorrt.operators import (
+    EFFICIENT_NMS_TOPK,
+    NMS_TOPK_LIMIT,
+    OPS_SOURCE_86,
+    OPS_SOURCE_101,
+    TOPK_MAX,
+    UNSUPPORTED_OPS,
+    documented_max_opset,
+    is_imported,
+)
+from edgecv.tensorrt.rules import QDQ_OPS, OnnxGraph, check_tensorrt_qdq, default_opset, node_label
 
-DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.x, the Jetson Orin default
-OPS_SOURCE_86 = "onnx-tensorrt docs/operators.md (release/8.6-GA)"
-OPS_SOURCE_101 = "onnx-tensorrt docs/operators.md (10.1-GA)"
-
-# Operators TensorRT's ONNX parser does not import: op → (first TensorRT version that imports it,
-# or None: none up to 11.1; where the fact comes from). Standard-domain operators only.
-UNSUPPORTED_OPS: dict[str, tuple[str | None, str]] = {
-    **{
-        op: (None, OPS_SOURCE_86)
-        for op in (
-            "Bernoulli",
-            "BitShift",
-            "Compress",
-            "ConcatFromSequence",
-            "ConvInteger",
-            "DFT",
-            "Det",
-            "DynamicQuantizeLinear",
-            "MatMulInteger",
-            "MaxRoiPool",
-            "MaxUnpool",
-            "MelWeightMatrix",
-            "Multinomial",
-            "NegativeLogLikelihoodLoss",
-            "Optional",
-            "OptionalGetElement",
-            "OptionalHasElement",
-            "QLinearConv",
-            "QLinearMatMul",
-            "SequenceAt",
-            "SequenceConstruct",
-            "SequenceEmpty",
-            "SequenceErase",
-            "SequenceInsert",
-            "SequenceLength",
-            "SequenceMap",
-            "SoftmaxCrossEntropyLoss",
-            "SplitToSequence",
-            "StringNormalizer",
-            "TfIdfVectorizer",
-            "Unique",
-        )
-    },
-    # Opset 18-20 operators the 10.1 matrix lists as unsupported (8.6 predates them).
-    **{
-        op: (None, OPS_SOURCE_101)
-        for op in (
-            "AffineGrid",
-            "BitwiseAnd",
-            "BitwiseNot",
-            "BitwiseOr",
-            "BitwiseXor",
-            "CenterCropPad",
-            "ImageDecoder",
-            "RegexFullMatch",
-            "StringConcat",
-            "StringSplit",
-        )
-    },
-    "Hardmax": ("9.2", "TensorRT CHANGELOG 9.2.0 (unsupported in 8.6)"),
-    "BlackmanWindow": ("10.4", "TensorRT CHANGELOG 10.4.0"),
-    "HammingWindow": ("10.4", "TensorRT CHANGELOG 10.4.0"),
-    "HannWindow": ("10.4", "TensorRT CHANGELOG 10.4.0"),
-    "STFT": ("10.5", "TensorRT CHANGELOG 10.5.0 (real-valued only)"),
-}
-# Highest ONNX opset each documented parser release names ("supports operators up to opset N").
-MAX_OPSET = {(8, 6): (17, OPS_SOURCE_86), (10, 0): (20, OPS_SOURCE_101)}
-# onnx-tensorrt 10.1: "`K` input must be less than 3840" for TopK.
-TOPK_MAX = 3840
-# NvInfer.h (10.3) INMSLayer: only the K highest-scoring boxes per image are considered;
-# K = 2000 on SM 5.3 / 6.2 (Jetson Nano, TX2), 5000 elsewhere.
-NMS_TOPK_LIMIT = {"sm53/62": 2000, "other": 5000}
-# EfficientNMS plugin README: after sorting, the top 4096 scores go to the NMS kernel.
-EFFICIENT_NMS_TOPK = 4096
-# Q/DQ rules (tensorrt_rules) that make the build fail; the others leave it slower.
+# Q/DQ rules (:mod:`.rules`) that make the build fail; the others leave it slower.
 QDQ_ERRORS = {
     "opset",
     "domain",
@@ -111,83 +42,28 @@ QDQ_ERRORS = {
     "bias-float",
 }
 INT32_RANGE = (-(2**31), 2**31 - 1)
-SEVERITIES = ("error", "warning", "info")
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str
-    rule: str
-    node: str
-    message: str
-    source: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.severity}: [{self.rule}] {self.node}: {self.message}"
-
-
-@dataclass
-class PreflightReport:
-    artifact: str
-    trt_version: str
-    findings: list[Finding] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what to know before reading the findings
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "warning"]
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.errors else 0
-
-    def summary(self) -> str:
-        return f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "artifact": self.artifact,
-            "trt_version": self.trt_version,
-            "would_build": not self.errors,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "notes": list(self.notes),
-            "findings": [asdict(f) for f in self.findings],
-        }
-
-
-def _version_at_least(version: tuple[int, ...], since: str) -> bool:
-    return version[:2] >= parse_version(since)[:2]
 
 
 def _check_ops(model: onnx.ModelProto, graph: OnnxGraph, version: tuple[int, ...], text: str) -> list[Finding]:
     out = []
     for node in graph.nodes:
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") or is_imported(node.op_type, version):
             continue
-        entry = UNSUPPORTED_OPS.get(node.op_type)
-        if entry is None:
-            continue
-        since, source = entry
-        if since is None or not _version_at_least(version, since):
-            later = f"; TensorRT {since} imports it" if since else ""
-            out.append(
-                Finding(
-                    "error",
-                    "unsupported-op",
-                    node_label(node),
-                    f"{node.op_type} is not imported by TensorRT {text}'s ONNX parser{later}",
-                    source,
-                )
+        since, source = UNSUPPORTED_OPS[node.op_type]
+        later = f"; TensorRT {since} imports it" if since else ""
+        out.append(
+            Finding(
+                "error",
+                "unsupported-op",
+                node_label(node),
+                f"{node.op_type} is not imported by TensorRT {text}'s ONNX parser{later}",
+                source,
             )
+        )
     opset = default_opset(model)
-    known = [(v, limit) for v, limit in MAX_OPSET.items() if version[:2] >= v]
-    if known:
-        limit, source = max(known)[1]
+    documented = documented_max_opset(version)
+    if documented is not None:
+        release, limit, source = documented
         if opset > limit:
             out.append(
                 Finding(
@@ -195,7 +71,7 @@ def _check_ops(model: onnx.ModelProto, graph: OnnxGraph, version: tuple[int, ...
                     "opset",
                     "graph",
                     f"opset {opset} is above {limit}, the highest the parser documents for TensorRT "
-                    f"{'.'.join(map(str, max(known)[0]))}; operators newer than that may not import",
+                    f"{'.'.join(map(str, release))}; operators newer than that may not import",
                     source,
                 )
             )
@@ -369,8 +245,11 @@ def _check_nms(graph: OnnxGraph) -> list[Finding]:
     return out
 
 
-def _check_qdq(model: onnx.ModelProto, version: tuple[int, ...], exempt: tuple[str, ...]) -> list[Finding]:
-    if not any(n.op_type in QDQ_OPS for n in model.graph.node):
+def _check_qdq(
+    model: onnx.ModelProto, version: tuple[int, ...], exempt: tuple[str, ...], passed: bool
+) -> list[Finding]:
+    # A graph that broke no rule has no finding here at any version: nothing to map.
+    if passed or not any(n.op_type in QDQ_OPS for n in model.graph.node):
         return []
     out = []
     for v in check_tensorrt_qdq(model, exempt=exempt):
@@ -387,7 +266,7 @@ def _check_qdq(model: onnx.ModelProto, version: tuple[int, ...], exempt: tuple[s
                 f"qdq-{v.rule}",
                 v.node,
                 v.message,
-                "edgecv.calibration.tensorrt_rules (onnx-tensorrt operators.md, NvInfer.h)",
+                "edgecv.tensorrt.rules (onnx-tensorrt operators.md, NvInfer.h)",
             )
         )
     return out
@@ -400,8 +279,12 @@ def check_tensorrt(
     max_batch: int | None = None,
     exempt: tuple[str, ...] = (),
     name: str | None = None,
+    qdq_passed: bool = False,
 ) -> PreflightReport:
-    """Everything in ``model`` that would stop or slow a TensorRT ``trt_version`` build."""
+    """Everything in ``model`` that would stop or slow a TensorRT ``trt_version`` build.
+
+    ``exempt``: nodes kept in float on purpose, not held to the residual-Add rule. ``qdq_passed``:
+    this very graph was found within the Q/DQ rules (with the same ``exempt``) when it was written."""
     version = parse_version(trt_version)
     if version[0] < 8:
         raise InvalidOptionError(f"--trt-version {trt_version}: the preflight knows TensorRT 8.6 to 11")
@@ -419,7 +302,7 @@ def check_tensorrt(
     findings = (
         _check_ops(model, graph, version, text)
         + _check_plugins(graph)
-        + _check_qdq(model, version, exempt)
+        + _check_qdq(model, version, exempt, qdq_passed)
         + _check_types(model, graph, version)
         + _check_dynamic(model, graph, max_batch)
         + _check_nms(graph)
@@ -427,74 +310,3 @@ def check_tensorrt(
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order[f.severity])
     return PreflightReport(name or model.graph.name or "model", text, findings)
-
-
-# ONNX files of a run folder that are meant for TensorRT, in the order a user reads them.
-RUN_FOLDER_ONNX = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.fp16.onnx")
-
-
-def check_target(
-    path: str | Path, trt_version: str = DEFAULT_TRT_VERSION, *, max_batch: int | None = None
-) -> list[PreflightReport]:
-    """Preflight one ONNX file, or every TensorRT-bound ONNX of a run folder."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        files = [path / n for n in RUN_FOLDER_ONNX if (path / n).is_file()]
-        if not files:
-            raise ArtifactError(f"{path} holds none of {', '.join(RUN_FOLDER_ONNX)}")
-        return [check_file(f, trt_version, max_batch=max_batch) for f in files]
-    if path.suffix.lower() != ".onnx":
-        raise ArtifactError(f"{path}: the TensorRT preflight reads .onnx files or run folders")
-    return [check_file(path, trt_version, max_batch=max_batch)]
-
-
-def check_file(path: Path, trt_version: str = DEFAULT_TRT_VERSION, *, max_batch: int | None = None) -> PreflightReport:
-    """Preflight one ONNX file with what its folder's manifest and its own metadata say about it, so
-    the file and the folder it sits in get the same findings."""
-    manifest = _manifest_beside(path)
-    report = check_tensorrt(path, trt_version, max_batch=max_batch, exempt=kept_in_float(manifest))
-    note = _other_engine_note(path, manifest)
-    if note:
-        report.notes.append(note)
-    return report
-
-
-def _manifest_beside(path: Path) -> dict[str, Any]:
-    from edgecv.runfolder import read_manifest
-
-    try:
-        return read_manifest(path.parent)
-    except ArtifactError:  # a file outside a run folder (or a bundle) has only its own metadata
-        return {}
-
-
-def kept_in_float(manifest: dict[str, Any]) -> tuple[str, ...]:
-    """Nodes the INT8 stage kept in float on purpose (--exclude, --keep-fp32, a detector's decoding
-    and NMS): not INT8 by choice, so not a fault of the Q/DQ graph."""
-    info = ((manifest.get("stages") or {}).get("int8") or {}).get("info") or {}
-    return tuple(info.get("excluded") or ())
-
-
-def _other_engine_note(path: Path, manifest: dict[str, Any]) -> str | None:
-    """For an INT8 flavour made for another engine: say so, and name the TensorRT one."""
-    from edgecv.artifact_metadata import PREFIX, read_metadata
-    from edgecv.runfolder import INT8_ONNX
-
-    record = next((a for a in manifest.get("artifacts", []) if a.get("path") == path.name), {})
-    meta = read_metadata(path)
-    intended = meta.get(f"{PREFIX}intended_for") or record.get("intended_for")
-    precision = meta.get(f"{PREFIX}precision") or record.get("precision")
-    if precision != "int8" or intended in (None, "", "tensorrt"):
-        return None
-    tensorrt = next(
-        (
-            a["path"]
-            for a in manifest.get("artifacts", [])
-            if a.get("intended_for") == "tensorrt" and a.get("precision") == "int8" and a.get("format") == "onnx"
-        ),
-        INT8_ONNX,
-    )
-    return (
-        f"{path.name} is the INT8 flavour made for {intended}, not for TensorRT, so the findings below are "
-        f"expected; check {path.parent / tensorrt} (the TensorRT flavour) instead"
-    )

@@ -1,5 +1,5 @@
 """Facts about a TensorRT installation and the GPU it builds for, shared by the builder
-(:mod:`edgecv.export.tensorrt`), the runtime (:mod:`edgecv.runtime.tensorrt`) and the deploy tools.
+(:mod:`edgecv.tensorrt.build`), the runtime (:mod:`edgecv.runtime.tensorrt`) and the deploy tools.
 
 Nothing here imports TensorRT, PyTorch, ONNX Runtime or OpenVINO; the GPU is asked through CUDA
 (cuda-python), not ``nvidia-smi``, which Jetson boards do not have.
@@ -13,6 +13,8 @@ from typing import Any
 
 from edgecv.errors import InvalidOptionError
 
+# What to check and build for when no TensorRT is installed here: JetPack 6.x, the Jetson Orin default.
+DEFAULT_TRT_VERSION = "10.3"
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 # L4T major release → JetPack series (NVIDIA's JetPack archive): R35 = JetPack 5, R36 = JetPack 6, R38 = JetPack 7.
 JETPACK_SERIES = {32: "4.x", 35: "5.x", 36: "6.x", 38: "7.x"}

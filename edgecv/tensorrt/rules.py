@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .qdq_graph import graph_index
+from edgecv.calibration.qdq_graph import graph_index
 
 MIN_OPSET = 13
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
