@@ -10,6 +10,8 @@ creation flag on 10.x, the only mode on 11), so
   Q/DQ scales in FP16, so each DequantizeLinear yields FP16), because an INT8 engine whose
   non-quantized layers run in FP32 is often slower than an FP16 one.
 
+Both FP16 copies are written by :mod:`.fp16`.
+
 TensorRT 10's weakly typed builder flags (``BuilderFlag.FP16``/``INT8`` on the FP32 or Q/DQ graph)
 are used only when asked for (``weak_typing=True``), and never on 11, which removed them.
 
