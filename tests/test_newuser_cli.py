@@ -1,4 +1,4 @@
-"""What a new user hit (issue 14), through the CLI in-process (typer's CliRunner) and the library:
+"""What a new user meets, through the CLI in-process (typer's CliRunner) and the library:
 warnings that reach the terminal and the manifest, messages whose brackets survive, stale artifacts,
 in-sample fidelity, model filters and aliases, --version and the help text."""
 

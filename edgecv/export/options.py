@@ -144,7 +144,7 @@ def format_width(width_mult: float) -> str:
 
 
 def batch_suffix(batch: int = 1, dynamic_batch: bool = False) -> str:
-    """``-b4`` or ``-dyn``; empty for the default static batch 1 (which keeps the historical name)."""
+    """``-b4`` or ``-dyn``; empty for the default static batch 1 (the plain name a user types)."""
     return "-dyn" if dynamic_batch else (f"-b{batch}" if batch != 1 else "")
 
 

@@ -1,4 +1,4 @@
-"""`edgecv report A B` as a new user reads it (issue 14): columns named by run, what differs between
+"""`edgecv report A B` as a new user reads it: columns named by run, what differs between
 the runs in every rendering, results folders accepted, throughput as the offline headline."""
 
 from __future__ import annotations
