@@ -18,7 +18,7 @@ import io
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -28,6 +28,7 @@ import onnx
 
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.int8_kernels import target_cpu as cpu_target
+from edgecv.progress import StepProgress as Progress
 from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_path, write_json_atomic
 from edgecv.runtime.memory import peak_rss_mb
 
@@ -43,7 +44,6 @@ from .runners import fixed_batch, openvino_runner, ort_runner
 from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
 from .tensorrt_rules import check_tensorrt_qdq
 
-Progress = Callable[[str, int, "int | None"], None]
 REPORT_FILE = INT8_REPORT_FILE
 OPENVINO_INT8 = OV_INT8_XML
 REPORT_SCHEMA = "edgecv.int8-report/1"

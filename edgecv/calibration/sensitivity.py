@@ -11,13 +11,15 @@ in well under a minute on 2 cores with 16 inputs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+
+from edgecv.progress import StepProgress as Progress
 
 from .detection_fidelity import compare_detections, is_detection_output
 from .fidelity import OutputFidelity, collect
@@ -26,8 +28,6 @@ from .runners import ort_runner
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 DEFAULT_INPUTS = 16
-
-Progress = Callable[[str, int, "int | None"], None]
 
 
 @dataclass(frozen=True)

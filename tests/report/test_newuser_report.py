@@ -74,8 +74,8 @@ def test_offline_comparison_headlines_throughput(results_doc, tmp_path):
 def test_tensorrt_flavour_timed_in_onnxruntime_says_why_it_is_slow(results_doc, tmp_path):
     from rich.console import Console
 
+    from edgecv.cli.tables import results_table
     from edgecv.report import write_report
-    from edgecv.report.console import results_table
     from edgecv.report.format import built_for
 
     assert built_for({"intended_for": "onnxruntime", "backend": "onnxruntime"}) == "onnxruntime"
