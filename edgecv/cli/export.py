@@ -72,7 +72,7 @@ def export_cmd(
         None,
         "--out",
         "-o",
-        help="run folder (default runs/<model>-w<α>-r<res>, + -b<N> or -dyn for other batch settings)",
+        help="run folder (default runs/<model>[-<variant or backbone>]-w<α>-r<res>, + -b<N> or -dyn for other batch settings)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the manifest summary as JSON on stdout"),
     **flags: Any,
