@@ -21,8 +21,9 @@ from typing import Any
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from edgecv.calibration.tensorrt_rules import QDQ_OPS, OnnxGraph, check_tensorrt_qdq, default_opset, node_label
+from edgecv.calibration.tensorrt_rules import QDQ_OPS, check_tensorrt_qdq
 from edgecv.errors import ArtifactError, InvalidOptionError
+from edgecv.onnx_graph import OnnxGraph, default_opset, node_label
 from edgecv.tensorrt_info import parse_version
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.x, the Jetson Orin default
