@@ -6,7 +6,7 @@ For each detector: ``edgecv export NAME --int8`` (timed, random weights) and ``e
 --no-nms`` into temporary folders, then batch-1 latency, interleaved in rounds as in
 ``int8_zoo.py``, of ORT FP32 / ORT INT8 (CPU flavour) / OpenVINO f32 / OpenVINO INT8 on scikit-image's
 sample photographs preprocessed with the model's own input spec; the NMS share is
-(FP32 with NMS − FP32 without) / FP32 with NMS. Goals (issues 9 and 10): export with ``--int8``
+(FP32 with NMS − FP32 without) / FP32 with NMS. Goals: export with ``--int8``
 within 60 s on 2 cores, ORT INT8 ≥ 1.5× ORT FP32 on a CPU with VNNI, NMS ≤ 10 % of FP32 latency.
 
     python benchmarks/int8_detectors.py

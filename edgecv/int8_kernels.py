@@ -27,6 +27,7 @@ from pathlib import Path
 import onnx
 
 from edgecv.errors import InvalidOptionError
+from edgecv.onnx_graph import OnnxGraph
 from edgecv.sysinfo import cpu_has_vnni, cpu_int8_target, machine_info
 
 
@@ -123,19 +124,14 @@ def has_signed_activations(model: str | Path | bytes | onnx.ModelProto) -> bool:
         proto = onnx.load_from_string(model)
     else:
         proto = onnx.load(str(model), load_external_data=False)
-    graph = proto.graph
-    initializers = {i.name: i for i in graph.initializer}
-    constants = {o: n for n in graph.node if n.op_type == "Constant" for o in n.output}
-    for node in graph.node:
-        if node.op_type != "QuantizeLinear" or node.input[0] in initializers or len(node.input) < 3:
-            continue
-        zero_point = initializers.get(node.input[2])
-        if zero_point is not None and zero_point.data_type == onnx.TensorProto.INT8:
-            return True
-        const = constants.get(node.input[2])
-        if const is not None and const.attribute and const.attribute[0].t.data_type == onnx.TensorProto.INT8:
-            return True
-    return False
+    graph = OnnxGraph(proto)
+    return any(
+        node.op_type == "QuantizeLinear"
+        and node.input[0] not in graph.initializers
+        and len(node.input) >= 3
+        and graph.elem_type(node.input[2]) == onnx.TensorProto.INT8
+        for node in graph.nodes
+    )
 
 
 def onnxruntime_int8_config(model: str | Path | bytes | onnx.ModelProto) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""What a new user hit (issue 14), through the CLI in-process (typer's CliRunner) and the library:
+"""What a new user meets, through the CLI in-process (typer's CliRunner) and the library:
 warnings that reach the terminal and the manifest, messages whose brackets survive, stale artifacts,
 in-sample fidelity, model filters and aliases, --version and the help text."""
 
@@ -99,7 +99,7 @@ def test_reporter_warning_keeps_brackets():
 
     from rich.console import Console
 
-    from edgecv.export.progress import RichReporter
+    from edgecv.cli.progress import RichReporter
 
     buf = StringIO()
     RichReporter(Console(file=buf, width=200)).warn("calibration folder data[v2] is small")
@@ -322,7 +322,7 @@ def test_stage_lines_stay_whole_on_a_narrow_console():
     from rich.console import Console
 
     from edgecv.cli.common import _page_width
-    from edgecv.export.progress import RichReporter
+    from edgecv.cli.progress import RichReporter
     from edgecv.export.stages import STAGES
 
     assert _page_width(StringIO()) == 160 or "COLUMNS" in __import__("os").environ
@@ -377,7 +377,7 @@ def _fake_result(tmp_path):
 def test_artifact_table_keeps_file_names_whole_at_120_columns(tmp_path):
     from rich.console import Console
 
-    from edgecv.export.progress import artifact_table
+    from edgecv.cli.export_tables import artifact_table
 
     console = Console(width=120, record=True)
     console.print(artifact_table(_fake_result(tmp_path)))

@@ -16,13 +16,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edgecv.errors import CalibrationDataError
 from edgecv.models.spec import InputSpec
 from edgecv.preprocess import wrapped_batches
+from edgecv.progress import StepProgress as Progress
 
 from . import sources
 from .sources import ARRAY_SUFFIXES, Sample
@@ -36,8 +37,6 @@ DEFAULT_HOLDOUT = 64
 # Preprocessed tensors are kept in memory up to this many bytes, so that the several passes over the
 # data (ONNX ranges, NNCF, fidelity) decode each picture once; past it they are decoded again.
 DEFAULT_CACHE_BYTES = 512 << 20
-
-Progress = Callable[[str, int, "int | None"], None]
 
 
 class CalibrationWarning(UserWarning):

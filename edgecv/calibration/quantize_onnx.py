@@ -10,8 +10,8 @@ in two flavours named for the engine each is made for.
   flavour) are what those kernels handle worst: that graph can run slower than FP32 on a CPU. The
   graph is first rewritten into an equivalent one those kernels run fast (channel shuffles folded
   into convolutions, channel counts aligned, average pools as convolutions: see
-  :mod:`edgecv.calibration.cpu_rewrites`); without that ShuffleNet V1 ran slower in INT8 than in FP32.
-  After quantization a hard-sigmoid becomes an integer Add (:mod:`edgecv.calibration.qdq_hardsigmoid`).
+  :mod:`edgecv.calibration.passes`); without that ShuffleNet V1 ran slower in INT8 than in FP32.
+  After quantization a hard-sigmoid becomes an integer Add (:mod:`edgecv.calibration.passes.hardsigmoid_add`).
 
 Both are quantized from the same graph with the same activation ranges (computed once, see
 :mod:`edgecv.calibration.ranges`); the flavour only decides how ranges become scales.
@@ -34,8 +34,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import target_cpu
 
-from .cpu_rewrites import rewrite_for_cpu_int8
-from .qdq_hardsigmoid import hardsigmoid_as_integer_add
+from .passes import hardsigmoid_as_integer_add, rewrite_for_cpu_int8
 from .ranges import method_of
 
 
@@ -50,7 +49,7 @@ class Flavour:
     quant_format: QuantFormat = QuantFormat.QDQ
     extra_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    # Rewrite the graph for ONNX Runtime's CPU kernels first (same function, see cpu_rewrites).
+    # Rewrite the graph for ONNX Runtime's CPU kernels first (same function, see passes).
     cpu_rewrites: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,13 +18,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
 
 from edgecv.errors import InvalidOptionError
+from edgecv.progress import StepProgress as Progress
 from edgecv.runfolder import sha256_file, write_json_atomic
 
 CALIB_METHODS: dict[str, CalibrationMethod] = {
@@ -41,8 +42,6 @@ DEFAULT_SAMPLES_PER_TENSOR = 1 << 13
 # Inputs whose subsamples are histogrammed together (ONNX Runtime merges histograms per call).
 DEFAULT_CHUNK = 16
 RANGES_SCHEMA = "edgecv.ranges/1"
-
-Progress = Callable[[str, int, "int | None"], None]
 
 
 class SampleReader(CalibrationDataReader):

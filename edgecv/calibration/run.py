@@ -18,7 +18,7 @@ import io
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -28,6 +28,8 @@ import onnx
 
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.int8_kernels import target_cpu as cpu_target
+from edgecv.onnx_graph import OnnxGraph, first_input
+from edgecv.progress import StepProgress as Progress
 from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_path, write_json_atomic
 from edgecv.runtime.memory import peak_rss_mb
 from edgecv.tensorrt.rules import check_tensorrt_qdq
@@ -36,14 +38,12 @@ from .data import CalibrationData, CalibrationReport
 from .detection_fidelity import compare_detections as detection_compare
 from .detection_fidelity import is_detection_output
 from .fidelity import FidelityReport, collect, compare
-from .qdq_dedicate import dedicate_qdq_pairs
-from .qdq_graph import bypass_input_qdq
+from .passes import bypass_input_qdq, dedicate_qdq_pairs
 from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
 from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
 
-Progress = Callable[[str, int, "int | None"], None]
 REPORT_FILE = INT8_REPORT_FILE
 OPENVINO_INT8 = OV_INT8_XML
 REPORT_SCHEMA = "edgecv.int8-report/1"
@@ -115,8 +115,7 @@ class _Clock:
 
 
 def _graph_input(model: onnx.ModelProto) -> str:
-    initializers = {i.name for i in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in initializers)
+    return first_input(model).name
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> int:
@@ -191,12 +190,7 @@ def float_feeders(model: onnx.ModelProto, floating: Sequence[str]) -> list[str]:
     8 bits again (box offsets in steps of 0.01–0.03 strides, logits in steps of 0.1–0.14); keeping
     it float gave the trained shapes detector (tests/evaluate/test_trained_detector.py) back 0.1–0.2
     point of mAP@[.5:.95] in both ONNX flavours."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in model.graph.output}
+    graph = OnnxGraph(model)
     kept = set(floating)
     added: list[str] = []
     changed = True
@@ -205,12 +199,12 @@ def float_feeders(model: onnx.ModelProto, floating: Sequence[str]) -> list[str]:
         for node in reversed(model.graph.node):
             if node.name in kept or node.op_type not in DATA_MOVEMENT_OPS:
                 continue
-            users = [c for out in node.output for c in consumers.get(out, [])]
-            if not users and not any(out in graph_outputs for out in node.output):
+            users = [c for out in node.output for c in graph.readers(out)]
+            if not users and not any(out in graph.graph_outputs for out in node.output):
                 continue
             if not all(u.name in kept for u in users):
                 continue
-            sources = [producer[i] for i in node.input if i in producer]
+            sources = [graph.producer[i] for i in node.input if i in graph.producer]
             if not all(src.name in kept for src in sources):
                 continue
             kept.add(node.name)

@@ -64,8 +64,8 @@ def fixed_batch(path: str | Path) -> int:
     """The batch size an ONNX graph's first input demands (1 when the dimension is dynamic)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    first = next(i for i in graph.input if i.name not in initializers)
+    from edgecv.onnx_graph import first_input
+
+    first = first_input(onnx.load(str(path), load_external_data=False))
     dim = first.type.tensor_type.shape.dim[0]
     return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1

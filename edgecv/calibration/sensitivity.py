@@ -11,7 +11,7 @@ in well under a minute on 2 cores with 16 inputs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +19,16 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgecv.onnx_graph import OnnxGraph
+from edgecv.progress import StepProgress as Progress
+
 from .detection_fidelity import compare_detections, is_detection_output
 from .fidelity import OutputFidelity, collect
-from .qdq_graph import bypass_input_qdq
+from .passes import bypass_input_qdq
 from .runners import ort_runner
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 DEFAULT_INPUTS = 16
-
-Progress = Callable[[str, int, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,11 @@ class SensitivityReport:
 
 def quantized_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Layers (Conv/Gemm/MatMul) with at least one input coming through a DequantizeLinear."""
-    producer = {out: n for n in model.graph.node for out in n.output}
+    graph = OnnxGraph(model)
     return [
         n
-        for n in model.graph.node
-        if n.op_type in LAYER_OPS
-        and any(getattr(producer.get(i), "op_type", None) == "DequantizeLinear" for i in n.input)
+        for n in graph.nodes
+        if n.op_type in LAYER_OPS and any(graph.producer_op(i) == "DequantizeLinear" for i in n.input)
     ]
 
 

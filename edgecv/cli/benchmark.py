@@ -81,10 +81,10 @@ def benchmark_cmd(
     """Time every artifact of a run folder (with PyTorch as the baseline), or one artifact."""
 
     def run() -> None:
+        from edgecv.cli.progress import BenchmarkBars
+        from edgecv.cli.tables import results_table
         from edgecv.report import write_report
-        from edgecv.report.console import results_table
         from edgecv.runtime.benchmark import BenchSettings, PlanOptions, benchmark_target
-        from edgecv.runtime.rich_progress import RichObserver
 
         settings = BenchSettings(
             warmup=parse_flag(warmup, int, "--warmup", "an integer"),
@@ -102,9 +102,9 @@ def benchmark_cmd(
             isolate=not in_process,
             device=device,
         )
-        with RichObserver(console) as observer:
+        with BenchmarkBars(console) as observer:
             result = benchmark_target(target, settings, plan, observer=observer)
-        from edgecv.evaluate.run import attach_accuracy
+        from edgecv.evaluate.records import attach_accuracy
 
         doc = attach_accuracy(result.to_dict())  # figures `edgecv eval` recorded in the run folder
         written = write_report(doc, report) if report is not None else {}
@@ -135,8 +135,8 @@ def report_cmd(
     """Re-render one benchmark run, or merge several and compare them with the first."""
 
     def run() -> None:
+        from edgecv.cli.tables import comparison_table, results_table
         from edgecv.report import compare_files, read_results, write_comparison, write_report
-        from edgecv.report.console import comparison_table, results_table
 
         if len(results) == 1:
             doc = read_results(results[0])

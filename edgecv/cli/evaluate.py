@@ -23,7 +23,7 @@ from edgecv.cli.common import (
 
 
 def _eval_table(doc: dict[str, Any]) -> Any:
-    from edgecv.report.console import FittedTable
+    from edgecv.cli.tables import FittedTable
     from edgecv.report.format import delta_points, metric_percent, precision_label
 
     detection = doc["task"] == "detection"
@@ -122,10 +122,10 @@ def eval_cmd(
     def run() -> None:
         import warnings
 
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from edgecv.evaluate.run import EvalObserver, evaluate, write_eval_report
-        from edgecv.evaluate.run import save_predictions as save_preds
+        from edgecv.cli.progress import EVAL, RichBars
+        from edgecv.evaluate.loop import evaluate
+        from edgecv.evaluate.records import save_predictions as save_preds
+        from edgecv.evaluate.records import write_eval_report
         from edgecv.models.spec import parse_resolution
 
         res = None
@@ -137,21 +137,7 @@ def eval_cmd(
             "resolution": res,
         }
 
-        class Bar(EvalObserver):
-            def __init__(self, progress: Progress):
-                self.progress, self.tasks = progress, {}
-
-            def start(self, label: str, total: int) -> None:
-                self.tasks[label] = self.progress.add_task(label, total=total)
-
-            def advance(self, label: str, n: int) -> None:
-                self.progress.advance(self.tasks[label], n)
-
-            def skipped(self, label: str, reason: str) -> None:
-                self.progress.console.print(f"skipped {label}: {reason}", markup=False, soft_wrap=True)
-
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with warnings.catch_warnings(), Progress(*columns, console=console, transient=True) as progress:
+        with warnings.catch_warnings(), RichBars(console, **EVAL) as bars:
             quiet_library_warnings()
             result = evaluate(
                 target,
@@ -163,7 +149,7 @@ def eval_cmd(
                 category_map=category_map,
                 label_offset=parse_flag(label_offset, int, "--label-offset", "an integer"),
                 zoo_options=zoo,
-                observer=Bar(progress),
+                observer=bars,
             )
         doc = result.to_dict()
         written = write_eval_report(result, report) if report is not None else {}

@@ -1,68 +1,250 @@
-"""Export options: one dataclass the CLI and the library share, validated in one place."""
+"""Export options: one dataclass the CLI and the library share, validated in one place. Each field
+carries its command-line flag (:class:`Flag`), from which ``edgecv export`` builds its options."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from edgecv.calibration.ranges import CALIB_METHODS as _CALIBRATION_METHODS
-from edgecv.calibration.ranges import DEFAULT_METHOD as DEFAULT_CALIB_METHOD
 from edgecv.errors import InvalidOptionError
-from edgecv.int8_kernels import TARGET_CPUS
 from edgecv.runtime.registry import BACKENDS as RUNTIME_BACKENDS
 
-from .onnx_export import validate_export_options
-
-# One list of each: the engines export builds are the runtime's backends but PyTorch; the
-# calibration methods are calibration's.
+# The engines export builds are the runtime's backends but PyTorch.
 BACKENDS = tuple(name for name in RUNTIME_BACKENDS if name != "torch")
-CALIB_METHODS = tuple(_CALIBRATION_METHODS)
+
+# Spelled out rather than imported: every `edgecv` command builds the export flags at start-up, and
+# calibration's and the INT8 kernels' modules load ONNX Runtime and ONNX (tests keep them equal).
+CALIB_METHOD_NAMES = ("minmax", "entropy", "percentile")
+TARGET_CPU_NAMES = ("auto", "x86-vnni", "x86-avx2", "arm64")
+
+
+def _default_calib_method() -> str:
+    from edgecv.calibration.ranges import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How an :class:`ExportOptions` field reads on the command line; ``edgecv export`` builds its
+    flags from these, in field order, so each is declared once."""
+
+    names: tuple[str, ...]
+    help: str
+    type: Any  # what the user types: int, float, str, bool or Path
+    metavar: str | None = None
+    # Shown in --help and passed when the flag is absent; None leaves the field at its default.
+    default: Any = None
+    # The typed value → the field's value (a comma list → a tuple, MiB → bytes).
+    parse: Callable[[Any], Any] | None = None
+    # The field this flag fills a key of (a family member, a backbone); None: the whole field.
+    key: str | None = None
+
+
+def _flag(*names: str, help: str, type: Any, **kw: Any) -> dict[str, tuple[Flag, ...]]:
+    return {"flags": (Flag(names, help, type, **kw),)}
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _mib(value: int) -> int:
+    return value * (1 << 20)
 
 
 @dataclass
 class ExportOptions:
-    # None: the model's own default (1000 for classifiers, 91 for SSD, 80 for YOLO).
-    num_classes: int | None = None
-    width_mult: float | None = None
+    width_mult: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--width-mult", "-a", type=float, help="width multiplier α (default: the model's, see `edgecv models`)"
+        ),
+    )
     # A side, "HxW" or (h, w); None: the model's default.
-    resolution: int | str | tuple[int, int] | None = None
-    weights: str | None = None
-    variant: dict[str, Any] = field(default_factory=dict)
-    opset: int = 17
-    batch: int = 1
-    dynamic_batch: bool = False
-    exporter: str = "torchscript"
-    fp16: bool = False
-    int8: bool = False
-    calib: str | None = None
-    calib_size: int = 300
-    calib_method: str = DEFAULT_CALIB_METHOD
-    seed: int = 0
-    sensitivity: bool = False
-    keep_fp32: int = 0
-    exclude: tuple[str, ...] = ()
-    # The CPU the INT8 artifacts will run on (auto: this one); see edgecv.int8_kernels.
-    target_cpu: str = "auto"
-    backends: tuple[str, ...] = ("onnxruntime", "openvino")
-    atol: float | None = None
-    rtol: float | None = None
-    force: bool = False
+    resolution: int | str | tuple[int, int] | None = field(
+        default=None,
+        metadata=_flag(
+            "--resolution",
+            "-r",
+            type=str,
+            metavar="INT|HxW",
+            help="input side or height×width (e.g. 224, 384x640); the model's strides decide what is allowed",
+        ),
+    )
+    num_classes: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--num-classes",
+            type=int,
+            help="classes of the head, background included for SSD (default: the model's, 1000 / 91 / 80)",
+        ),
+    )
+    weights: str | None = field(
+        default=None, metadata=_flag("--weights", type=Path, parse=str, help="state_dict or checkpoint file")
+    )
+    variant: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "flags": (
+                Flag(("--groups",), "ShuffleNet V1 groups g", int, key="groups"),
+                Flag(
+                    ("--variant",),
+                    "member of a family (mobilenetv3: large|small; yolox: nano|tiny|s)",
+                    str,
+                    key="variant",
+                ),
+                Flag(
+                    ("--backbone",),
+                    "a detector's feature extractor (ssdlite: mobilenetv3|mobilenetv2)",
+                    str,
+                    key="backbone",
+                ),
+            )
+        },
+    )
     # Detectors: post-processing baked into the graph (None: the model's default).
-    conf_thres: float | None = None
-    iou_thres: float | None = None
-    max_det: int | None = None
-    nms: bool = True
-    agnostic_nms: bool = False
-    # Class names to record in the artifacts: one a line, or a COCO annotation file's categories.
-    labels: str | None = None
-    # TensorRT engines: profile's largest batch (dynamic batch), DLA core (Jetson Orin), workspace,
-    # and TensorRT 10's weakly typed builder flags (never on 11).
-    max_batch: int | None = None
-    dla_core: int | None = None
-    workspace_bytes: int | None = None
-    trt_weak_typing: bool = False
+    conf_thres: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--conf-thres",
+            type=float,
+            help="detectors: score threshold baked into the NMS (0.25; use 0.001 for COCO-style mAP)",
+        ),
+    )
+    iou_thres: float | None = field(
+        default=None, metadata=_flag("--iou-thres", type=float, help="detectors: NMS IoU threshold (0.45)")
+    )
+    max_det: int | None = field(
+        default=None,
+        metadata=_flag("--max-det", type=int, help="detectors: detections kept per image, outputs padded to it (100)"),
+    )
+    nms: bool = field(
+        default=True,
+        metadata=_flag(
+            "--no-nms",
+            type=bool,
+            default=False,
+            parse=lambda no_nms: not no_nms,
+            help="detectors: export decoded boxes and per-class scores, without NMS",
+        ),
+    )
+    agnostic_nms: bool = field(
+        default=False, metadata=_flag("--agnostic-nms", type=bool, help="detectors: class-agnostic NMS")
+    )
+    labels: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--labels",
+            type=Path,
+            parse=str,
+            metavar="FILE",
+            help="class names to record in the artifacts: labels.txt (one a line) or a COCO annotation .json "
+            "(default: from --calib data that names its classes)",
+        ),
+    )
+    # TensorRT engines: TensorRT 10's weakly typed builder flags are never used on 11.
+    max_batch: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--max-batch",
+            type=int,
+            help="TensorRT: the optimisation profile's largest batch (with --dynamic-batch; default 32)",
+        ),
+    )
+    dla_core: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--dla-core", type=int, help="TensorRT: build for this DLA core (Jetson Orin), falling back to the GPU"
+        ),
+    )
+    workspace_bytes: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--workspace", type=int, parse=_mib, metavar="MIB", help="TensorRT: builder workspace limit in MiB"
+        ),
+    )
+    trt_weak_typing: bool = field(
+        default=False,
+        metadata=_flag(
+            "--trt-weak-typing", type=bool, help="TensorRT 10 only: weakly typed build with --fp16/--int8 builder flags"
+        ),
+    )
+    opset: int = field(default=17, metadata=_flag("--opset", type=int, default=17, help="ONNX opset"))
+    batch: int = field(default=1, metadata=_flag("--batch", type=int, default=1, help="static batch size"))
+    dynamic_batch: bool = field(
+        default=False, metadata=_flag("--dynamic-batch", type=bool, help="export with a dynamic batch axis")
+    )
+    exporter: str = field(
+        default="torchscript",
+        metadata=_flag("--exporter", type=str, default="torchscript", help="torchscript | dynamo"),
+    )
+    fp16: bool = field(
+        default=False,
+        metadata=_flag("--fp16", type=bool, help="also write FP16 OpenVINO IR; TensorRT engines in FP16"),
+    )
+    int8: bool = field(default=False, metadata=_flag("--int8", type=bool, help="calibrate and write INT8 artifacts"))
+    calib: str | None = field(
+        default=None,
+        metadata=_flag("--calib", type=str, help="image folder, list file, or .npy/.npz array"),
+    )
+    calib_size: int = field(
+        default=300, metadata=_flag("--calib-size", type=int, default=300, help="calibration images")
+    )
+    calib_method: str = field(
+        default_factory=_default_calib_method,
+        metadata=_flag("--calib-method", type=str, help=f"{' | '.join(CALIB_METHOD_NAMES)} (default: percentile)"),
+    )
+    seed: int = field(
+        default=0, metadata=_flag("--seed", type=int, default=0, help="seed for sampling and verification inputs")
+    )
+    sensitivity: bool = field(
+        default=False, metadata=_flag("--sensitivity", type=bool, help="rank layers by INT8 sensitivity")
+    )
+    keep_fp32: int = field(
+        default=0,
+        metadata=_flag("--keep-fp32", type=int, default=0, help="leave the N most sensitive layers in float"),
+    )
+    exclude: tuple[str, ...] = field(
+        default=(),
+        metadata=_flag("--exclude", type=str, parse=_split, help="comma-separated node names to keep in float"),
+    )
+    # The CPU the INT8 artifacts will run on (auto: this one); see edgecv.int8_kernels.
+    target_cpu: str = field(
+        default="auto",
+        metadata=_flag(
+            "--target-cpu",
+            type=str,
+            default="auto",
+            metavar="|".join(TARGET_CPU_NAMES),
+            help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights",
+        ),
+    )
+    backends: tuple[str, ...] = field(
+        default=("onnxruntime", "openvino"),
+        metadata=_flag(
+            "--backend",
+            type=str,
+            parse=_split,
+            help=f"engines to build, comma-separated: {','.join(BACKENDS)} (default onnxruntime,openvino)",
+        ),
+    )
+    atol: float | None = field(
+        default=None, metadata=_flag("--atol", type=float, help="FP32 verification absolute tolerance (1e-4)")
+    )
+    rtol: float | None = field(
+        default=None, metadata=_flag("--rtol", type=float, help="FP32 verification relative tolerance (1e-4)")
+    )
+    force: bool = field(
+        default=False,
+        metadata=_flag(
+            "--force",
+            type=bool,
+            help="rebuild every stage; replaces an earlier export in --out, removing its files this one does not make",
+        ),
+    )
 
     def detection_flags_set(self) -> bool:
         return (
@@ -85,6 +267,11 @@ class ExportOptions:
         ).validate()
 
     def validate(self) -> None:
+        from edgecv.calibration.ranges import CALIB_METHODS
+        from edgecv.int8_kernels import TARGET_CPUS
+
+        from .onnx_export import validate_export_options
+
         validate_export_options(self.opset, self.batch, self.exporter)
         if self.dynamic_batch and self.batch != 1:
             raise InvalidOptionError("--batch and --dynamic-batch exclude each other")
@@ -144,7 +331,7 @@ def format_width(width_mult: float) -> str:
 
 
 def batch_suffix(batch: int = 1, dynamic_batch: bool = False) -> str:
-    """``-b4`` or ``-dyn``; empty for the default static batch 1 (which keeps the historical name)."""
+    """``-b4`` or ``-dyn``; empty for the default static batch 1 (the plain name a user types)."""
     return "-dyn" if dynamic_batch else (f"-b{batch}" if batch != 1 else "")
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from edgecv import __version__
 from edgecv.errors import EdgecvError, InvalidOptionError, OutputPathError, StageError, WeightsError
 from edgecv.models.spec import InputSpec
+from edgecv.progress import Observer
 from edgecv.runfolder import (
     MANIFEST_NAME,
     SCHEMA,
@@ -48,18 +49,24 @@ from .reference import VerificationInputs, torch_outputs, verification_inputs
 from .stages import Stage, ordered_stages
 
 
-class Reporter:
-    """Receives progress; the CLI renders it with rich, the library default stays quiet but
-    still surfaces warnings through :mod:`warnings`."""
+class Reporter(Observer):
+    """An export's progress: each stage is a task, a long stage's steps advance it. The default
+    stays quiet but still surfaces warnings through :mod:`warnings`."""
 
-    def stage_start(self, stage: Stage) -> None: ...
+    _stage = ""
 
-    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None: ...
+    def stage_start(self, stage: Stage) -> None:
+        self._stage = stage.name
+        self.start(stage.name, detail=stage.title)
+
+    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
+        self.end(stage.name, status)
 
     def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
         warnings.warn(message, category, stacklevel=3)
 
-    def progress(self, description: str, completed: int, total: int | None) -> None: ...
+    def progress(self, description: str, completed: int, total: int | None) -> None:
+        self.advance(self._stage, completed, total, detail=description)
 
 
 class RandomWeightsWarning(UserWarning):

@@ -314,15 +314,19 @@ def decoded_tensors(onnx_path) -> tuple[str, str] | None:
     on the contract's scopes)."""
     import onnx
 
+    from edgecv.onnx_graph import OnnxGraph
+
     model = onnx.load(str(onnx_path), load_external_data=False)
-    # Constants folded into the decode scope are not what it computes.
-    producer = {out: n.name for n in model.graph.node if n.op_type != "Constant" for out in n.output}
+    graph = OnnxGraph(model)
     crossing: list[str] = []
     for node in model.graph.node:
         if not node.name.startswith("/postprocess/"):
             continue
         for tensor in node.input:
-            if producer.get(tensor, "").startswith("/decode/") and tensor not in crossing:
+            source = graph.producer.get(tensor)
+            # Constants folded into the decode scope are not what it computes.
+            decoded = source is not None and source.op_type != "Constant" and source.name.startswith("/decode/")
+            if decoded and tensor not in crossing:
                 crossing.append(tensor)
     nms = next((n for n in model.graph.node if n.op_type == "NonMaxSuppression"), None)
     if len(crossing) != 2 or nms is None or nms.input[0] not in crossing:

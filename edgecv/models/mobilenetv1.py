@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._layers import ConvBNAct, ImageClassifier, init_weights, make_divisible
-from .registry import register_model
+from .catalog import register_model
 
 # (output channels, stride) of the 13 depthwise-separable blocks, Table 1 of the paper. The
 # paper's table lists the second-to-last depthwise conv with stride 2 at 7×7, a known typo: the

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ._layers import ConvBNAct, ImageClassifier, conv_bn, init_weights, make_divisible
-from .registry import register_model
+from .catalog import register_model
 
 # Table 2 of the paper: expansion factor t, output channels c, repeats n, first stride s.
 SETTINGS: tuple[tuple[int, int, int, int], ...] = (

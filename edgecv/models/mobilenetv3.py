@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._layers import ConvBNAct, ImageClassifier, init_weights, make_divisible
-from .registry import register_model
+from .catalog import register_model
 
 BN_EPS = 0.001
 DROPOUT = 0.2

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._layers import ConvBNAct, ImageClassifier, channel_shuffle, init_weights, make_divisible
-from .registry import register_model
+from .catalog import register_model
 
 # Output channels of Stage 2/3/4 at 1× per number of groups (Table 1 of the paper).
 STAGE_CHANNELS: dict[int, tuple[int, int, int]] = {

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ._layers import ConvBNAct, ImageClassifier, channel_shuffle, conv_bn, init_weights
-from .registry import register_model
+from .catalog import register_model
 
 # Output channels of conv1, stage2, stage3, stage4, conv5 per width (Table 5 of the paper).
 STAGE_CHANNELS: dict[float, tuple[int, int, int, int, int]] = {

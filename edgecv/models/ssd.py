@@ -29,9 +29,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._layers import ConvBNAct
+from .catalog import register_model
 from .detection import DetectionOptions, Detector
 from .mobilenetv3 import BN_EPS, mobilenetv3_features
-from .registry import register_model
 from .spec import InputSpec, detection_outputs, resolution_hw
 
 # Below this --conf-thres (COCO-style evaluation uses 0.001) the per-class pre-NMS top-k applies.

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from edgecv.errors import InvalidOptionError, WeightsError
 
+from .catalog import register_model
 from .darknet import (
     DarknetConv,
     DarknetHeader,
@@ -33,7 +34,6 @@ from .darknet import (
     write_darknet_weights,
 )
 from .detection import Detector
-from .registry import register_model
 from .spec import InputSpec, detection_outputs
 
 ANCHORS = ((10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319))

@@ -24,8 +24,8 @@ from torch import nn
 
 from edgecv.errors import InvalidOptionError
 
+from .catalog import register_model
 from .detection import Detector
-from .registry import register_model
 from .spec import InputSpec, detection_outputs
 
 # variant -> (depth multiplier, width multiplier, depthwise)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError
 from edgecv.models.spec import InputSpec
+from edgecv.progress import Observer
 from edgecv.runfolder import verification_headline
 
 from . import load
@@ -197,16 +198,28 @@ def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObse
     return results
 
 
-class BenchObserver:
-    """Receives progress; the CLI renders it with rich, the library stays quiet."""
+def bench_task(job: BenchJob, batch: int | None) -> str:
+    """The progress task of one artifact at one batch."""
+    return f"{job.label} ({job.backend}, batch {'auto' if batch is None else batch})"
 
-    def job_start(self, job: BenchJob) -> None: ...
 
-    def progress(self, job: BenchJob, batch: int | None, done: int, fraction: float) -> None: ...
+class BenchObserver(Observer):
+    """A benchmark's progress: one task per artifact and batch, counting the fraction of its timed
+    calls done; skipped artifacts are notes."""
 
-    def job_end(self, job: BenchJob, results: list[BenchResult]) -> None: ...
+    def job_start(self, job: BenchJob) -> None:
+        for batch in job.batches:
+            self.start(bench_task(job, batch), 1.0, "0 calls")
 
-    def skipped(self, label: str, reason: str) -> None: ...
+    def progress(self, job: BenchJob, batch: int | None, done: int, fraction: float) -> None:
+        self.advance(bench_task(job, batch), fraction, detail=f"{done} calls")
+
+    def job_end(self, job: BenchJob, results: list[BenchResult]) -> None:
+        for batch in job.batches:
+            self.end(bench_task(job, batch))
+
+    def skipped(self, label: str, reason: str) -> None:
+        self.note(f"skipped {label}: {reason}")
 
 
 @dataclass

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from edgecv.errors import ArtifactError, InputMismatchError, InvalidOptionError
-from edgecv.runfolder import find_artifact
+from edgecv.errors import InputMismatchError, InvalidOptionError
 
 from .base import normalize_precision
 from .registry import BACKENDS, backend_name, canonical_device
+from .targets import Artifact, resolve_target, wanted_backends
 from .timing import OFFLINE_BATCH, check_batch_value
 
 BASELINE_LABEL = "pytorch"
@@ -98,33 +98,6 @@ def device_for(devices: dict[str | None, str], backend: str) -> str | None:
         ) from None
 
 
-def _find_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The manifest record of an artifact inside a run folder, and the manifest, if any."""
-    found = find_artifact(path)
-    return (found[0], found[1]) if found else ({}, None)
-
-
-def run_folder_artifacts(
-    path: Path, manifest: dict[str, Any], wanted: set[str] | None, skipped: list[dict[str, str]]
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, backend, record) of each artifact a run folder lists that an edgecv runtime runs and
-    ``wanted`` (backend names, None for all) keeps. Artifacts of unknown backends are added to
-    ``skipped``; a listed file that is missing is an error: the run folder is not what its
-    manifest says."""
-    found = []
-    for record in manifest.get("artifacts", []):
-        label, backend = record.get("name") or record.get("path"), record.get("backend", "")
-        if backend not in BACKENDS:
-            skipped.append({"artifact": label, "reason": f"no edgecv runtime for backend '{backend}'"})
-            continue
-        if wanted is not None and backend not in wanted:
-            continue
-        if not (path / record["path"]).is_file():
-            raise ArtifactError(f"{path} lists {record['path']} but the file is missing (re-run the export)")
-        found.append((label, backend, record))
-    return found
-
-
 def _planned_batch(record: dict[str, Any], scenario: str) -> int:
     if not record.get("dynamic_batch"):
         return int(record.get("batch", 1))
@@ -143,74 +116,57 @@ def plan_jobs(
     device: str | None = None,
 ) -> tuple[dict[str, Any], list[BenchJob], list[dict[str, str]]]:
     """What to run for ``target``: (target description, jobs, skipped artifacts with reasons)."""
-    from edgecv.runfolder import MANIFEST_NAME, read_manifest
-
-    wanted = {backend_name(b) for b in backends} if backends else None
-    skipped: list[dict[str, str]] = []
+    wanted = wanted_backends(backends)
     devices = parse_devices(device) if device is not None else {}
-    input_spec: dict[str, Any] | None = None
+    resolved = resolve_target(target, wanted)
+    manifest = resolved.manifest or {}
+    input_spec = manifest.get("input_spec") if isinstance(manifest.get("input_spec"), dict) else None
 
-    def job_for(
-        label: str, source: str, backend: str, record: dict[str, Any], job_batches: list[int | None]
-    ) -> BenchJob:
-        entry = BACKENDS[backend]
+    def job_for(artifact: Artifact, job_batches: list[int | None]) -> BenchJob:
+        entry = BACKENDS[artifact.backend]
         return BenchJob(
-            label=label,
-            source=source,
-            backend=backend,
+            label=artifact.label,
+            source=artifact.source,
+            backend=artifact.backend,
             batches=job_batches,
             threads=threads if entry.cpu_threads else None,
             precision=precision if entry.precision_hint else None,
-            record=record,
-            device=device_for(devices, backend),
+            record=artifact.record,
+            device=device_for(devices, artifact.backend),
             input_spec=input_spec,
         )
 
-    path = Path(target).expanduser()
-    if path.is_dir() and (path / MANIFEST_NAME).is_file():
-        manifest = read_manifest(path)
-        input_spec = manifest.get("input_spec") if isinstance(manifest.get("input_spec"), dict) else None
+    path = resolved.path
+    if resolved.kind == "run-folder":
         jobs = []
-        for label, backend, record in run_folder_artifacts(path, manifest, wanted, skipped):
+        for artifact in resolved.artifacts:
             if batches:
-                _check_record_batches(label, record, batches)
-            job_batches = list(batches) if batches else [_planned_batch(record, scenario)]
-            jobs.append(job_for(label, str(path / record["path"]), backend, record, job_batches))
-        model = manifest.get("model") or {}
+                _check_record_batches(artifact.label, artifact.record, batches)
+            jobs.append(job_for(artifact, list(batches) if batches else [_planned_batch(artifact.record, scenario)]))
+        model = resolved.model or {}
         if baseline and (wanted is None or "torch" in wanted):
             if model.get("custom"):
-                skipped.append(
+                resolved.skipped.append(
                     {"artifact": BASELINE_LABEL, "reason": "exported from a custom nn.Module: no PyTorch baseline"}
                 )
             else:
                 planned = sorted({b for job in jobs for b in job.batches if b is not None}) or [None]
-                jobs.insert(
-                    0, job_for(BASELINE_LABEL, str(path), "torch", {"precision": "fp32"}, list(batches or planned))
-                )
+                torch = Artifact(BASELINE_LABEL, str(path), "torch", {"precision": "fp32"})
+                jobs.insert(0, job_for(torch, list(batches or planned)))
         if not jobs:
             raise InvalidOptionError(
                 f"nothing to benchmark in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else "")
             )
-        return {"path": str(path), "kind": "run-folder", "model": model}, jobs, skipped
+        return {"path": str(path), "kind": "run-folder", "model": model}, jobs, resolved.skipped
 
-    from .registry import resolve_backend
-
-    backend = resolve_backend(str(target), next(iter(wanted)) if wanted and len(wanted) == 1 else None)
-    if wanted is not None and backend not in wanted:
-        raise InvalidOptionError(f"{target} runs in {backend}, not in {', '.join(sorted(wanted))}")
-    if path.exists():
-        record, manifest = _find_record(path)
-        if manifest and isinstance(manifest.get("input_spec"), dict):
-            input_spec = manifest["input_spec"]
-        if batches and record:
-            _check_record_batches(path.name, record, batches, single_file=True)
-        label = record.get("name") or path.name
-        model = (manifest or {}).get("model")
-        kind = "artifact"
-    else:
-        record, label, model, kind = {}, str(target), {"name": str(target)}, "model"
-    job = job_for(label, str(target), backend, record, list(batches) if batches else [None])
-    return {"path": str(target), "kind": kind, "model": model}, [job], skipped
+    [artifact] = resolved.artifacts
+    if wanted is not None and artifact.backend not in wanted:
+        raise InvalidOptionError(f"{target} runs in {artifact.backend}, not in {', '.join(sorted(wanted))}")
+    if batches and artifact.record:
+        _check_record_batches(path.name, artifact.record, batches, single_file=True)
+    model = resolved.model if resolved.kind == "artifact" else {"name": str(target)}
+    job = job_for(artifact, list(batches) if batches else [None])
+    return {"path": str(target), "kind": resolved.kind, "model": model}, [job], resolved.skipped
 
 
 def _check_record_batches(

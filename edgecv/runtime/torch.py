@@ -31,6 +31,7 @@ _MANIFEST_ONLY_KEYS = {
     "task",
     "background_class",
     "float_scopes",
+    "class_names",
 }
 
 

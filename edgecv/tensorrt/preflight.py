@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from edgecv.errors import ArtifactError, InvalidOptionError
+from edgecv.onnx_graph import OnnxGraph, default_opset, node_label
 from edgecv.tensorrt.findings import SEVERITIES, Finding, PreflightReport
 from edgecv.tensorrt.installation import DEFAULT_TRT_VERSION, parse_version
 from edgecv.tensorrt.operators import (
@@ -28,7 +29,7 @@ from edgecv.tensorrt.operators import (
     documented_max_opset,
     is_imported,
 )
-from edgecv.tensorrt.rules import QDQ_OPS, OnnxGraph, check_tensorrt_qdq, default_opset, node_label
+from edgecv.tensorrt.rules import QDQ_OPS, check_tensorrt_qdq
 
 # Q/DQ rules (:mod:`.rules`) that make the build fail; the others leave it slower.
 QDQ_ERRORS = {

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from edgecv.calibration.qdq_graph import graph_index
+from edgecv.onnx_graph import OnnxGraph, default_opset, node_label
 
 MIN_OPSET = 13
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -45,41 +44,6 @@ class Violation:
         return f"[{self.rule}] {self.node}: {self.message}"
 
 
-class OnnxGraph:
-    """A graph's nodes, constants (initializers and Constant nodes), producers and consumers."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.model = model
-        g = model.graph
-        self.nodes = list(g.node)
-        self.initializers = {t.name: t for t in g.initializer}
-        self.constants = {
-            n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
-            for n in self.nodes
-            if n.op_type == "Constant" and n.output
-        }
-        self.producer, self.consumers, self.graph_outputs = graph_index(model)
-
-    def constant(self, name: str) -> np.ndarray | None:
-        tensor = self.initializers.get(name)
-        if tensor is None:
-            tensor = self.constants.get(name)
-        return None if tensor is None else numpy_helper.to_array(tensor)
-
-    def elem_type(self, name: str) -> int | None:
-        tensor = self.initializers.get(name)
-        if tensor is None:
-            tensor = self.constants.get(name)
-        return tensor.data_type if tensor is not None else None
-
-    def is_constant(self, name: str) -> bool:
-        return name in self.initializers or name in self.constants
-
-
-def node_label(node: onnx.NodeProto) -> str:
-    return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
-
-
 def _axis(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "axis"), 1)
 
@@ -91,10 +55,6 @@ def _weight_axis(consumer: onnx.NodeProto) -> int:
     if consumer.op_type in ("ConvTranspose", "MatMul"):
         return 1
     return 0
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _weight_consumers(graph: OnnxGraph, node: onnx.NodeProto) -> list[onnx.NodeProto]:

@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecv.calibration.cpu_rewrites import DEPTHWISE_ALIGN, rewrite_for_cpu_int8
+from edgecv.calibration.passes import rewrite_for_cpu_int8
+from edgecv.calibration.passes.channel_alignment import DEPTHWISE_ALIGN
 from tests.conftest import run_graph_as_written
 
 C_IN, H = 12, 8

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecv.calibration.cpu_rewrites import rewrite_for_cpu_int8
+from edgecv.calibration.passes import rewrite_for_cpu_int8
 from tests.conftest import run_graph_as_written
 
 C_IN, NARROW, WIDE, H = 4, 8, 24, 8

@@ -9,7 +9,7 @@ from io import StringIO
 from rich.console import Console
 
 from edgecv.calibration import quantize_run
-from edgecv.export.progress import RichReporter
+from edgecv.cli.progress import RichReporter
 from edgecv.export.stages import STAGES
 
 

@@ -7,7 +7,7 @@ import shutil
 
 from edgecv.calibration import quantize_run
 from edgecv.calibration.run import float_summary
-from edgecv.export.progress import int8_note
+from edgecv.cli.export_tables import int8_note
 
 
 def test_summary_counts_layers_and_the_tail_apart():

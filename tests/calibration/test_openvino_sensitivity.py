@@ -9,7 +9,7 @@ import pytest
 
 from edgecv.calibration.fidelity import collect, compare
 from edgecv.calibration.openvino_int8 import openvino_names_for, quantize_openvino
-from edgecv.calibration.qdq_graph import bypass_input_qdq
+from edgecv.calibration.passes import bypass_input_qdq
 from edgecv.calibration.runners import openvino_runner, ort_runner
 from edgecv.calibration.sensitivity import quantized_layers, with_float_inputs
 from edgecv.runfolder import atomic_path

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from edgecv.calibration.qdq_hardsigmoid import hardsigmoid_as_integer_add
+from edgecv.calibration.passes import hardsigmoid_as_integer_add
 
 C, H = 16, 12
 

@@ -118,7 +118,7 @@ def test_benchmark_library_path_on_an_engine(engine, tmp_path, isolate):
         "import json, sys\n"
         "from edgecv.runtime.benchmark import benchmark_target\n"
         "from edgecv.report import write_report\n"
-        "from edgecv.report.console import results_table\n"
+        "from edgecv.cli.tables import results_table\n"
         f"doc = benchmark_target({str(engine)!r}, iterations=5, warmup=1, isolate={isolate}).to_dict()\n"
         f"write_report(doc, {str(tmp_path / 'report')!r})\n"
         "results_table(doc)\n"

@@ -7,7 +7,7 @@ The checkpoint is committed rather than trained here: training follows the CPU's
 same seeded run reached 95.2 % on one machine and 93.5 % on another), so a trained-here model made
 the bound depend on the machine. The accuracy is counted on the 540 test digits and 24 shifted
 copies of each (±1–2 px), 13,500 inputs: on 540 alone one image is 0.19 point, too coarse for the
-bound. Measured on an AVX-512 VNNI EPYC: see the report of issue 13 (all three within 0.5 point)."""
+bound. Measured on an AVX-512 VNNI EPYC: all three within 0.5 point."""
 
 from __future__ import annotations
 

@@ -103,3 +103,25 @@ def test_labels_that_do_not_fit_the_model_are_refused_before_anything_is_written
     assert_user_error_in_process(*args, "--labels", two, fragments=("names 2 classes but the model has 3",))
     assert_user_error_in_process(*args, "--labels", tmp_path / "nope.txt", fragments=("--labels", "no such file"))
     assert not run.exists()
+
+
+def test_the_pytorch_baseline_rebuilds_a_zoo_model_exported_with_names(tmp_path):
+    from edgecv import export
+    from edgecv.runtime.torch import model_from_manifest
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nbird\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = export(
+            "mobilenetv2",
+            out=tmp_path / "run",
+            width_mult=0.35,
+            resolution=64,
+            num_classes=3,
+            backends=(),
+            labels=str(labels),
+        )
+    assert result.manifest["model"]["class_names"] == ["cat", "dog", "bird"]
+    model, _, name = model_from_manifest(result.run_dir)
+    assert name == "mobilenetv2" and model.num_classes == 3

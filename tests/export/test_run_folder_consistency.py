@@ -162,7 +162,7 @@ edgecv.export("mobilenetv1", out={str(run)!r}, backends=(), atol=2e-4, width_mul
 
 
 def _eval_report(result):
-    from edgecv.evaluate.run import EvalReport, EvalResult
+    from edgecv.evaluate.records import EvalReport, EvalResult
 
     rows = [
         EvalResult(
@@ -186,7 +186,7 @@ def _eval_report(result):
 
 
 def test_eval_rows_go_with_the_artifacts_they_scored(tmp_path):
-    from edgecv.evaluate.run import attach_accuracy, record_eval
+    from edgecv.evaluate.records import attach_accuracy, record_eval
     from edgecv.runfolder import scored_accuracy
 
     run = tmp_path / "run"
@@ -212,7 +212,7 @@ def test_eval_rows_go_with_the_artifacts_they_scored(tmp_path):
 
 
 def test_eval_row_of_changed_bytes_is_not_attached(tmp_path):
-    from edgecv.evaluate.run import attach_accuracy, record_eval
+    from edgecv.evaluate.records import attach_accuracy, record_eval
 
     run = tmp_path / "run"
     result = edgecv.export("mobilenetv1", out=run, backends=(), **TINY)

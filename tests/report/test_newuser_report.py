@@ -1,4 +1,4 @@
-"""`edgecv report A B` as a new user reads it (issue 14): columns named by run, what differs between
+"""`edgecv report A B` as a new user reads it: columns named by run, what differs between
 the runs in every rendering, results folders accepted, throughput as the offline headline."""
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def test_offline_comparison_headlines_throughput(results_doc, tmp_path):
 def test_tensorrt_flavour_timed_in_onnxruntime_says_why_it_is_slow(results_doc, tmp_path):
     from rich.console import Console
 
+    from edgecv.cli.tables import results_table
     from edgecv.report import write_report
-    from edgecv.report.console import results_table
     from edgecv.report.format import built_for
 
     assert built_for({"intended_for": "onnxruntime", "backend": "onnxruntime"}) == "onnxruntime"

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from edgecv.report.console import results_table
+from edgecv.cli.tables import results_table
 from edgecv.report.format import metric_percent, results_columns
 
 WIDTHS = (80, 100, 120)
@@ -146,7 +146,7 @@ def _export_result(tmp_path):
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_export_artifact_table_prints_every_figure_whole(tmp_path, width):
-    from edgecv.export.progress import _artifact_row, artifact_table
+    from edgecv.cli.export_tables import _artifact_row, artifact_table
 
     result = _export_result(tmp_path)
     printed = words_printed(artifact_table(result), width)
@@ -195,7 +195,7 @@ def test_eval_table_prints_every_figure_whole(width):
 
 
 def test_map_reads_the_same_in_every_report(detector_doc, tmp_path):
-    from edgecv.export.progress import sensitivity_table
+    from edgecv.cli.export_tables import sensitivity_table
     from edgecv.report.html import render_html
     from edgecv.report.markdown import render_markdown
 

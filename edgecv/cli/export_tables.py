@@ -1,58 +1,14 @@
-"""Rich rendering of export progress and results (used by the CLI; the library stays quiet)."""
+"""The tables and lines `edgecv export` prints once the run folder is written: its artifacts with
+their verification and INT8 figures, the INT8 sensitivity ranking, the INT8 stage's one-line summary."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from .pipeline import ExportResult, Reporter
-from .stages import Stage
-
-
-class RichReporter(Reporter):
-    def __init__(self, console: Console):
-        self.console = console
-        self._status: Status | None = None
-        self._stage = ""
-
-    def stage_start(self, stage: Stage) -> None:
-        self._stage = stage.name
-        self._status = self.console.status(f"[bold]{escape(stage.name)}[/] {escape(stage.title)} …", spinner="dots")
-        self._status.start()
-
-    def progress(self, description: str, completed: int, total: int | None) -> None:
-        if self._status is not None:
-            count = f" {completed}/{total}" if total else (f" {completed}" if completed else "")
-            # The stage stays named: a step of a long stage (INT8: minutes) says whose step it is.
-            self._status.update(Text.assemble((self._stage, "bold"), f" · {description}{count} …"))
-
-    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-        mark = {"done": "[green]✓[/]", "reused": "[cyan]↺[/]"}.get(status, "[red]✗[/]")
-        note = "reused from the earlier run" if status == "reused" else f"{wall_s:6.2f} s"
-        extra = ""
-        if stage.name == "simplify" and "nodes_before" in info:
-            extra = f"  nodes {info['nodes_before']} → {info['nodes_after']}"
-            if info.get("unfolded_nodes"):
-                extra += f", {info['unfolded_nodes']} left unfolded (see manifest)"
-        elif stage.name == "int8" and "timings_s" in info:
-            extra = "  " + int8_note(info)
-        self.console.print(f" {mark} {escape(f'{stage.name:<14} {stage.title:<36} {note}{extra}')}", soft_wrap=True)
-
-    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
-        if self._status is not None:
-            self._status.stop()
-        # A Text, not markup: messages quote paths and package extras whose brackets rich would eat.
-        self.console.print(Text.assemble(("warning:", "bold yellow"), " ", message), soft_wrap=True)
-        if self._status is not None:
-            self._status.start()
+from edgecv.export.pipeline import ExportResult
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -60,8 +16,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def artifact_table(result: ExportResult) -> Any:
-    # imported here: edgecv.report loads matplotlib, which an export without a table never needs
-    from edgecv.report.console import FittedTable
+    from .tables import FittedTable
 
     artifacts = result.summary()["artifacts"]
     detector = (result.manifest.get("input_spec") or {}).get("task") == "detection"

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from .qdq_graph import graph_index, remove_unused_nodes
+from edgecv.onnx_graph import OnnxGraph, attr, remove_unused_nodes, replace_node
 
 UINT8_LEVELS = 255
 
@@ -33,36 +33,31 @@ def hardsigmoid_as_integer_add(model: onnx.ModelProto, keep: Collection[str] = (
     """Rewrite every ``DequantizeLinear → HardSigmoid → QuantizeLinear`` (uint8, zero point 0, range
     within [0, 1]) in place; returns one record (rule, nodes, why) or nothing. Nodes in ``keep`` stay
     as they are."""
-    graph = model.graph
-    producer, consumers, outputs = graph_index(model)
-    constants = {t.name: t for t in graph.initializer}
+    graph = OnnxGraph(model)
     rewritten: list[str] = []
-    for hs in [n for n in graph.node if n.op_type == "HardSigmoid" and n.name not in keep]:
-        attrs = {a.name: helper.get_attribute_value(a) for a in hs.attribute}
-        alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-        source = producer.get(hs.input[0])
-        readers = consumers.get(hs.output[0], [])
-        if alpha <= 0 or source is None or source.op_type != "DequantizeLinear" or not _per_tensor(source, constants):
+    for hs in [n for n in model.graph.node if n.op_type == "HardSigmoid" and n.name not in keep]:
+        alpha, beta = float(attr(hs, "alpha", 0.2)), float(attr(hs, "beta", 0.5))
+        source = graph.producer.get(hs.input[0])
+        readers = graph.readers(hs.output[0])
+        if alpha <= 0 or source is None or source.op_type != "DequantizeLinear":
             continue
-        if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or hs.output[0] in outputs:
+        if _scalar(graph, source.input[1]) is None:
+            continue  # a per-channel input scale
+        if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or hs.output[0] in graph.graph_outputs:
             continue
         quantize = readers[0]
-        scale = _scalar(constants, quantize.input[1])
-        zero_point = _scalar(constants, quantize.input[2] if len(quantize.input) > 2 else "")
+        scale = _scalar(graph, quantize.input[1])
+        zero_point = _scalar(graph, quantize.input[2] if len(quantize.input) > 2 else "")
         if scale is None or zero_point is None or zero_point.dtype != np.uint8 or zero_point != 0:
             continue
         if not 0 < float(scale) * UINT8_LEVELS <= 1 + 1e-6:
             continue  # this quantization does not do the clip at 1
         base = hs.name or hs.output[0]
         offset = beta / alpha
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(UINT8_LEVELS if offset >= 0 else 0, np.uint8), f"{base}/offset_q"),
-                numpy_helper.from_array(np.array(abs(offset) / UINT8_LEVELS, np.float32), f"{base}/offset_scale"),
-                numpy_helper.from_array(np.array(0 if offset >= 0 else UINT8_LEVELS, np.uint8), f"{base}/offset_zp"),
-                numpy_helper.from_array(np.array(float(scale) / alpha, np.float32), f"{base}/sum_scale"),
-            ]
-        )
+        graph.add_initializer(np.array(UINT8_LEVELS if offset >= 0 else 0, np.uint8), f"{base}/offset_q")
+        graph.add_initializer(np.array(abs(offset) / UINT8_LEVELS, np.float32), f"{base}/offset_scale")
+        graph.add_initializer(np.array(0 if offset >= 0 else UINT8_LEVELS, np.uint8), f"{base}/offset_zp")
+        graph.add_initializer(np.array(float(scale) / alpha, np.float32), f"{base}/sum_scale")
         constant = helper.make_node(
             "DequantizeLinear",
             [f"{base}/offset_q", f"{base}/offset_scale", f"{base}/offset_zp"],
@@ -71,10 +66,7 @@ def hardsigmoid_as_integer_add(model: onnx.ModelProto, keep: Collection[str] = (
         )
         add = helper.make_node("Add", [hs.input[0], f"{base}/offset"], list(hs.output), name=base)
         quantize.input[1] = f"{base}/sum_scale"
-        at = list(graph.node).index(hs)
-        graph.node.remove(hs)
-        graph.node.insert(at, add)
-        graph.node.insert(at, constant)
+        replace_node(model, hs, [constant, add])
         rewritten.append(base)
     if not rewritten:
         return []
@@ -90,13 +82,7 @@ def hardsigmoid_as_integer_add(model: onnx.ModelProto, keep: Collection[str] = (
     ]
 
 
-def _per_tensor(dequantize: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> bool:
-    return _scalar(constants, dequantize.input[1]) is not None
-
-
-def _scalar(constants: dict[str, onnx.TensorProto], name: str) -> np.generic | None:
-    """The single value of initializer ``name``; None if it is not one."""
-    tensor = constants.get(name)
-    if tensor is None or int(np.prod(tensor.dims)) != 1:
-        return None
-    return numpy_helper.to_array(tensor).reshape(-1)[0]
+def _scalar(graph: OnnxGraph, name: str) -> np.generic | None:
+    """The single value of initializer ``name``; None if it is not one (the quantizer writes its
+    scales and zero points as initializers; anything else is a graph this rewrite does not know)."""
+    return graph.scalar(name) if name in graph.initializers else None

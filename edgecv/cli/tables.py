@@ -1,5 +1,5 @@
-"""Terminal rendering with rich: the results and comparison tables (the benchmark's live progress is
-:mod:`edgecv.runtime.rich_progress`; the report reads results documents, not the runtime)."""
+"""Tables that fit the terminal: the benchmark's results and comparison tables, read from results
+documents (never from the runtime), and :class:`FittedTable`, which every command's tables use."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from .compare import comparison_rows, difference_rows, numeric_columns, speedup_note
-from .format import machine_line, results_columns, stability_notes
-from .markdown import NUMERIC
+from edgecv.report.compare import comparison_rows, difference_rows, numeric_columns, speedup_note
+from edgecv.report.format import machine_line, results_columns, stability_notes
+from edgecv.report.markdown import NUMERIC
 
 # Per column: one space of padding either side and its right border; plus the table's left border.
 _COLUMN_FRAME = 3

@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import onnx
 
-from .qdq_graph import graph_index
+from edgecv.onnx_graph import OnnxGraph
 
 
 def dedicate_qdq_pairs(model: onnx.ModelProto) -> int:
     """Copy shared Q→DQ pairs in place so each DequantizeLinear has one consumer; returns how many
     copies were added."""
     graph = model.graph
-    producer, consumers, graph_outputs = graph_index(model)
+    index = OnnxGraph(model)
     added = 0
     new_nodes: list[tuple[onnx.NodeProto, list[onnx.NodeProto]]] = []
     for dq in list(graph.node):
         if dq.op_type != "DequantizeLinear":
             continue
-        readers = consumers.get(dq.output[0], [])
-        q = producer.get(dq.input[0])
-        if len(readers) < 2 or dq.output[0] in graph_outputs or q is None or q.op_type != "QuantizeLinear":
+        readers = index.readers(dq.output[0])
+        q = index.producer.get(dq.input[0])
+        if len(readers) < 2 or dq.output[0] in index.graph_outputs or q is None or q.op_type != "QuantizeLinear":
             continue
-        if len(consumers.get(q.output[0], [])) != 1:
+        if len(index.readers(q.output[0])) != 1:
             continue
         copies = []
         for k, reader in enumerate(readers[1:], start=1):
@@ -47,7 +47,7 @@ def dedicate_qdq_pairs(model: onnx.ModelProto) -> int:
         new_nodes.append((dq, copies))
     # Insert each copy right after its original pair, keeping the node list topologically sorted.
     for dq, copies in new_nodes:
-        index = list(graph.node).index(dq) + 1
+        at = list(graph.node).index(dq) + 1
         for offset, node in enumerate(copies):
-            graph.node.insert(index + offset, node)
+            graph.node.insert(at + offset, node)
     return added
