@@ -21,7 +21,7 @@ import numpy as np
 from edgecv.errors import ArtifactError, BackendUnavailableError, InvalidOptionError, OutputPathError
 from edgecv.models.spec import InputSpec, detection_outputs
 from edgecv.preprocess import UnreadableImage, preprocess_with_transform
-from edgecv.runfolder import EVAL_FILE, disk_digest, scored_accuracy, write_json_atomic
+from edgecv.runfolder import EVAL_FILE, RESULTS_FILE, disk_digest, scored_accuracy, write_json_atomic
 
 from .datasets import (
     ClassCountError,
@@ -789,7 +789,7 @@ def write_eval_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path
     from edgecv.report import read_results, write_report
 
     out = Path(out_dir).expanduser()
-    existing = out / "results.json"
+    existing = out / RESULTS_FILE
     doc = None
     if existing.is_file():
         try:

@@ -1,4 +1,5 @@
-"""``edgecv.export``: run the registered stages into a run folder and write its manifest.
+"""``edgecv.export_model(...)``: run the export stages (the registered ones, or those passed in) into a run
+folder and write its manifest.
 
 Stages are reused when the manifest of an earlier run in the same folder holds the same key (the
 stage's options and library versions, the upstream stages, edgecv's source) and the files it lists
@@ -21,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from torch import nn
 
@@ -29,6 +30,7 @@ from edgecv import __version__
 from edgecv.errors import EdgecvError, InvalidOptionError, OutputPathError, StageError, WeightsError
 from edgecv.models.spec import InputSpec
 from edgecv.runfolder import (
+    INT8_REPORT_FILE,
     MANIFEST_NAME,
     SCHEMA,
     ArtifactRecord,
@@ -45,7 +47,10 @@ from edgecv.runfolder import (
 from .labels import class_names_for_export
 from .options import ExportOptions, batch_suffix, default_run_name
 from .reference import VerificationInputs, torch_outputs, verification_inputs
+from .results import StageResult
 from .stages import Stage, ordered_stages
+
+R = TypeVar("R", bound=StageResult)
 
 
 class Reporter:
@@ -134,7 +139,11 @@ class ExportContext:
     _inputs: VerificationInputs | None = None
     _reference: list | None = None
     _calibration: Any = None
-    stage_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: dict[str, StageResult] = field(default_factory=dict)  # by stage name, as they finish
+
+    def result(self, kind: type[R]) -> R | None:
+        """The result of the stage of this export that returns ``kind``; None when none ran."""
+        return next((r for r in self.results.values() if type(r) is kind), None)
 
     @property
     def model(self) -> nn.Module:
@@ -225,7 +234,7 @@ def _int8_summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | N
         "excluded": info.get("excluded", []),
         "timings_s": info.get("timings_s", {}),
         "peak_rss_mb": info.get("peak_rss_mb"),
-        "report": str(run_dir / "calibration" / "report.json"),
+        "report": str(run_dir / INT8_REPORT_FILE),
     }
 
 
@@ -346,23 +355,6 @@ def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: I
     return info, spec, (lambda: built), run
 
 
-def _stamp_artifacts(ctx: ExportContext, stage: Stage, info: dict[str, Any]) -> None:
-    """Write task, input spec, model record and precision into each new artifact (before its hash is
-    recorded), so a file copied out of the run folder still knows how to be fed and read."""
-    from edgecv.artifact_metadata import build_metadata, stamp
-
-    for rec in stage.artifacts(ctx, info):
-        meta = build_metadata(
-            ctx.spec,
-            model=ctx.model_info,
-            precision=rec.precision,
-            intended_for=rec.intended_for,
-            version=__version__,
-            target_cpu=rec.extra.get("target_cpu", ""),
-        )
-        stamp(ctx.run_dir / rec.path, meta)
-
-
 def _state_hash(model: nn.Module) -> str:
     import hashlib
 
@@ -409,11 +401,13 @@ def export(
     input_spec: InputSpec | None = None,
     reporter: Reporter | None = None,
     runs_root: str | Path = "runs",
+    stages: list[Stage] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export a zoo model (by name) or your own ``nn.Module`` (with ``input_spec``) into a run folder.
 
     Options are the fields of :class:`ExportOptions` (``width_mult``, ``resolution``, ``int8``, …).
+    ``stages``: the stages to run instead of the registered ones (:data:`edgecv.export.stages.STAGES`).
     Returns an :class:`ExportResult` with the artifact paths and figures.
     """
     unknown = set(options) - set(ExportOptions.__dataclass_fields__)
@@ -427,7 +421,7 @@ def export(
     opts.validate()
     log = _WarningLog(reporter or Reporter())
     with log.capture():
-        return _export(model, out, input_spec, log, runs_root, opts)
+        return _export(model, out, input_spec, log, runs_root, opts, ordered_stages(stages))
 
 
 def _export(
@@ -437,6 +431,7 @@ def _export(
     reporter: _WarningLog,
     runs_root: str | Path,
     opts: ExportOptions,
+    stages: list[Stage],
 ) -> ExportResult:
     model_info, spec, factory, run_name = _resolve_model(model, opts, input_spec)
     names = class_names_for_export(opts, model_info, reporter.warn)
@@ -469,7 +464,7 @@ def _export(
     run_dir = ctx.run_dir = prepare_run_dir(ctx.run_dir)
 
     prev = _previous_manifest(run_dir)
-    steps = _plan(ctx, prev)
+    steps = _plan(ctx, prev, stages)
     _refuse_to_drop(run_dir, prev, steps, ctx)
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
@@ -491,8 +486,8 @@ def _export(
     ledger = _Ledger(run_dir, manifest, steps, ctx)
     for step in steps:
         if step.reused is not None:
-            ctx.stage_info[step.stage.name] = step.reused.get("info", {})
-            ledger.record(step, "reused", step.reused.get("info", {}), step.reused.get("wall_s", 0.0))
+            result = ctx.results[step.stage.name] = step.stage.result.from_info(step.reused.get("info", {}))
+            ledger.record(step, "reused", result, step.reused.get("wall_s", 0.0))
     # Before anything is built, the earlier run's files this one does not reuse go (its eval figures
     # with them): whatever stops this export, the folder never holds a file its manifest does not list.
     ledger.pending |= _vouched(prev)
@@ -503,14 +498,14 @@ def _export(
         stage = step.stage
         reporter.stage_start(stage)
         if step.reused is not None:
-            info = step.reused.get("info", {})
-            reporter.record(info.get("warnings", []))
-            reporter.stage_end(stage, "reused", step.reused.get("wall_s", 0.0), info)
+            result = ctx.results[stage.name]
+            reporter.record(result.warnings)
+            reporter.stage_end(stage, "reused", step.reused.get("wall_s", 0.0), result.to_info())
             continue
-        info, wall = _run_stage(ctx, step, ledger)
-        for message in info.get("warnings", []):
+        result, wall = _run_stage(ctx, step, ledger)
+        for message in result.warnings:
             reporter.warn(message)  # once each: what the stage already reported is not repeated
-        reporter.stage_end(stage, "done", wall, info)
+        reporter.stage_end(stage, "done", wall, result.to_info())
     return ExportResult(run_dir, manifest)
 
 
@@ -530,12 +525,12 @@ def _previous_manifest(run_dir: Path) -> dict[str, Any] | None:
         return None  # a corrupt manifest only means nothing can be reused
 
 
-def _plan(ctx: ExportContext, prev: dict[str, Any] | None) -> list[_Step]:
+def _plan(ctx: ExportContext, prev: dict[str, Any] | None, stages: list[Stage]) -> list[_Step]:
     """The enabled stages in order, each with its key and whether the earlier run's result is reused:
     all known before anything is written, so a refused export changes nothing."""
     steps: list[_Step] = []
     chain: dict[str, str] = {}
-    for stage in ordered_stages():
+    for stage in stages:
         if not stage.enabled(ctx):
             continue
         upstream = {name: chain.get(name) for name in stage.after}
@@ -561,7 +556,7 @@ def _refuse_to_drop(run_dir: Path, prev: dict[str, Any] | None, steps: list[_Ste
         )
 
 
-def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict[str, Any], float]:
+def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[StageResult, float]:
     stage = step.stage
     # Listed as stale while the stage runs: if it is killed after renaming a file into place, the
     # next export still knows that file is not vouched for.
@@ -569,8 +564,7 @@ def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict
     ledger.save()
     start = time.perf_counter()
     try:
-        info = stage.run(ctx)
-        _stamp_artifacts(ctx, stage, info)
+        result = stage.run(ctx)
     except BaseException as exc:
         if isinstance(exc, (EdgecvError, MemoryError)):
             ledger.fail(step)
@@ -579,10 +573,10 @@ def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict
             raise StageError(stage.name, "out of memory") from exc
         raise
     wall = time.perf_counter() - start
-    ctx.stage_info[stage.name] = info
-    ledger.record(step, "done", info, wall)
+    ctx.results[stage.name] = result
+    ledger.record(step, "done", result, wall)
     ledger.save()  # after every stage, so an interrupted export still records what finished
-    return info, wall
+    return result, wall
 
 
 class _Ledger:
@@ -597,12 +591,13 @@ class _Ledger:
         self.records: dict[str, dict[str, Any]] = {}
         self.pending: set[str] = set()
 
-    def record(self, step: _Step, status: str, info: dict[str, Any], wall: float) -> None:
+    def record(self, step: _Step, status: str, result: StageResult, wall: float) -> None:
         stage, ctx = step.stage, self.ctx
+        info = result.to_info()
         self.records[stage.name] = {
             "stage": {"status": status, "wall_s": round(wall, 3), "key": step.key, "info": info},
             "files": {rel: file_record(self.run_dir, rel) for rel in stage.outputs(ctx)},
-            "artifacts": [rec.to_dict() for rec in stage.artifacts(ctx, info)],
+            "artifacts": [rec.to_dict() for rec in stage.artifacts(ctx, result)],
         }
         if "calibration" in info:
             self.manifest["calibration"] = info["calibration"]

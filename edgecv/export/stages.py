@@ -1,7 +1,9 @@
 """The export stages, each a small class in a registry, run in order by the pipeline.
 
-A stage declares what determines its result (``key``), which files it writes (``outputs``) and
-which artifacts those are (``artifacts``). The pipeline skips a stage whose key and files match the
+A stage declares what determines its result (``key``), which files it writes (``outputs``), which
+artifacts those are (``artifacts``, rows of :data:`edgecv.runfolder.ARTIFACT_KINDS`) and the type of
+its result (:mod:`edgecv.export.results`). An artifact's metadata is stamped into its temporary file
+before the rename (:func:`stamped`), so each file is written and hashed once. The pipeline skips a stage whose key and files match the
 manifest of an earlier run. A new engine (TensorRT, a detector post-processing stage) is one new
 class here plus its module, not edits across the pipeline.
 """
@@ -17,20 +19,34 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from edgecv.errors import VerificationError
 from edgecv.int8_kernels import target_cpu
 from edgecv.runfolder import (
+    FP16_ONNX,
     INT8_CPU_ONNX,
+    INT8_FP16_ONNX,
     INT8_ONNX,
     INT8_REPORT_FILE,
     ONNX,
-    OV_DIR,
-    OV_FP16_XML,
     OV_INT8_XML,
     OV_XML,
     RANGES_FILE,
     RANGES_META_FILE,
     RAW_ONNX,
+    TIMING_CACHE,
     TMP_MARK,
     ArtifactRecord,
+    artifact_kind,
     atomic_path,
+    companion_files,
+    tensorrt_engine,
+)
+
+from .results import (
+    EnginesResult,
+    Int8Result,
+    OnnxExportResult,
+    OpenVinoResult,
+    PreflightResult,
+    SimplifyResult,
+    StageResult,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +57,7 @@ class Stage:
     name: ClassVar[str]
     title: ClassVar[str]
     after: ClassVar[tuple[str, ...]] = ()
+    result: ClassVar[type[StageResult]] = StageResult
 
     def enabled(self, ctx: "ExportContext") -> bool:
         return True
@@ -56,10 +73,10 @@ class Stage:
         rebuild of the stage reuses: they stay while the stage is enabled."""
         return []
 
-    def run(self, ctx: "ExportContext") -> dict[str, Any]:
+    def run(self, ctx: "ExportContext") -> StageResult:
         raise NotImplementedError
 
-    def artifacts(self, ctx: "ExportContext", info: dict[str, Any]) -> list[ArtifactRecord]:
+    def artifacts(self, ctx: "ExportContext", result: StageResult) -> list[ArtifactRecord]:
         return []
 
 
@@ -135,6 +152,29 @@ def verify_or_fail(
     return summary
 
 
+def stamped(ctx: "ExportContext", artifact: str, target_cpu: str = ""):
+    """The ``finish`` of :func:`atomic_path` that writes an artifact's metadata (task, input spec,
+    model record, precision) into it, so a file copied out of the run folder still knows how to be
+    fed and read."""
+    from edgecv import __version__
+    from edgecv.artifact_metadata import build_metadata, stamp_unfinished
+
+    kind = artifact_kind(artifact)
+    meta = build_metadata(
+        ctx.spec,
+        model=ctx.model_info,
+        precision=kind.precision,
+        intended_for=kind.intended_for,
+        version=__version__,
+        target_cpu=target_cpu,
+    )
+    return lambda tmp: stamp_unfinished(tmp, meta)
+
+
+def _shape(ctx: "ExportContext") -> dict[str, Any]:
+    return {"dynamic_batch": ctx.options.dynamic_batch, "batch": ctx.options.batch}
+
+
 def float_scopes_of(ctx: "ExportContext") -> tuple[str, ...]:
     """Module paths a detector keeps in float in INT8 (decode, NMS, YOLO's prediction convs)."""
     scopes = ctx.model_info.get("float_scopes")
@@ -147,6 +187,7 @@ def float_scopes_of(ctx: "ExportContext") -> tuple[str, ...]:
 class ExportOnnx(Stage):
     name = "export"
     title = "PyTorch → ONNX"
+    result = OnnxExportResult
 
     def key(self, ctx):
         o = ctx.options
@@ -167,14 +208,16 @@ class ExportOnnx(Stage):
 
         o = ctx.options
         with atomic_path(ctx.run_dir / RAW_ONNX) as tmp:
-            return export_onnx(
-                ctx.model,
-                ctx.spec,
-                tmp,
-                opset=o.opset,
-                batch=o.batch,
-                dynamic_batch=o.dynamic_batch,
-                exporter=o.exporter,
+            return OnnxExportResult(
+                export_onnx(
+                    ctx.model,
+                    ctx.spec,
+                    tmp,
+                    opset=o.opset,
+                    batch=o.batch,
+                    dynamic_batch=o.dynamic_batch,
+                    exporter=o.exporter,
+                )
             )
 
 
@@ -183,6 +226,7 @@ class SimplifyAndVerify(Stage):
     name = "simplify"
     title = "onnxsim + verify in ONNX Runtime"
     after = ("export",)
+    result = SimplifyResult
 
     def key(self, ctx):
         return {"tolerance": [ctx.options.atol, ctx.options.rtol], "onnxsim": ctx.versions.get("onnxsim")}
@@ -193,7 +237,7 @@ class SimplifyAndVerify(Stage):
     def run(self, ctx):
         from .simplify import simplify_onnx
 
-        with atomic_path(ctx.run_dir / ONNX) as tmp:
+        with atomic_path(ctx.run_dir / ONNX, finish=stamped(ctx, "onnx-fp32")) as tmp:
             info = simplify_onnx(ctx.run_dir / RAW_ONNX, tmp)
             if not info["simplified"]:
                 ctx.reporter.warn(f"onnxsim failed, keeping the raw graph: {info['reason']}")
@@ -201,32 +245,31 @@ class SimplifyAndVerify(Stage):
             # Verify before the rename: a graph that does not match PyTorch never looks finished.
             info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "onnxruntime", "fp32")
             info["verification"]["artifact"] = ONNX
-        return info
+        return SimplifyResult(info)
 
-    def artifacts(self, ctx, info):
+    def artifacts(self, ctx, result):
         return [
-            ArtifactRecord(
-                name="onnx-fp32",
-                path=ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="fp32",
-                intended_for="onnxruntime",
-                description="simplified FP32 ONNX"
-                if info.get("simplified")
-                else "FP32 ONNX (onnxsim failed; raw graph)",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=info.get("verification", {}),
+            artifact_kind("onnx-fp32").record(
+                description=None if result.simplified else "FP32 ONNX (onnxsim failed; raw graph)",
+                verification=result.verification,
+                **_shape(ctx),
             )
         ]
 
 
 class _OpenVinoIR(Stage):
     after = ("simplify",)
+    result = OpenVinoResult
     compress_to_fp16: ClassVar[bool]
-    xml: ClassVar[str]
-    precision: ClassVar[str]
+    artifact: ClassVar[str]
+
+    @property
+    def xml(self) -> str:
+        return artifact_kind(self.artifact).file
+
+    @property
+    def precision(self) -> str:
+        return artifact_kind(self.artifact).precision
 
     def enabled(self, ctx):
         return "openvino" in ctx.options.backends
@@ -235,13 +278,13 @@ class _OpenVinoIR(Stage):
         return {"openvino": ctx.versions.get("openvino"), "tolerance": [ctx.options.atol, ctx.options.rtol]}
 
     def outputs(self, ctx):
-        return [self.xml, str(Path(self.xml).with_suffix(".bin"))]
+        return [self.xml, *companion_files(self.xml)]
 
     def run(self, ctx):
         from .openvino import convert_to_ir
 
         final = ctx.run_dir / self.xml
-        with atomic_path(final, companions=(".bin",)) as tmp:
+        with atomic_path(final, companions=(".bin",), finish=stamped(ctx, self.artifact)) as tmp:
             info = convert_to_ir(ctx.run_dir / ONNX, tmp, compress_to_fp16=self.compress_to_fp16)
             tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
             # f32 hint: on AMX CPUs OpenVINO's default is bf16, which is not what "FP32" means.
@@ -250,22 +293,16 @@ class _OpenVinoIR(Stage):
             )
             info["verification"]["artifact"] = self.xml
         info["cpu_default_precision"] = ctx.machine.get("openvino_default_precision")
-        return info
+        return OpenVinoResult(info)
 
-    def artifacts(self, ctx, info):
+    def artifacts(self, ctx, result):
+        kind = artifact_kind(self.artifact)
         return [
-            ArtifactRecord(
-                name=f"openvino-{self.precision}",
-                path=self.xml,
-                format="openvino",
-                backend="openvino",
-                precision=self.precision,
-                intended_for="openvino",
-                description=f"OpenVINO IR, {info.get('weights', self.precision)} weights",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=info.get("verification", {}),
-                extra={"cpu_default_precision": info.get("cpu_default_precision")},
+            kind.record(
+                description=kind.description.format(weights=result.weights or self.precision),
+                verification=result.verification,
+                extra={"cpu_default_precision": result.cpu_default_precision},
+                **_shape(ctx),
             )
         ]
 
@@ -275,8 +312,7 @@ class OpenVinoFP32(_OpenVinoIR):
     name = "openvino"
     title = "OpenVINO IR (FP32)"
     compress_to_fp16 = False
-    xml = OV_XML
-    precision = "fp32"
+    artifact = "openvino-fp32"
 
 
 @register_stage
@@ -284,8 +320,7 @@ class OpenVinoFP16(_OpenVinoIR):
     name = "openvino-fp16"
     title = "OpenVINO IR (FP16 weights)"
     compress_to_fp16 = True
-    xml = OV_FP16_XML
-    precision = "fp16"
+    artifact = "openvino-fp16"
 
     def enabled(self, ctx):
         return super().enabled(ctx) and ctx.options.fp16
@@ -298,6 +333,7 @@ class Int8(Stage):
     name = "int8"
     title = "calibrate + INT8 (ONNX Q/DQ, OpenVINO NNCF)"
     after = ("simplify", "openvino")
+    result = Int8Result
 
     def enabled(self, ctx):
         return ctx.options.int8
@@ -322,7 +358,7 @@ class Int8(Stage):
     def outputs(self, ctx):
         out = [INT8_ONNX, INT8_CPU_ONNX, INT8_REPORT_FILE]
         if "openvino" in ctx.options.backends:
-            out += [OV_INT8_XML, str(Path(OV_INT8_XML).with_suffix(".bin"))]
+            out += [OV_INT8_XML, *companion_files(OV_INT8_XML)]
         return out
 
     def caches(self, ctx):
@@ -332,7 +368,15 @@ class Int8(Stage):
         from edgecv.calibration.run import quantize_run
 
         o = ctx.options
-        ov = ctx.run_dir / OV_DIR / "model.xml" if "openvino" in o.backends else None
+        ov = ctx.run_dir / OV_XML if "openvino" in o.backends else None
+        built_for = target_cpu(o.target_cpu).name
+
+        def stamp(artifact: str, tmp: Path) -> None:
+            # Only these two depend on the target CPU (the TensorRT flavour is the same for every
+            # CPU), so only they carry it, for the benchmark to compare.
+            cpu = built_for if artifact in ("onnx-int8-cpu", "openvino-int8") else ""
+            stamped(ctx, artifact, cpu)(tmp)
+
         # ORT's calibrator and NNCF print progress on stdout, which belongs to `--json` output.
         with contextlib.redirect_stdout(io.StringIO()):
             result = quantize_run(
@@ -347,63 +391,26 @@ class Int8(Stage):
                 progress=ctx.reporter.progress,
                 float_scopes=float_scopes_of(ctx),
                 target_cpu=o.target_cpu,
+                finish=stamp,
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
-        return info
+        return Int8Result(info)
 
-    def artifacts(self, ctx, info):
-        fid = info.get("fidelity", {})
-        # Only these two depend on the target CPU (the TensorRT flavour is the same for every CPU),
-        # so only they carry it, into their metadata too, for the benchmark to compare.
-        built_for = {"target_cpu": info["target_cpu"]} if info.get("target_cpu") else {}
-        records = [
-            ArtifactRecord(
-                name="onnx-int8",
-                path=INT8_ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="int8",
-                intended_for="tensorrt",
-                description="INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                fidelity=fid.get("onnx-int8", {}),
-            ),
-            ArtifactRecord(
-                name="onnx-int8-cpu",
-                path=INT8_CPU_ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="int8",
-                intended_for="onnxruntime",
-                description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                fidelity=fid.get("onnx-int8-cpu", {}),
-                extra=dict(built_for),
-            ),
-        ]
-        if "openvino-int8" in fid:
-            records.append(
-                ArtifactRecord(
-                    name="openvino-int8",
-                    path=OV_INT8_XML,
-                    format="openvino",
-                    backend="openvino",
-                    precision="int8",
-                    intended_for="openvino",
-                    description="OpenVINO IR quantized by NNCF",
-                    dynamic_batch=ctx.options.dynamic_batch,
-                    batch=ctx.options.batch,
-                    fidelity=fid["openvino-int8"],
-                    extra=dict(built_for),
-                )
+    def artifacts(self, ctx, result):
+        built_for = {"target_cpu": result.target_cpu} if result.target_cpu else {}
+        names = ["onnx-int8", "onnx-int8-cpu"] + (["openvino-int8"] if result.made("openvino-int8") else [])
+        return [
+            artifact_kind(name).record(
+                fidelity=result.fidelity(name),
+                extra=dict(built_for) if name != "onnx-int8" else {},
+                **_shape(ctx),
             )
-        return records
+            for name in names
+        ]
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------
@@ -421,6 +428,7 @@ class TensorRTPreflight(Stage):
     name = "tensorrt-preflight"
     title = "TensorRT preflight (no GPU needed)"
     after = ("simplify", "int8")
+    result = PreflightResult
 
     def enabled(self, ctx):
         return ctx.options.int8 or "tensorrt" in ctx.options.backends
@@ -429,11 +437,11 @@ class TensorRTPreflight(Stage):
         return {"trt_version": _trt_version(ctx), "max_batch": ctx.options.max_batch}
 
     def run(self, ctx):
-        from .tensorrt import INT8_ONNX
         from .trt_preflight import check_tensorrt
 
         files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
-        exempt = tuple((ctx.stage_info.get("int8") or {}).get("excluded") or ())
+        int8 = ctx.result(Int8Result)
+        exempt = tuple(int8.excluded) if int8 is not None else ()
         reports = {}
         warnings = []
         for name in files:
@@ -449,7 +457,7 @@ class TensorRTPreflight(Stage):
                     f"TensorRT {report.trt_version} preflight of {name}: {report.summary()} "
                     f"(`edgecv check {ctx.run_dir / name} --target tensorrt`)"
                 )
-        return {"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings}
+        return PreflightResult({"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings})
 
 
 @register_stage
@@ -457,6 +465,7 @@ class TensorRTEngines(Stage):
     name = "tensorrt"
     title = "TensorRT engines"
     after = ("simplify", "int8")
+    result = EnginesResult
 
     def enabled(self, ctx):
         return "tensorrt" in ctx.options.backends
@@ -491,31 +500,19 @@ class TensorRTEngines(Stage):
         }
 
     def outputs(self, ctx):
-        from .tensorrt import INT8_ONNX
-        from .tensorrt import ONNX as FP32_ONNX
-
         out = []
         for recipe in self.plan(ctx):
-            out += [f"tensorrt/model.{recipe.precision}.engine", f"tensorrt/model.{recipe.precision}.json"]
-            if recipe.source not in (FP32_ONNX, INT8_ONNX):
+            engine = tensorrt_engine(recipe.precision)
+            out += [engine, *companion_files(engine)]
+            if recipe.source not in (ONNX, INT8_ONNX):
                 out.append(recipe.source)
         return out
 
     def caches(self, ctx):
-        from .tensorrt import TIMING_CACHE
-
-        return [f"tensorrt/{TIMING_CACHE}"]
+        return [TIMING_CACHE]
 
     def run(self, ctx):
-        from .tensorrt import (
-            FP16_ONNX,
-            INT8_FP16_ONNX,
-            INT8_ONNX,
-            TIMING_CACHE,
-            build_engine,
-            write_fp16_copy,
-            write_sidecar,
-        )
+        from .tensorrt import build_engine, write_fp16_copy, write_sidecar
 
         engines = {}
         copies = {FP16_ONNX: ONNX, INT8_FP16_ONNX: INT8_ONNX}
@@ -523,7 +520,7 @@ class TensorRTEngines(Stage):
             if recipe.source in copies and not (ctx.run_dir / recipe.source).is_file():
                 with atomic_path(ctx.run_dir / recipe.source) as tmp:
                     write_fp16_copy(ctx.run_dir / copies[recipe.source], tmp)
-            final = ctx.run_dir / f"tensorrt/model.{recipe.precision}.engine"
+            final = ctx.run_dir / tensorrt_engine(recipe.precision)
             with atomic_path(final, companions=(".json",)) as tmp:
                 info = build_engine(
                     ctx.run_dir / recipe.source,
@@ -533,7 +530,7 @@ class TensorRTEngines(Stage):
                     input_shape=ctx.spec.shape,
                     dynamic_batch=ctx.options.dynamic_batch,
                     recipe=recipe,
-                    timing_cache=ctx.run_dir / "tensorrt" / TIMING_CACHE,
+                    timing_cache=ctx.run_dir / TIMING_CACHE,
                     **self.settings(ctx),
                 )
                 if recipe.precision != "int8":
@@ -552,30 +549,26 @@ class TensorRTEngines(Stage):
                 )
                 write_sidecar(tmp, info)
             engines[recipe.precision] = info
-        return {"engines": engines}
+        return EnginesResult({"engines": engines})
 
-    def artifacts(self, ctx, info):
-        return [
-            ArtifactRecord(
-                name=f"tensorrt-{precision}",
-                path=f"tensorrt/model.{precision}.engine",
-                format="tensorrt",
-                backend="tensorrt",
-                precision=precision,
-                intended_for="tensorrt",
-                description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}"
-                + (" (strongly typed)" if e.get("strongly_typed") else " (weakly typed)"),
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=e.get("verification", {}),
-                fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {})
-                if precision == "int8"
-                else {},
-                extra={
-                    "profile": e.get("profile"),
-                    "compute_capability": e.get("compute_capability"),
-                    "source_onnx": e.get("source_onnx"),
-                },
+    def artifacts(self, ctx, result):
+        int8 = ctx.result(Int8Result)
+        records = []
+        for precision, e in result.engines.items():
+            kind = artifact_kind(f"tensorrt-{precision}")
+            typing = "strongly typed" if e.get("strongly_typed") else "weakly typed"
+            records.append(
+                kind.record(
+                    description=kind.description.format(tensorrt=e.get("tensorrt"), gpu=e.get("gpu"), typing=typing),
+                    verification=e.get("verification", {}),
+                    # The engine runs the Q/DQ graph the INT8 stage measured.
+                    fidelity=int8.fidelity("onnx-int8") if precision == "int8" and int8 is not None else {},
+                    extra={
+                        "profile": e.get("profile"),
+                        "compute_capability": e.get("compute_capability"),
+                        "source_onnx": e.get("source_onnx"),
+                    },
+                    **_shape(ctx),
+                )
             )
-            for precision, e in info.get("engines", {}).items()
-        ]
+        return records

@@ -28,18 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError, StageError
-from edgecv.runfolder import sha256_file
+from edgecv.runfolder import FP16_ONNX, INT8_FP16_ONNX, INT8_ONNX, ONNX, sha256_file
+from edgecv.runfolder import TIMING_CACHE as _RUN_TIMING_CACHE
 from edgecv.tensorrt_info import parse_version, platform_description
 
 WORKSPACE_BYTES = 2 << 30
 MAX_DYNAMIC_BATCH = 32
 PRECISIONS = ("fp32", "fp16", "int8")
-TIMING_CACHE = "timing.cache"
-
-ONNX = "model.onnx"
-FP16_ONNX = "model.fp16.onnx"
-INT8_ONNX = "model.int8.onnx"
-INT8_FP16_ONNX = "model.int8.fp16.onnx"
+TIMING_CACHE = Path(_RUN_TIMING_CACHE).name  # in a run folder it lies in tensorrt/
 # ONNX QuantizeLinear/DequantizeLinear take FP16 scales from opset 19 on (ONNX operator spec).
 FP16_QDQ_OPSET = 19
 

@@ -76,7 +76,7 @@ def test_a_calibration_imagefolder_names_a_classifier_s_classes(shapes):
 
 
 def test_exported_artifacts_carry_the_names_to_predict_and_the_bundle(tmp_path):
-    from edgecv import export
+    from edgecv import export_model as export
     from edgecv.artifact_metadata import model_info_of
     from edgecv.deploy.bundle import _labels
     from edgecv.evaluate.predict import Predictor
