@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import edgecv
 from edgecv.cli import app
 from tests.conftest import export_conv_onnx
+from tests.export.fake_stages import fake_stages
 
 SMALL = ["--width-mult", "0.35", "--resolution", "64"]
 
@@ -113,10 +114,10 @@ def _tree(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-@pytest.mark.slow
 def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     run = tmp_path / "run"
-    kw = dict(out=run, width_mult=0.35, resolution=64, backends=("openvino",))
+    stages = fake_stages()
+    kw = dict(out=run, width_mult=0.35, resolution=64, backends=("openvino",), stages=[*stages.values()])
     first = edgecv.export_model("mobilenetv2", int8=True, calib_size=8, **kw)
     assert (run / "model.int8.onnx").is_file() and (run / "calibration" / "ranges.json").is_file()
     assert "calibration/ranges.json" in first.manifest["caches"]
@@ -126,9 +127,11 @@ def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     # Dropping INT8 needs --force; a forced re-export that then fails leaves none of the old files.
     with pytest.raises(edgecv.errors.OutputPathError, match="--force"):
         edgecv.export_model("mobilenetv2", batch=4, **kw)
+    stages["simplify"].fail = edgecv.errors.VerificationError("simplify", "differs from PyTorch")
     with pytest.raises(edgecv.errors.VerificationError):
         edgecv.export_model("mobilenetv2", batch=4, atol=0.0, rtol=0.0, force=True, **kw)
     assert not (run / "model.int8.onnx").exists()
+    stages["simplify"].fail = None
     second = edgecv.export_model("mobilenetv2", batch=4, **kw)
     listed = set(second.manifest["files"]) | {"manifest.json", "notes.txt", "report/results.json"}
     assert set(_tree(run)) == listed, _tree(run)
@@ -136,16 +139,16 @@ def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     assert second.manifest["stale_files"] == []
 
 
-@pytest.mark.slow
 def test_stale_paths_never_leave_the_run_folder(tmp_path):
     run, outside = tmp_path / "run", tmp_path / "precious.txt"
     outside.write_text("keep me")
-    edgecv.export_model("mobilenetv2", out=run, width_mult=0.35, resolution=64, backends=())
+    kw = dict(out=run, width_mult=0.35, resolution=64, backends=(), stages=[*fake_stages().values()])
+    edgecv.export_model("mobilenetv2", **kw)
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["files"]["../precious.txt"] = {"sha256": "0", "size_bytes": 7}
     manifest["stale_files"] = ["manifest.json", str(outside)]
     (run / "manifest.json").write_text(json.dumps(manifest))
-    edgecv.export_model("mobilenetv2", out=run, width_mult=0.35, resolution=64, backends=())
+    edgecv.export_model("mobilenetv2", **kw)
     assert outside.read_text() == "keep me" and (run / "manifest.json").is_file()
 
 
@@ -156,7 +159,13 @@ def test_default_run_folder_tells_batch_settings_apart(tmp_path):
     assert default_run_name("mobilenetv2", 1.0, 224, {}, batch=4) == "mobilenetv2-w1.0-r224-b4"
     assert default_run_name("mobilenetv2", 1.0, 224, {}, dynamic_batch=True) == "mobilenetv2-w1.0-r224-dyn"
     result = edgecv.export_model(
-        "mobilenetv2", runs_root=tmp_path, width_mult=0.35, resolution=64, batch=4, backends=()
+        "mobilenetv2",
+        runs_root=tmp_path,
+        width_mult=0.35,
+        resolution=64,
+        batch=4,
+        backends=(),
+        stages=[*fake_stages().values()],
     )
     assert result.run_dir.name == "mobilenetv2-w0.35-r64-b4"
 

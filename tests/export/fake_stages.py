@@ -79,7 +79,7 @@ class FakeStage(Stage):
 def fake_stages() -> dict[str, FakeStage]:
     """A fresh set (each counts its runs), by name."""
     stages = [
-        FakeStage("export", files=(RAW_ONNX,), key_options=("opset", "weights")),
+        FakeStage("export", files=(RAW_ONNX,), key_options=("opset", "weights", "batch")),
         FakeStage("simplify", after=("export",), files=(ONNX,), artifacts=("onnx-fp32",), key_options=("atol", "rtol")),
         FakeStage(
             "openvino",
