@@ -2,9 +2,10 @@
 
 What ``edgecv export`` writes and every other command reads: the file names, the declared table
 of artifact kinds (:data:`ARTIFACT_KINDS`: one row per kind, as Ultralytics' ``export_formats()``
-declares its formats), the typed ``manifest.json`` records, the atomic write (an interrupted run never leaves a file that looks
-finished; ``os.replace`` is atomic on POSIX within a file system), sha256 of a file, and finding the
-record of an artifact inside its run folder. Imports only ``edgecv.errors``.
+declares its formats), the typed ``manifest.json`` records, the atomic write (an interrupted run
+never leaves a file that looks finished; ``os.replace`` is atomic on POSIX within a file system;
+metadata goes into the temporary file before the rename), sha256 of a file, and finding the record
+of an artifact inside its run folder. Imports only ``edgecv.errors``.
 
 Schema ``edgecv.manifest/1``::
 
