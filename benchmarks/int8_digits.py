@@ -52,7 +52,7 @@ def main() -> int:
         torch.save(model.state_dict(), checkpoint)
         print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     run = work / f"run-e{args.epochs}"
-    edgecv.export(
+    edgecv.export_model(
         "mobilenetv2", out=run, width_mult=0.35, resolution=RESOLUTION, num_classes=10, weights=str(checkpoint)
     )
     np.save(work / "calib.npy", x_train)

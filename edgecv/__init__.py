@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "export", "load"]
+__all__ = ["__version__", "create_model", "list_models", "export_model", "load"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edgecv.export.pipeline import export
+    from edgecv.export.pipeline import export as export_model
     from edgecv.models.registry import create_model, list_models
     from edgecv.runtime import load
 
@@ -20,8 +20,8 @@ def __getattr__(name: str) -> Any:
         from edgecv.models import registry
 
         return getattr(registry, name)
-    if name == "export":
-        import edgecv.export as export  # a callable package, see edgecv/export/__init__.py
+    if name == "export_model":
+        from edgecv.export.pipeline import export
 
         return export
     if name == "load":

@@ -57,25 +57,21 @@ def build_metadata(
     }
 
 
-def stamp_onnx(path: str | Path, metadata: dict[str, str]) -> None:
-    """Replace edgecv's keys in ``path``'s ``metadata_props`` (rewritten in place, atomically)."""
+def _stamped_onnx(path: Path, metadata: dict[str, str]):
     import onnx
 
-    path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
     kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
+    return model
 
 
-def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
-    """Write edgecv's keys into the IR's ``<rt_info><edgecv>`` section (the form OpenVINO's
-    ``Model.get_rt_info(["edgecv", key])`` reads), in place and atomically."""
-    xml = Path(xml)
+def _stamped_openvino_xml(xml: Path, metadata: dict[str, str]) -> ET.ElementTree:
+    """edgecv's keys in the IR's ``<rt_info><edgecv>`` section (the form OpenVINO's
+    ``Model.get_rt_info(["edgecv", key])`` reads)."""
     tree = ET.parse(xml)
     root = tree.getroot()
     rt_info = root.find("rt_info")
@@ -86,20 +82,58 @@ def stamp_openvino_xml(xml: str | Path, metadata: dict[str, str]) -> None:
     section = ET.SubElement(rt_info, RT_INFO_SECTION)
     for key, value in metadata.items():
         ET.SubElement(section, key[len(PREFIX) :]).set("value", value)
-    with atomic_path(xml) as tmp:
-        tree.write(tmp, encoding="utf-8", xml_declaration=True)
+    return tree
+
+
+def _save(path: Path, stamped: Any, to: Path) -> None:
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        onnx.save(stamped, str(to))
+    else:
+        stamped.write(to, encoding="utf-8", xml_declaration=True)
+
+
+def _stamped(path: Path, metadata: dict[str, str]) -> Any:
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return _stamped_onnx(path, metadata)
+    if suffix == ".xml":
+        return _stamped_openvino_xml(path, metadata)
+    return None
+
+
+def stamp_onnx(path: str | Path, metadata: dict[str, str]) -> None:
+    """Replace edgecv's keys in ``path``'s ``metadata_props`` (rewritten in place, atomically)."""
+    import onnx
+
+    model = _stamped_onnx(Path(path), metadata)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def stamp(path: str | Path, metadata: dict[str, str]) -> bool:
-    """Stamp an ONNX or OpenVINO artifact; False for kinds that keep metadata elsewhere."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
-        stamp_onnx(path, metadata)
-        return True
-    if suffix == ".xml":
-        stamp_openvino_xml(path, metadata)
-        return True
-    return False
+    """Stamp a finished ONNX or OpenVINO artifact, atomically; False for kinds that keep metadata
+    elsewhere."""
+    path = Path(path)
+    stamped = _stamped(path, metadata)
+    if stamped is None:
+        return False
+    with atomic_path(path) as tmp:
+        _save(path, stamped, tmp)
+    return True
+
+
+def stamp_unfinished(path: str | Path, metadata: dict[str, str]) -> bool:
+    """Stamp a file that is still being written (the temporary file of
+    :func:`edgecv.runfolder.atomic_path`, which renames it into place afterwards): rewritten where it
+    lies, since nobody reads it yet. False for kinds that keep metadata elsewhere."""
+    path = Path(path)
+    stamped = _stamped(path, metadata)
+    if stamped is None:
+        return False
+    _save(path, stamped, path)
+    return True
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

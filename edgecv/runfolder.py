@@ -1,9 +1,11 @@
 """The run folder's contract: the one module every layer may import to read or write a run.
 
-What ``edgecv export`` writes and every other command reads: the file names of each artifact, the
-typed ``manifest.json`` records, the atomic write (an interrupted run never leaves a file that looks
-finished; ``os.replace`` is atomic on POSIX within a file system), sha256 of a file, and finding the
-record of an artifact inside its run folder. Imports only ``edgecv.errors``.
+What ``edgecv export`` writes and every other command reads: the file names, the declared table
+of artifact kinds (:data:`ARTIFACT_KINDS`: one row per kind, as Ultralytics' ``export_formats()``
+declares its formats), the typed ``manifest.json`` records, the atomic write (an interrupted run
+never leaves a file that looks finished; ``os.replace`` is atomic on POSIX within a file system;
+metadata goes into the temporary file before the rename), sha256 of a file, and finding the record
+of an artifact inside its run folder. Imports only ``edgecv.errors``.
 
 Schema ``edgecv.manifest/1``::
 
@@ -33,7 +35,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from edgecv.errors import ArtifactError, OutputPathError
 
@@ -43,6 +45,8 @@ RAW_ONNX = "model.raw.onnx"
 ONNX = "model.onnx"
 INT8_ONNX = "model.int8.onnx"  # Q/DQ, TensorRT flavour
 INT8_CPU_ONNX = "model.int8.cpu.onnx"  # Q/DQ, ONNX Runtime's CPU flavour
+FP16_ONNX = "model.fp16.onnx"  # what TensorRT builds its FP16 engine from
+INT8_FP16_ONNX = "model.int8.fp16.onnx"  # the Q/DQ graph with its float parts in FP16, for TensorRT
 OV_DIR = "openvino"
 OV_XML = f"{OV_DIR}/model.xml"
 OV_FP16_XML = f"{OV_DIR}/model.fp16.xml"
@@ -52,8 +56,20 @@ RANGES_FILE = f"{CALIBRATION_DIR}/ranges.json"
 RANGES_META_FILE = f"{CALIBRATION_DIR}/ranges.meta.json"  # the key that vouches for the ranges cache
 INT8_REPORT_FILE = f"{CALIBRATION_DIR}/report.json"
 TENSORRT_DIR = "tensorrt"
+TIMING_CACHE = f"{TENSORRT_DIR}/timing.cache"
 EVAL_FILE = "eval.json"  # what `edgecv eval` measured on the run's artifacts
 RESULTS_FILE = "results.json"  # in a report folder
+
+
+def tensorrt_engine(precision: str) -> str:
+    return f"{TENSORRT_DIR}/model.{precision}.engine"
+
+
+def companion_files(rel: str) -> list[str]:
+    """Files written next to an artifact and renamed with it: OpenVINO's weights, a plan's sidecar."""
+    suffix = {".xml": ".bin", ".engine": ".json"}.get(Path(rel).suffix)
+    return [Path(rel).with_suffix(suffix).as_posix()] if suffix else []
+
 
 RESULTS_SCHEMA = "edgecv.results/1"
 COMPARISON_SCHEMA = "edgecv.comparison/2"
@@ -98,6 +114,87 @@ class ArtifactRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArtifactRecord":
         return cls(**known_fields(cls, d))
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """One row of :data:`ARTIFACT_KINDS`: what an artifact of this kind is, wherever it is made.
+    ``description`` may name fields (``{weights}``) that the stage making it fills in."""
+
+    name: str
+    file: str
+    format: str
+    backend: str
+    precision: str
+    intended_for: str
+    description: str
+
+    def record(self, *, description: str | None = None, **fields: Any) -> ArtifactRecord:
+        """The manifest record of this artifact; ``fields`` are the run's (batch, figures, extra)."""
+        return ArtifactRecord(
+            name=self.name,
+            path=self.file,
+            format=self.format,
+            backend=self.backend,
+            precision=self.precision,
+            intended_for=self.intended_for,
+            description=self.description if description is None else description,
+            **fields,
+        )
+
+
+def _tensorrt_kind(precision: str) -> ArtifactKind:
+    return ArtifactKind(
+        f"tensorrt-{precision}",
+        tensorrt_engine(precision),
+        "tensorrt",
+        "tensorrt",
+        precision,
+        "tensorrt",
+        "TensorRT {tensorrt} engine for {gpu} ({typing})",
+    )
+
+
+# Every artifact a run folder may hold, one row per kind: the manifest, `edgecv eval` and reports
+# label files from here, so a new engine is one row plus the stage that makes it.
+ARTIFACT_KINDS: dict[str, ArtifactKind] = {
+    k.name: k
+    for k in (
+        ArtifactKind("onnx-fp32", ONNX, "onnx", "onnxruntime", "fp32", "onnxruntime", "simplified FP32 ONNX"),
+        ArtifactKind(
+            "openvino-fp32", OV_XML, "openvino", "openvino", "fp32", "openvino", "OpenVINO IR, {weights} weights"
+        ),
+        ArtifactKind(
+            "openvino-fp16", OV_FP16_XML, "openvino", "openvino", "fp16", "openvino", "OpenVINO IR, {weights} weights"
+        ),
+        ArtifactKind(
+            "onnx-int8",
+            INT8_ONNX,
+            "onnx",
+            "onnxruntime",
+            "int8",
+            "tensorrt",
+            "INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
+        ),
+        ArtifactKind(
+            "onnx-int8-cpu",
+            INT8_CPU_ONNX,
+            "onnx",
+            "onnxruntime",
+            "int8",
+            "onnxruntime",
+            "INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
+        ),
+        ArtifactKind(
+            "openvino-int8", OV_INT8_XML, "openvino", "openvino", "int8", "openvino", "OpenVINO IR quantized by NNCF"
+        ),
+        *(_tensorrt_kind(p) for p in ("fp32", "fp16", "int8")),
+    )
+}
+
+
+def artifact_kind(name: str) -> ArtifactKind:
+    return ARTIFACT_KINDS[name]
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -198,9 +295,13 @@ def remove_dead_partials(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path, companions: tuple[str, ...] = ()) -> Iterator[Path]:
+def atomic_path(
+    final: str | Path, companions: tuple[str, ...] = (), finish: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """Yield a temporary path to write; rename it (and companion files with the same stem and the
     given suffixes, e.g. OpenVINO's ``.bin`` next to the ``.xml``) onto ``final`` on success.
+    ``finish`` gets the written temporary file before the rename (an artifact's metadata goes in
+    there, so the file is written once and never reopened once it looks finished).
     On any error the temporary files are removed and nothing named ``final`` is touched; what a
     killed writer left next to ``final`` goes at the next write there."""
     final = Path(final)
@@ -210,6 +311,8 @@ def atomic_path(final: str | Path, companions: tuple[str, ...] = ()) -> Iterator
     pairs = [(tmp, final)] + [(tmp.with_suffix(s), final.with_suffix(s)) for s in companions]
     try:
         yield tmp
+        if finish is not None and tmp.exists():
+            finish(tmp)
         for src, _ in pairs:
             if not src.exists():
                 raise FileNotFoundError(f"writer did not produce {src.name}")

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import edgecv
 from edgecv.cli import app
 from tests.conftest import export_conv_onnx
+from tests.export.fake_stages import fake_stages
 
 SMALL = ["--width-mult", "0.35", "--resolution", "64"]
 
@@ -62,7 +63,7 @@ def test_library_warns_and_records_on_every_export(tmp_path, weights_1000):
 
     for i in range(2):  # "default" filters show a warning once per location; each export reports it
         with pytest.warns(HeadReinitializedWarning):
-            result = edgecv.export(
+            result = edgecv.export_model(
                 "mobilenetv2",
                 out=tmp_path / f"r{i}",
                 width_mult=0.35,
@@ -113,11 +114,11 @@ def _tree(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-@pytest.mark.slow
 def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     run = tmp_path / "run"
-    kw = dict(out=run, width_mult=0.35, resolution=64, backends=("openvino",))
-    first = edgecv.export("mobilenetv2", int8=True, calib_size=8, **kw)
+    stages = fake_stages()
+    kw = dict(out=run, width_mult=0.35, resolution=64, backends=("openvino",), stages=[*stages.values()])
+    first = edgecv.export_model("mobilenetv2", int8=True, calib_size=8, **kw)
     assert (run / "model.int8.onnx").is_file() and (run / "calibration" / "ranges.json").is_file()
     assert "calibration/ranges.json" in first.manifest["caches"]
     (run / "notes.txt").write_text("the user's own file")
@@ -125,27 +126,29 @@ def test_reexport_with_other_options_removes_what_it_does_not_produce(tmp_path):
     (run / "report" / "results.json").write_text("{}")
     # Dropping INT8 needs --force; a forced re-export that then fails leaves none of the old files.
     with pytest.raises(edgecv.errors.OutputPathError, match="--force"):
-        edgecv.export("mobilenetv2", batch=4, **kw)
+        edgecv.export_model("mobilenetv2", batch=4, **kw)
+    stages["simplify"].fail = edgecv.errors.VerificationError("simplify", "differs from PyTorch")
     with pytest.raises(edgecv.errors.VerificationError):
-        edgecv.export("mobilenetv2", batch=4, atol=0.0, rtol=0.0, force=True, **kw)
+        edgecv.export_model("mobilenetv2", batch=4, atol=0.0, rtol=0.0, force=True, **kw)
     assert not (run / "model.int8.onnx").exists()
-    second = edgecv.export("mobilenetv2", batch=4, **kw)
+    stages["simplify"].fail = None
+    second = edgecv.export_model("mobilenetv2", batch=4, **kw)
     listed = set(second.manifest["files"]) | {"manifest.json", "notes.txt", "report/results.json"}
     assert set(_tree(run)) == listed, _tree(run)
     assert not (run / "calibration").exists(), "an emptied folder of the old run is removed too"
     assert second.manifest["stale_files"] == []
 
 
-@pytest.mark.slow
 def test_stale_paths_never_leave_the_run_folder(tmp_path):
     run, outside = tmp_path / "run", tmp_path / "precious.txt"
     outside.write_text("keep me")
-    edgecv.export("mobilenetv2", out=run, width_mult=0.35, resolution=64, backends=())
+    kw = dict(out=run, width_mult=0.35, resolution=64, backends=(), stages=[*fake_stages().values()])
+    edgecv.export_model("mobilenetv2", **kw)
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["files"]["../precious.txt"] = {"sha256": "0", "size_bytes": 7}
     manifest["stale_files"] = ["manifest.json", str(outside)]
     (run / "manifest.json").write_text(json.dumps(manifest))
-    edgecv.export("mobilenetv2", out=run, width_mult=0.35, resolution=64, backends=())
+    edgecv.export_model("mobilenetv2", **kw)
     assert outside.read_text() == "keep me" and (run / "manifest.json").is_file()
 
 
@@ -155,7 +158,15 @@ def test_default_run_folder_tells_batch_settings_apart(tmp_path):
     assert default_run_name("mobilenetv2", 1.0, 224, {}) == "mobilenetv2-w1.0-r224"
     assert default_run_name("mobilenetv2", 1.0, 224, {}, batch=4) == "mobilenetv2-w1.0-r224-b4"
     assert default_run_name("mobilenetv2", 1.0, 224, {}, dynamic_batch=True) == "mobilenetv2-w1.0-r224-dyn"
-    result = edgecv.export("mobilenetv2", runs_root=tmp_path, width_mult=0.35, resolution=64, batch=4, backends=())
+    result = edgecv.export_model(
+        "mobilenetv2",
+        runs_root=tmp_path,
+        width_mult=0.35,
+        resolution=64,
+        batch=4,
+        backends=(),
+        stages=[*fake_stages().values()],
+    )
     assert result.run_dir.name == "mobilenetv2-w0.35-r64-b4"
 
 
@@ -223,7 +234,7 @@ def test_torchvision_names_carry_their_width(tmp_path):
     assert edgecv.create_model("shufflenet_v2_x0_5", resolution=64).model_config["width_mult"] == 0.5
     with pytest.raises(InvalidOptionError, match="α=0.5"):
         edgecv.create_model("shufflenet_v2_x0_5", width_mult=1.0)
-    result = edgecv.export("shufflenet_v2_x0_5", runs_root=tmp_path, resolution=64, backends=())
+    result = edgecv.export_model("shufflenet_v2_x0_5", runs_root=tmp_path, resolution=64, backends=())
     assert result.run_dir.name == "shufflenetv2-w0.5-r64"
 
 

@@ -33,6 +33,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import target_cpu
+from edgecv.runfolder import INT8_CPU_ONNX, INT8_ONNX
 
 from .passes import hardsigmoid_as_integer_add, rewrite_for_cpu_int8
 from .ranges import method_of
@@ -70,7 +71,7 @@ class Flavour:
 
 TENSORRT = Flavour(
     name="tensorrt",
-    filename="model.int8.onnx",
+    filename=INT8_ONNX,
     artifact="onnx-int8",
     intended_for="tensorrt",
     activation_type=QuantType.QInt8,
@@ -87,7 +88,7 @@ TENSORRT = Flavour(
 
 CPU = Flavour(
     name="cpu",
-    filename="model.int8.cpu.onnx",
+    filename=INT8_CPU_ONNX,
     artifact="onnx-int8-cpu",
     intended_for="onnxruntime",
     activation_type=QuantType.QUInt8,

@@ -18,7 +18,7 @@ import io
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -72,10 +72,6 @@ class Int8Result:
         if self.calibration.holdout_in_sample:
             return f"in-sample: {n} of the calibration inputs (too few to hold any out; optimistic)"
         return f"held out: {n} inputs not used for calibration"
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / REPORT_FILE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -277,13 +273,15 @@ def quantize_run(
     progress: Progress | None = None,
     float_scopes: Sequence[str] = (),
     target_cpu: str = "auto",
+    finish: Callable[[str, Path], None] | None = None,
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
     ``exclude``: node names kept in float. ``keep_fp32``: also keep that many of the most sensitive
     layers in float (implies the sensitivity ranking). ``target_cpu``: the CPU the ONNX Runtime CPU
     flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
-    Every file is written under a temporary name and renamed when complete. Raises :class:`InvalidOptionError` for bad options and
+    Every file is written under a temporary name and renamed when complete; ``finish(artifact,
+    temporary file)``, when given, runs on each INT8 artifact just before its rename. Raises :class:`InvalidOptionError` for bad options and
     :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
@@ -360,7 +358,10 @@ def quantize_run(
         for i, name in enumerate(flavours):
             flavour = flavour_of(name)
             say(f"quantizing the {flavour.name} flavour", i + 1, len(flavours))
-            with clock.step(f"quantize_{flavour.name}"), atomic_path(out_dir / flavour.filename) as out:
+            with (
+                clock.step(f"quantize_{flavour.name}"),
+                atomic_path(out_dir / flavour.filename, finish=_finisher(finish, flavour.artifact)) as out,
+            ):
                 flavour_info[flavour.name] = _quantize(
                     prepared, out, flavour, method, ranges_path, excluded, reasons, target
                 )
@@ -369,7 +370,9 @@ def quantize_run(
     if openvino_xml is not None:
         say("quantizing the OpenVINO IR with NNCF", 0, None)
         with clock.step("nncf_openvino"):
-            flavour_info["openvino"] = _openvino(Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target)
+            flavour_info["openvino"] = _openvino(
+                Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target, _finisher(finish, "openvino-int8")
+            )
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
     with clock.step("fidelity"):
@@ -469,12 +472,26 @@ def _rank(
     return rank_layers(full, {k: v[:rows] for k, v in reference.items()}, batches, progress=progress)
 
 
-def _openvino(fp32_xml: Path, final: Path, calib: CalibrationData, excluded: list[str], target: str) -> dict[str, Any]:
+def _finisher(finish: Callable[[str, Path], None] | None, artifact: str) -> Callable[[Path], None] | None:
+    return None if finish is None else (lambda tmp: finish(artifact, tmp))
+
+
+def _openvino(
+    fp32_xml: Path,
+    final: Path,
+    calib: CalibrationData,
+    excluded: list[str],
+    target: str,
+    finish: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     from .openvino_int8 import quantize_openvino
 
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
-        with atomic_path(final, companions=(".bin",)) as out, contextlib.redirect_stdout(io.StringIO()):
+        with (
+            atomic_path(final, companions=(".bin",), finish=finish) as out,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded, target=target)
     except EdgecvError:
         raise

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecv.errors import ArtifactError, InvalidOptionError, OutputPathError
-from edgecv.runfolder import EVAL_FILE, disk_digest, scored_accuracy, write_json_atomic
+from edgecv.runfolder import EVAL_FILE, RESULTS_FILE, disk_digest, scored_accuracy, write_json_atomic
 
 EVAL_SCHEMA = "edgecv.eval/1"
 # The first calls of each artifact warm it up: results.json leaves them out of the latency.
@@ -249,7 +249,7 @@ def write_eval_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path
     from edgecv.report import read_results, write_report
 
     out = Path(out_dir).expanduser()
-    existing = out / "results.json"
+    existing = out / RESULTS_FILE
     doc = None
     if existing.is_file():
         try:

@@ -1,4 +1,5 @@
-"""``edgecv.export``: run the registered stages into a run folder and write its manifest.
+"""``edgecv.export_model(...)``: run the export stages (the registered ones, or those passed in) into a run
+folder and write its manifest.
 
 Stages are reused when the manifest of an earlier run in the same folder holds the same key (the
 stage's options and library versions, the upstream stages, edgecv's source) and the files it lists
@@ -21,32 +22,37 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from torch import nn
 
 from edgecv import __version__
-from edgecv.errors import EdgecvError, InvalidOptionError, OutputPathError, StageError, WeightsError
+from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.models.spec import InputSpec
 from edgecv.progress import Observer
 from edgecv.runfolder import (
+    INT8_REPORT_FILE,
     MANIFEST_NAME,
     SCHEMA,
     ArtifactRecord,
-    file_record,
     prepare_run_dir,
     prune_eval,
     read_manifest,
     sha256_file,
     sha256_json,
     verification_headline,
-    write_json_atomic,
 )
 
 from .labels import class_names_for_export
-from .options import ExportOptions, batch_suffix, default_run_name
+from .ledger import Ledger, Step, refuse_to_drop, vouched
+from .model_source import resolve_model
+from .options import ExportOptions
 from .reference import VerificationInputs, torch_outputs, verification_inputs
-from .stages import Stage, ordered_stages
+from .results import StageResult
+from .stage import Stage, ordered_stages
+from .stages import STAGES
+
+R = TypeVar("R", bound=StageResult)
 
 
 class Reporter(Observer):
@@ -141,7 +147,11 @@ class ExportContext:
     _inputs: VerificationInputs | None = None
     _reference: list | None = None
     _calibration: Any = None
-    stage_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: dict[str, StageResult] = field(default_factory=dict)  # by stage name, as they finish
+
+    def result(self, kind: type[R]) -> R | None:
+        """The result of the stage of this export that returns ``kind``; None when none ran."""
+        return next((r for r in self.results.values() if type(r) is kind), None)
 
     @property
     def model(self) -> nn.Module:
@@ -232,7 +242,7 @@ def _int8_summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | N
         "excluded": info.get("excluded", []),
         "timings_s": info.get("timings_s", {}),
         "peak_rss_mb": info.get("peak_rss_mb"),
-        "report": str(run_dir / "calibration" / "report.json"),
+        "report": str(run_dir / INT8_REPORT_FILE),
     }
 
 
@@ -255,129 +265,6 @@ def _machine() -> dict[str, Any]:
     info = machine_info()
     info["openvino_default_precision"] = openvino_default_precision()
     return info
-
-
-def _resolve_model(model: str | nn.Module, options: ExportOptions, input_spec: InputSpec | None):
-    """Returns (model_info for the manifest, spec, factory building the nn.Module, run name)."""
-    if isinstance(model, nn.Module):
-        spec = input_spec or getattr(model, "input_spec", None)
-        if spec is None:
-            raise InvalidOptionError("exporting your own nn.Module needs an input_spec (edgecv.models.InputSpec)")
-        if options.batch != 1:
-            spec = replace(spec, batch=options.batch)
-        from .onnx_export import name_outputs
-
-        spec = name_outputs(model, spec)
-        name = getattr(model, "model_name", None) or type(model).__name__.lower()
-        info = {
-            "name": name,
-            "custom": True,
-            "class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "task": spec.task,
-            "random_weights": None,
-            "state_sha256": _state_hash(model),
-        }
-        if spec.task == "detection":
-            # What eval, predict and the INT8 stage need to read the detector's outputs.
-            post = getattr(model, "detection_options", None)
-            info["postprocess"] = post.to_dict() if post is not None else None
-            info["background_class"] = getattr(model, "background_class", None)
-            info["float_scopes"] = list(getattr(model, "float_scopes", ()))
-            info["num_classes"] = getattr(model, "num_classes", None)
-        run = f"{name}-r{spec.height}x{spec.width}{batch_suffix(options.batch, options.dynamic_batch)}"
-        return info, spec, (lambda: model.eval()), run
-
-    from edgecv.models.registry import create_model, resolve_options
-
-    # The resolver `edgecv models` sizes a name with, so both read an alias the same way.
-    resolved = resolve_options(
-        model,
-        num_classes=options.num_classes,
-        width_mult=options.width_mult,
-        resolution=options.resolution,
-        **options.variant,
-    )
-    entry, width, resolution = resolved.entry, resolved.width_mult, resolved.resolution
-    num_classes, variant = resolved.num_classes, resolved.variant
-    postprocess = None
-    if entry.task == "detection":
-        postprocess = options.detection_options()
-        if postprocess.nms and options.exporter == "dynamo":
-            raise InvalidOptionError(
-                "the dynamo exporter cannot export NMS (pytorch issue 141568); use --exporter torchscript "
-                "(the default) or --no-nms"
-            )
-    elif options.detection_flags_set():
-        raise InvalidOptionError(
-            f"{entry.name} is a {entry.task} model: --conf-thres, --iou-thres, --max-det, --no-nms and "
-            "--agnostic-nms apply to detectors only"
-        )
-    weights = None
-    weights_sha = None
-    if options.weights is not None:
-        wpath = Path(options.weights).expanduser()
-        if not wpath.is_file():
-            raise WeightsError(
-                f"weights file {wpath} does not exist" if not wpath.exists() else f"weights path {wpath} is not a file"
-            )
-        weights, weights_sha = str(wpath.resolve()), sha256_file(wpath)
-    factory = functools.partial(
-        create_model,
-        entry.name,
-        num_classes=num_classes,
-        width_mult=width,
-        resolution=resolution,
-        weights=weights,
-        postprocess=postprocess,
-        **variant,
-    )
-    # Build once now: bad weights must fail before anything is written.
-    built = factory()
-    spec = built.input_spec if options.batch == 1 else replace(built.input_spec, batch=options.batch)
-    info = {
-        "name": entry.name,
-        "task": entry.task,
-        "num_classes": num_classes,
-        "width_mult": float(width),
-        "resolution": built.model_config["resolution"],
-        **variant,
-        "weights": weights,
-        "weights_sha256": weights_sha,
-        "random_weights": weights is None,
-    }
-    if postprocess is not None:
-        info["postprocess"] = built.detection_options.to_dict()
-        info["background_class"] = built.background_class
-        info["float_scopes"] = list(built.float_scopes)
-    run = default_run_name(entry.name, float(width), resolution, variant, options.batch, options.dynamic_batch)
-    return info, spec, (lambda: built), run
-
-
-def _stamp_artifacts(ctx: ExportContext, stage: Stage, info: dict[str, Any]) -> None:
-    """Write task, input spec, model record and precision into each new artifact (before its hash is
-    recorded), so a file copied out of the run folder still knows how to be fed and read."""
-    from edgecv.artifact_metadata import build_metadata, stamp
-
-    for rec in stage.artifacts(ctx, info):
-        meta = build_metadata(
-            ctx.spec,
-            model=ctx.model_info,
-            precision=rec.precision,
-            intended_for=rec.intended_for,
-            version=__version__,
-            target_cpu=rec.extra.get("target_cpu", ""),
-        )
-        stamp(ctx.run_dir / rec.path, meta)
-
-
-def _state_hash(model: nn.Module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -416,11 +303,13 @@ def export(
     input_spec: InputSpec | None = None,
     reporter: Reporter | None = None,
     runs_root: str | Path = "runs",
+    stages: list[Stage] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export a zoo model (by name) or your own ``nn.Module`` (with ``input_spec``) into a run folder.
 
     Options are the fields of :class:`ExportOptions` (``width_mult``, ``resolution``, ``int8``, …).
+    ``stages``: the stages to run instead of the registered ones (:data:`edgecv.export.stages.STAGES`).
     Returns an :class:`ExportResult` with the artifact paths and figures.
     """
     unknown = set(options) - set(ExportOptions.__dataclass_fields__)
@@ -434,7 +323,9 @@ def export(
     opts.validate()
     log = _WarningLog(reporter or Reporter())
     with log.capture():
-        return _export(model, out, input_spec, log, runs_root, opts)
+        return _export(
+            model, out, input_spec, log, runs_root, opts, ordered_stages(STAGES if stages is None else stages)
+        )
 
 
 def _export(
@@ -444,8 +335,9 @@ def _export(
     reporter: _WarningLog,
     runs_root: str | Path,
     opts: ExportOptions,
+    stages: list[Stage],
 ) -> ExportResult:
-    model_info, spec, factory, run_name = _resolve_model(model, opts, input_spec)
+    model_info, spec, factory, run_name = resolve_model(model, opts, input_spec)
     names = class_names_for_export(opts, model_info, reporter.warn)
     if names is not None:
         model_info["class_names"] = names
@@ -476,8 +368,8 @@ def _export(
     run_dir = ctx.run_dir = prepare_run_dir(ctx.run_dir)
 
     prev = _previous_manifest(run_dir)
-    steps = _plan(ctx, prev)
-    _refuse_to_drop(run_dir, prev, steps, ctx)
+    steps = _plan(ctx, prev, stages)
+    refuse_to_drop(run_dir, prev, steps, ctx)
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -495,14 +387,14 @@ def _export(
         "caches": [],
         "stale_files": [],
     }
-    ledger = _Ledger(run_dir, manifest, steps, ctx)
+    ledger = Ledger(run_dir, manifest, steps, ctx)
     for step in steps:
         if step.reused is not None:
-            ctx.stage_info[step.stage.name] = step.reused.get("info", {})
-            ledger.record(step, "reused", step.reused.get("info", {}), step.reused.get("wall_s", 0.0))
+            result = ctx.results[step.stage.name] = step.stage.result.from_info(step.reused.get("info", {}))
+            ledger.record(step, "reused", result, step.reused.get("wall_s", 0.0))
     # Before anything is built, the earlier run's files this one does not reuse go (its eval figures
     # with them): whatever stops this export, the folder never holds a file its manifest does not list.
-    ledger.pending |= _vouched(prev)
+    ledger.pending |= vouched(prev)
     ledger.clean()
     prune_eval(run_dir, manifest)
 
@@ -510,22 +402,15 @@ def _export(
         stage = step.stage
         reporter.stage_start(stage)
         if step.reused is not None:
-            info = step.reused.get("info", {})
-            reporter.record(info.get("warnings", []))
-            reporter.stage_end(stage, "reused", step.reused.get("wall_s", 0.0), info)
+            result = ctx.results[stage.name]
+            reporter.record(result.warnings)
+            reporter.stage_end(stage, "reused", step.reused.get("wall_s", 0.0), result.to_info())
             continue
-        info, wall = _run_stage(ctx, step, ledger)
-        for message in info.get("warnings", []):
+        result, wall = _run_stage(ctx, step, ledger)
+        for message in result.warnings:
             reporter.warn(message)  # once each: what the stage already reported is not repeated
-        reporter.stage_end(stage, "done", wall, info)
+        reporter.stage_end(stage, "done", wall, result.to_info())
     return ExportResult(run_dir, manifest)
-
-
-@dataclass
-class _Step:
-    stage: Stage
-    key: str
-    reused: dict[str, Any] | None  # the earlier run's record of the stage, when it still holds
 
 
 def _previous_manifest(run_dir: Path) -> dict[str, Any] | None:
@@ -537,38 +422,22 @@ def _previous_manifest(run_dir: Path) -> dict[str, Any] | None:
         return None  # a corrupt manifest only means nothing can be reused
 
 
-def _plan(ctx: ExportContext, prev: dict[str, Any] | None) -> list[_Step]:
+def _plan(ctx: ExportContext, prev: dict[str, Any] | None, stages: list[Stage]) -> list[Step]:
     """The enabled stages in order, each with its key and whether the earlier run's result is reused:
     all known before anything is written, so a refused export changes nothing."""
-    steps: list[_Step] = []
+    steps: list[Step] = []
     chain: dict[str, str] = {}
-    for stage in ordered_stages():
+    for stage in stages:
         if not stage.enabled(ctx):
             continue
         upstream = {name: chain.get(name) for name in stage.after}
         key = sha256_json({"stage": stage.name, "key": stage.key(ctx), "after": upstream, "edgecv": _edgecv_build()})
         chain[stage.name] = key
-        steps.append(_Step(stage, key, _reusable(key, prev, stage, ctx)))
+        steps.append(Step(stage, key, _reusable(key, prev, stage, ctx)))
     return steps
 
 
-def _refuse_to_drop(run_dir: Path, prev: dict[str, Any] | None, steps: list[_Step], ctx: ExportContext) -> None:
-    """An earlier export's files that this one would not make again (fewer backends, no --int8, its
-    calibration cache) are work a re-export must not throw away unasked."""
-    if not prev or ctx.options.force:
-        return
-    made = {rel for s in steps for rel in (*s.stage.outputs(ctx), *s.stage.caches(ctx))}
-    listed = [*prev.get("files", {}), *prev.get("caches", [])]
-    dropped = sorted({rel for rel in listed if rel not in made and _inside(run_dir, rel) and (run_dir / rel).is_file()})
-    if dropped:
-        shown = ", ".join(dropped[:6]) + (f" and {len(dropped) - 6} more" if len(dropped) > 6 else "")
-        raise OutputPathError(
-            f"{run_dir} holds an earlier export with files this one would not make ({shown}); "
-            "pass --force to replace that export, or choose another --out"
-        )
-
-
-def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict[str, Any], float]:
+def _run_stage(ctx: ExportContext, step: Step, ledger: Ledger) -> tuple[StageResult, float]:
     stage = step.stage
     # Listed as stale while the stage runs: if it is killed after renaming a file into place, the
     # next export still knows that file is not vouched for.
@@ -576,8 +445,7 @@ def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict
     ledger.save()
     start = time.perf_counter()
     try:
-        info = stage.run(ctx)
-        _stamp_artifacts(ctx, stage, info)
+        result = stage.run(ctx)
     except BaseException as exc:
         if isinstance(exc, (EdgecvError, MemoryError)):
             ledger.fail(step)
@@ -586,80 +454,7 @@ def _run_stage(ctx: ExportContext, step: _Step, ledger: "_Ledger") -> tuple[dict
             raise StageError(stage.name, "out of memory") from exc
         raise
     wall = time.perf_counter() - start
-    ctx.stage_info[stage.name] = info
-    ledger.record(step, "done", info, wall)
+    ctx.results[stage.name] = result
+    ledger.record(step, "done", result, wall)
     ledger.save()  # after every stage, so an interrupted export still records what finished
-    return info, wall
-
-
-class _Ledger:
-    """The manifest of the export in progress, assembled in stage order. A file this export may
-    leave behind is listed (``files``, ``caches``) or, until it is, in ``stale_files``: after a
-    failure, Ctrl-C or kill -9, the next export knows exactly what to remove."""
-
-    def __init__(self, run_dir: Path, manifest: dict[str, Any], steps: list[_Step], ctx: ExportContext):
-        self.run_dir, self.manifest, self.ctx = run_dir, manifest, ctx
-        self.order = [s.stage.name for s in steps]
-        self.caches = [c for s in steps for c in s.stage.caches(ctx)]
-        self.records: dict[str, dict[str, Any]] = {}
-        self.pending: set[str] = set()
-
-    def record(self, step: _Step, status: str, info: dict[str, Any], wall: float) -> None:
-        stage, ctx = step.stage, self.ctx
-        self.records[stage.name] = {
-            "stage": {"status": status, "wall_s": round(wall, 3), "key": step.key, "info": info},
-            "files": {rel: file_record(self.run_dir, rel) for rel in stage.outputs(ctx)},
-            "artifacts": [rec.to_dict() for rec in stage.artifacts(ctx, info)],
-        }
-        if "calibration" in info:
-            self.manifest["calibration"] = info["calibration"]
-
-    def fail(self, step: _Step) -> None:
-        self.records[step.stage.name] = {"stage": {"status": "failed", "key": step.key}, "files": {}, "artifacts": []}
-
-    def save(self) -> None:
-        done = [self.records[name] for name in self.order if name in self.records]
-        m = self.manifest
-        m["stages"] = {name: self.records[name]["stage"] for name in self.order if name in self.records}
-        m["files"] = {rel: rec for r in done for rel, rec in r["files"].items()}
-        m["artifacts"] = [a for r in done for a in r["artifacts"]]
-        m["caches"] = [c for c in self.caches if (self.run_dir / c).is_file()]
-        m["stale_files"] = sorted(self.pending - set(m["files"]) - set(m["caches"]))
-        write_json_atomic(self.run_dir / MANIFEST_NAME, m)
-
-    def clean(self) -> None:
-        """Remove what is pending and unlisted, then record that it is gone."""
-        self.save()
-        _remove_files(self.run_dir, self.manifest["stale_files"])
-        self.pending.clear()
-        self.save()
-
-
-def _vouched(prev: dict[str, Any] | None) -> set[str]:
-    """Files an earlier manifest of this folder answers for: artifacts, caches, and the stale files
-    an interrupted run had yet to remove."""
-    if not prev:
-        return set()
-    listed = [*prev.get("files", {}), *prev.get("caches", []), *prev.get("stale_files", [])]
-    return {rel for rel in listed if isinstance(rel, str)}
-
-
-def _inside(run_dir: Path, rel: str) -> bool:
-    """A manifest is data: a path that leaves the folder (``..``, a link out) or names the manifest
-    itself is never acted on."""
-    path = run_dir / rel
-    return path.name != MANIFEST_NAME and not path.is_symlink() and run_dir.resolve() in path.resolve().parents
-
-
-def _remove_files(run_dir: Path, rels: list[str]) -> None:
-    root = run_dir.resolve()
-    for rel in rels:
-        if not _inside(run_dir, rel):
-            continue
-        path = run_dir / rel
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            path.unlink()
-        parent = path.parent
-        while parent.resolve() != root and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+    return result, wall

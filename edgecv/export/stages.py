@@ -1,152 +1,53 @@
-"""The export stages, each a small class in a registry, run in order by the pipeline.
-
-A stage declares what determines its result (``key``), which files it writes (``outputs``) and
-which artifacts those are (``artifacts``). The pipeline skips a stage whose key and files match the
-manifest of an earlier run. A new engine (TensorRT, a detector post-processing stage) is one new
-class here plus its module, not edits across the pipeline.
+"""The export stages, each a small class registered in order of definition; the pipeline runs
+them in the order their ``after`` gives (:func:`edgecv.export.stage.ordered_stages`). A new engine
+(TensorRT, a detector post-processing stage) is one new class here plus its module, not edits across
+the pipeline. (Over 400 lines for a reason: the stages read together are the whole run folder's
+recipe, and each is short.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from edgecv.errors import VerificationError
 from edgecv.int8_kernels import target_cpu
 from edgecv.runfolder import (
     INT8_CPU_ONNX,
     INT8_ONNX,
     INT8_REPORT_FILE,
     ONNX,
-    OV_DIR,
-    OV_FP16_XML,
     OV_INT8_XML,
     OV_XML,
     RANGES_FILE,
     RANGES_META_FILE,
     RAW_ONNX,
-    TMP_MARK,
-    ArtifactRecord,
+    TIMING_CACHE,
+    artifact_kind,
     atomic_path,
+    companion_files,
+    tensorrt_engine,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import ExportContext
+from .results import (
+    EnginesResult,
+    Int8Result,
+    OnnxExportResult,
+    OpenVinoResult,
+    PreflightResult,
+    SimplifyResult,
+)
+from .stage import STAGES, Stage, float_scopes_of, ordered_stages, register_stage, shape_of, stamped, verify_or_fail
 
-
-class Stage:
-    name: ClassVar[str]
-    title: ClassVar[str]
-    after: ClassVar[tuple[str, ...]] = ()
-
-    def enabled(self, ctx: "ExportContext") -> bool:
-        return True
-
-    def key(self, ctx: "ExportContext") -> dict[str, Any]:
-        return {}
-
-    def outputs(self, ctx: "ExportContext") -> list[str]:
-        return []
-
-    def caches(self, ctx: "ExportContext") -> list[str]:
-        """Files the stage may keep between runs, outside its key (each vouches for itself), which a
-        rebuild of the stage reuses: they stay while the stage is enabled."""
-        return []
-
-    def run(self, ctx: "ExportContext") -> dict[str, Any]:
-        raise NotImplementedError
-
-    def artifacts(self, ctx: "ExportContext", info: dict[str, Any]) -> list[ArtifactRecord]:
-        return []
-
-
-STAGES: list[Stage] = []
-
-
-def register_stage(cls: type[Stage]) -> type[Stage]:
-    STAGES.append(cls())
-    return cls
-
-
-def ordered_stages(stages: list[Stage] | None = None) -> list[Stage]:
-    """Stages in an order that runs each after everything it names in ``after`` (graphlib), so a
-    new stage class may be defined anywhere in this module. Ties keep registration order."""
-    from graphlib import CycleError, TopologicalSorter
-
-    stages = STAGES if stages is None else stages
-    by_name = {s.name: s for s in stages}
-    unknown = {(s.name, a) for s in stages for a in s.after if a not in by_name}
-    if unknown:
-        raise RuntimeError(f"stages depend on stages that do not exist: {sorted(unknown)}")
-    sorter = TopologicalSorter({s.name: s.after for s in stages})
-    try:
-        sorter.prepare()
-    except CycleError as exc:
-        raise RuntimeError(f"export stages depend on each other in a cycle: {exc.args[1]}") from None
-    position = {s.name: i for i, s in enumerate(stages)}
-    order: list[Stage] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=position.__getitem__)
-        order += [by_name[name] for name in ready]
-        sorter.done(*ready)
-    return order
-
-
-def verify_or_fail(
-    ctx: "ExportContext", stage: str, artifact: str, backend: str, precision: str, run_precision: str | None = None
-):
-    """Run ``artifact`` on the verification inputs and compare with PyTorch; raise on failure."""
-    from edgecv.runtime import load
-
-    from .verify import DECODED_BOXES, decoded_outputs, nms_settings, run_all, verify_outputs
-
-    inputs = ctx.verification_inputs()
-    with load(ctx.run_dir / artifact, backend=backend, precision=run_precision) as rt:
-        actual = run_all(rt.infer, inputs.batches)
-        ran = getattr(rt, "precision", None) or precision
-    if DECODED_BOXES in ctx.reference_outputs()[0]:
-        exposed = decoded_outputs(
-            ctx.run_dir / artifact, backend, inputs.batches, onnx_path=ctx.run_dir / ONNX, precision=run_precision
-        )
-        for got, extra in zip(actual, exposed or []):
-            got.update(extra)
-    result = verify_outputs(
-        artifact,
-        backend,
-        precision,
-        ctx.reference_outputs(),
-        actual,
-        inputs=inputs.description,
-        atol=ctx.options.atol if precision == "fp32" else None,
-        rtol=ctx.options.rtol if precision == "fp32" else None,
-        classification=ctx.spec.task == "classification",
-        nms=nms_settings(ctx.model_info),
-        background=ctx.model_info.get("background_class"),
-    )
-    summary = result.to_dict()
-    summary["ran_precision"] = ran
-    if not result.passed:
-        detail = "; ".join(o.summary() for o in result.failures())
-        label = artifact.replace(f"{TMP_MARK}{os.getpid()}-", "")
-        raise VerificationError(stage, f"{label} ({backend}) differs from PyTorch: {detail}", summary)
-    return summary
-
-
-def float_scopes_of(ctx: "ExportContext") -> tuple[str, ...]:
-    """Module paths a detector keeps in float in INT8 (decode, NMS, YOLO's prediction convs)."""
-    scopes = ctx.model_info.get("float_scopes")
-    if scopes is None and ctx.spec.task == "detection":
-        scopes = getattr(ctx.model, "float_scopes", ())
-    return tuple(scopes or ())
+__all__ = ["STAGES", "Stage", "ordered_stages"]
 
 
 @register_stage
 class ExportOnnx(Stage):
     name = "export"
     title = "PyTorch → ONNX"
+    result = OnnxExportResult
 
     def key(self, ctx):
         o = ctx.options
@@ -167,14 +68,16 @@ class ExportOnnx(Stage):
 
         o = ctx.options
         with atomic_path(ctx.run_dir / RAW_ONNX) as tmp:
-            return export_onnx(
-                ctx.model,
-                ctx.spec,
-                tmp,
-                opset=o.opset,
-                batch=o.batch,
-                dynamic_batch=o.dynamic_batch,
-                exporter=o.exporter,
+            return OnnxExportResult(
+                export_onnx(
+                    ctx.model,
+                    ctx.spec,
+                    tmp,
+                    opset=o.opset,
+                    batch=o.batch,
+                    dynamic_batch=o.dynamic_batch,
+                    exporter=o.exporter,
+                )
             )
 
 
@@ -183,6 +86,7 @@ class SimplifyAndVerify(Stage):
     name = "simplify"
     title = "onnxsim + verify in ONNX Runtime"
     after = ("export",)
+    result = SimplifyResult
 
     def key(self, ctx):
         return {"tolerance": [ctx.options.atol, ctx.options.rtol], "onnxsim": ctx.versions.get("onnxsim")}
@@ -193,7 +97,7 @@ class SimplifyAndVerify(Stage):
     def run(self, ctx):
         from .simplify import simplify_onnx
 
-        with atomic_path(ctx.run_dir / ONNX) as tmp:
+        with atomic_path(ctx.run_dir / ONNX, finish=stamped(ctx, "onnx-fp32")) as tmp:
             info = simplify_onnx(ctx.run_dir / RAW_ONNX, tmp)
             if not info["simplified"]:
                 ctx.reporter.warn(f"onnxsim failed, keeping the raw graph: {info['reason']}")
@@ -201,32 +105,31 @@ class SimplifyAndVerify(Stage):
             # Verify before the rename: a graph that does not match PyTorch never looks finished.
             info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "onnxruntime", "fp32")
             info["verification"]["artifact"] = ONNX
-        return info
+        return SimplifyResult(info)
 
-    def artifacts(self, ctx, info):
+    def artifacts(self, ctx, result):
         return [
-            ArtifactRecord(
-                name="onnx-fp32",
-                path=ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="fp32",
-                intended_for="onnxruntime",
-                description="simplified FP32 ONNX"
-                if info.get("simplified")
-                else "FP32 ONNX (onnxsim failed; raw graph)",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=info.get("verification", {}),
+            artifact_kind("onnx-fp32").record(
+                description=None if result.simplified else "FP32 ONNX (onnxsim failed; raw graph)",
+                verification=result.verification,
+                **shape_of(ctx),
             )
         ]
 
 
 class _OpenVinoIR(Stage):
     after = ("simplify",)
+    result = OpenVinoResult
     compress_to_fp16: ClassVar[bool]
-    xml: ClassVar[str]
-    precision: ClassVar[str]
+    artifact: ClassVar[str]
+
+    @property
+    def xml(self) -> str:
+        return artifact_kind(self.artifact).file
+
+    @property
+    def precision(self) -> str:
+        return artifact_kind(self.artifact).precision
 
     def enabled(self, ctx):
         return "openvino" in ctx.options.backends
@@ -235,13 +138,13 @@ class _OpenVinoIR(Stage):
         return {"openvino": ctx.versions.get("openvino"), "tolerance": [ctx.options.atol, ctx.options.rtol]}
 
     def outputs(self, ctx):
-        return [self.xml, str(Path(self.xml).with_suffix(".bin"))]
+        return [self.xml, *companion_files(self.xml)]
 
     def run(self, ctx):
         from .openvino import convert_to_ir
 
         final = ctx.run_dir / self.xml
-        with atomic_path(final, companions=(".bin",)) as tmp:
+        with atomic_path(final, companions=(".bin",), finish=stamped(ctx, self.artifact)) as tmp:
             info = convert_to_ir(ctx.run_dir / ONNX, tmp, compress_to_fp16=self.compress_to_fp16)
             tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
             # f32 hint: on AMX CPUs OpenVINO's default is bf16, which is not what "FP32" means.
@@ -250,22 +153,16 @@ class _OpenVinoIR(Stage):
             )
             info["verification"]["artifact"] = self.xml
         info["cpu_default_precision"] = ctx.machine.get("openvino_default_precision")
-        return info
+        return OpenVinoResult(info)
 
-    def artifacts(self, ctx, info):
+    def artifacts(self, ctx, result):
+        kind = artifact_kind(self.artifact)
         return [
-            ArtifactRecord(
-                name=f"openvino-{self.precision}",
-                path=self.xml,
-                format="openvino",
-                backend="openvino",
-                precision=self.precision,
-                intended_for="openvino",
-                description=f"OpenVINO IR, {info.get('weights', self.precision)} weights",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=info.get("verification", {}),
-                extra={"cpu_default_precision": info.get("cpu_default_precision")},
+            kind.record(
+                description=kind.description.format(weights=result.weights or self.precision),
+                verification=result.verification,
+                extra={"cpu_default_precision": result.cpu_default_precision},
+                **shape_of(ctx),
             )
         ]
 
@@ -275,8 +172,7 @@ class OpenVinoFP32(_OpenVinoIR):
     name = "openvino"
     title = "OpenVINO IR (FP32)"
     compress_to_fp16 = False
-    xml = OV_XML
-    precision = "fp32"
+    artifact = "openvino-fp32"
 
 
 @register_stage
@@ -284,8 +180,7 @@ class OpenVinoFP16(_OpenVinoIR):
     name = "openvino-fp16"
     title = "OpenVINO IR (FP16 weights)"
     compress_to_fp16 = True
-    xml = OV_FP16_XML
-    precision = "fp16"
+    artifact = "openvino-fp16"
 
     def enabled(self, ctx):
         return super().enabled(ctx) and ctx.options.fp16
@@ -298,6 +193,7 @@ class Int8(Stage):
     name = "int8"
     title = "calibrate + INT8 (ONNX Q/DQ, OpenVINO NNCF)"
     after = ("simplify", "openvino")
+    result = Int8Result
 
     def enabled(self, ctx):
         return ctx.options.int8
@@ -322,7 +218,7 @@ class Int8(Stage):
     def outputs(self, ctx):
         out = [INT8_ONNX, INT8_CPU_ONNX, INT8_REPORT_FILE]
         if "openvino" in ctx.options.backends:
-            out += [OV_INT8_XML, str(Path(OV_INT8_XML).with_suffix(".bin"))]
+            out += [OV_INT8_XML, *companion_files(OV_INT8_XML)]
         return out
 
     def caches(self, ctx):
@@ -332,7 +228,15 @@ class Int8(Stage):
         from edgecv.calibration.run import quantize_run
 
         o = ctx.options
-        ov = ctx.run_dir / OV_DIR / "model.xml" if "openvino" in o.backends else None
+        ov = ctx.run_dir / OV_XML if "openvino" in o.backends else None
+        built_for = target_cpu(o.target_cpu).name
+
+        def stamp(artifact: str, tmp: Path) -> None:
+            # Only these two depend on the target CPU (the TensorRT flavour is the same for every
+            # CPU), so only they carry it, for the benchmark to compare.
+            cpu = built_for if artifact in ("onnx-int8-cpu", "openvino-int8") else ""
+            stamped(ctx, artifact, cpu)(tmp)
+
         # ORT's calibrator and NNCF print progress on stdout, which belongs to `--json` output.
         with contextlib.redirect_stdout(io.StringIO()):
             result = quantize_run(
@@ -347,63 +251,26 @@ class Int8(Stage):
                 progress=ctx.reporter.progress,
                 float_scopes=float_scopes_of(ctx),
                 target_cpu=o.target_cpu,
+                finish=stamp,
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
-        return info
+        return Int8Result(info)
 
-    def artifacts(self, ctx, info):
-        fid = info.get("fidelity", {})
-        # Only these two depend on the target CPU (the TensorRT flavour is the same for every CPU),
-        # so only they carry it, into their metadata too, for the benchmark to compare.
-        built_for = {"target_cpu": info["target_cpu"]} if info.get("target_cpu") else {}
-        records = [
-            ArtifactRecord(
-                name="onnx-int8",
-                path=INT8_ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="int8",
-                intended_for="tensorrt",
-                description="INT8 Q/DQ, TensorRT flavour (signed, symmetric); slow in ONNX Runtime on CPUs",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                fidelity=fid.get("onnx-int8", {}),
-            ),
-            ArtifactRecord(
-                name="onnx-int8-cpu",
-                path=INT8_CPU_ONNX,
-                format="onnx",
-                backend="onnxruntime",
-                precision="int8",
-                intended_for="onnxruntime",
-                description="INT8 Q/DQ, U8 activations / S8 weights: ONNX Runtime's fast CPU flavour",
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                fidelity=fid.get("onnx-int8-cpu", {}),
-                extra=dict(built_for),
-            ),
-        ]
-        if "openvino-int8" in fid:
-            records.append(
-                ArtifactRecord(
-                    name="openvino-int8",
-                    path=OV_INT8_XML,
-                    format="openvino",
-                    backend="openvino",
-                    precision="int8",
-                    intended_for="openvino",
-                    description="OpenVINO IR quantized by NNCF",
-                    dynamic_batch=ctx.options.dynamic_batch,
-                    batch=ctx.options.batch,
-                    fidelity=fid["openvino-int8"],
-                    extra=dict(built_for),
-                )
+    def artifacts(self, ctx, result):
+        built_for = {"target_cpu": result.target_cpu} if result.target_cpu else {}
+        names = ["onnx-int8", "onnx-int8-cpu"] + (["openvino-int8"] if result.made("openvino-int8") else [])
+        return [
+            artifact_kind(name).record(
+                fidelity=result.fidelity(name),
+                extra=dict(built_for) if name != "onnx-int8" else {},
+                **shape_of(ctx),
             )
-        return records
+            for name in names
+        ]
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------
@@ -421,6 +288,7 @@ class TensorRTPreflight(Stage):
     name = "tensorrt-preflight"
     title = "TensorRT preflight (no GPU needed)"
     after = ("simplify", "int8")
+    result = PreflightResult
 
     def enabled(self, ctx):
         return ctx.options.int8 or "tensorrt" in ctx.options.backends
@@ -433,8 +301,8 @@ class TensorRTPreflight(Stage):
         from edgecv.tensorrt.run_folder_preflight import int8_stage_passed_rules
 
         files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
-        int8 = ctx.stage_info.get("int8") or {}
-        exempt = tuple(int8.get("excluded") or ())
+        int8 = ctx.result(Int8Result)
+        exempt = tuple(int8.excluded) if int8 is not None else ()
         reports = {}
         warnings = []
         for name in files:
@@ -443,7 +311,7 @@ class TensorRTPreflight(Stage):
                 _trt_version(ctx),
                 max_batch=ctx.options.max_batch,
                 exempt=exempt if name == INT8_ONNX else (),
-                qdq_passed=name == INT8_ONNX and int8_stage_passed_rules(int8),
+                qdq_passed=name == INT8_ONNX and int8 is not None and int8_stage_passed_rules(int8.info),
             )
             reports[name] = report.to_dict()
             if report.errors or report.warnings:
@@ -451,7 +319,7 @@ class TensorRTPreflight(Stage):
                     f"TensorRT {report.trt_version} preflight of {name}: {report.summary()} "
                     f"(`edgecv check {ctx.run_dir / name} --target tensorrt`)"
                 )
-        return {"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings}
+        return PreflightResult({"trt_version": _trt_version(ctx), "reports": reports, "warnings": warnings})
 
 
 @register_stage
@@ -459,6 +327,7 @@ class TensorRTEngines(Stage):
     name = "tensorrt"
     title = "TensorRT engines"
     after = ("simplify", "int8")
+    result = EnginesResult
 
     def enabled(self, ctx):
         return "tensorrt" in ctx.options.backends
@@ -495,18 +364,17 @@ class TensorRTEngines(Stage):
     def outputs(self, ctx):
         out = []
         for recipe in self.plan(ctx):
-            out += [f"tensorrt/model.{recipe.precision}.engine", f"tensorrt/model.{recipe.precision}.json"]
+            engine = tensorrt_engine(recipe.precision)
+            out += [engine, *companion_files(engine)]
             if recipe.source not in (ONNX, INT8_ONNX):
                 out.append(recipe.source)
         return out
 
     def caches(self, ctx):
-        from edgecv.tensorrt.build import TIMING_CACHE
-
-        return [f"tensorrt/{TIMING_CACHE}"]
+        return [TIMING_CACHE]
 
     def run(self, ctx):
-        from edgecv.tensorrt.build import TIMING_CACHE, build_engine, write_sidecar
+        from edgecv.tensorrt.build import build_engine, write_sidecar
         from edgecv.tensorrt.fp16 import COPY_OF, write_fp16_copy
 
         engines = {}
@@ -514,7 +382,7 @@ class TensorRTEngines(Stage):
             if recipe.source in COPY_OF and not (ctx.run_dir / recipe.source).is_file():
                 with atomic_path(ctx.run_dir / recipe.source) as tmp:
                     write_fp16_copy(ctx.run_dir / COPY_OF[recipe.source], tmp)
-            final = ctx.run_dir / f"tensorrt/model.{recipe.precision}.engine"
+            final = ctx.run_dir / tensorrt_engine(recipe.precision)
             with atomic_path(final, companions=(".json",)) as tmp:
                 info = build_engine(
                     ctx.run_dir / recipe.source,
@@ -524,7 +392,7 @@ class TensorRTEngines(Stage):
                     input_shape=ctx.spec.shape,
                     dynamic_batch=ctx.options.dynamic_batch,
                     recipe=recipe,
-                    timing_cache=ctx.run_dir / "tensorrt" / TIMING_CACHE,
+                    timing_cache=ctx.run_dir / TIMING_CACHE,
                     **self.settings(ctx),
                 )
                 if recipe.precision != "int8":
@@ -543,30 +411,26 @@ class TensorRTEngines(Stage):
                 )
                 write_sidecar(tmp, info)
             engines[recipe.precision] = info
-        return {"engines": engines}
+        return EnginesResult({"engines": engines})
 
-    def artifacts(self, ctx, info):
-        return [
-            ArtifactRecord(
-                name=f"tensorrt-{precision}",
-                path=f"tensorrt/model.{precision}.engine",
-                format="tensorrt",
-                backend="tensorrt",
-                precision=precision,
-                intended_for="tensorrt",
-                description=f"TensorRT {e.get('tensorrt')} engine for {e.get('gpu')}"
-                + (" (strongly typed)" if e.get("strongly_typed") else " (weakly typed)"),
-                dynamic_batch=ctx.options.dynamic_batch,
-                batch=ctx.options.batch,
-                verification=e.get("verification", {}),
-                fidelity=ctx.stage_info.get("int8", {}).get("fidelity", {}).get("onnx-int8", {})
-                if precision == "int8"
-                else {},
-                extra={
-                    "profile": e.get("profile"),
-                    "compute_capability": e.get("compute_capability"),
-                    "source_onnx": e.get("source_onnx"),
-                },
+    def artifacts(self, ctx, result):
+        int8 = ctx.result(Int8Result)
+        records = []
+        for precision, e in result.engines.items():
+            kind = artifact_kind(f"tensorrt-{precision}")
+            typing = "strongly typed" if e.get("strongly_typed") else "weakly typed"
+            records.append(
+                kind.record(
+                    description=kind.description.format(tensorrt=e.get("tensorrt"), gpu=e.get("gpu"), typing=typing),
+                    verification=e.get("verification", {}),
+                    # The engine runs the Q/DQ graph the INT8 stage measured.
+                    fidelity=int8.fidelity("onnx-int8") if precision == "int8" and int8 is not None else {},
+                    extra={
+                        "profile": e.get("profile"),
+                        "compute_capability": e.get("compute_capability"),
+                        "source_onnx": e.get("source_onnx"),
+                    },
+                    **shape_of(ctx),
+                )
             )
-            for precision, e in info.get("engines", {}).items()
-        ]
+        return records

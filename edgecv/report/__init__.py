@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgecv.errors import OutputPathError
+from edgecv.runfolder import RESULTS_FILE
 
 from .schema import COMPARISON_SCHEMA, RESULTS_SCHEMA, read_results, validate_results
 
@@ -55,7 +56,7 @@ def write_report(doc: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     validate_results(doc)
     return _write(
         {
-            "results.json": json.dumps(doc, indent=1, default=str) + "\n",
+            RESULTS_FILE: json.dumps(doc, indent=1, default=str) + "\n",
             "report.md": render_markdown(doc),
             "report.html": render_html(doc),
         },

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import ArtifactError
-from edgecv.runfolder import COMPARISON_SCHEMA, RESULTS_SCHEMA
+from edgecv.runfolder import COMPARISON_SCHEMA, RESULTS_FILE, RESULTS_SCHEMA
 
 __all__ = ["COMPARISON_SCHEMA", "RESULTS_SCHEMA", "read_results", "validate_results"]
 
@@ -53,11 +53,11 @@ def read_results(path: str | Path) -> dict[str, Any]:
     """A results document; a folder stands for the ``results.json`` in it (``--report DIR``)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        if not (path / "results.json").is_file():
+        if not (path / RESULTS_FILE).is_file():
             raise ArtifactError(
                 f"{path} is a folder without a results.json (write one with `edgecv benchmark --report {path}`)"
             )
-        path = path / "results.json"
+        path = path / RESULTS_FILE
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     try:

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError, StageError
-from edgecv.runfolder import INT8_ONNX, ONNX, sha256_file
-from edgecv.tensorrt.fp16 import FP16_ONNX, INT8_FP16_ONNX
+from edgecv.runfolder import FP16_ONNX, INT8_FP16_ONNX, INT8_ONNX, ONNX, sha256_file
+from edgecv.runfolder import TIMING_CACHE as _RUN_TIMING_CACHE
 from edgecv.tensorrt.installation import cuda_gpu, parse_version, platform_description
 
 WORKSPACE_BYTES = 2 << 30
 MAX_DYNAMIC_BATCH = 32
 PRECISIONS = ("fp32", "fp16", "int8")
-TIMING_CACHE = "timing.cache"
+TIMING_CACHE = Path(_RUN_TIMING_CACHE).name  # in a run folder it lies in tensorrt/
 
 
 def require_tensorrt():

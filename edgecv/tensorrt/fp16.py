@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import BackendUnavailableError, StageError
-from edgecv.runfolder import INT8_ONNX, ONNX
+from edgecv.runfolder import FP16_ONNX, INT8_FP16_ONNX, INT8_ONNX, ONNX
 
-FP16_ONNX = "model.fp16.onnx"
-INT8_FP16_ONNX = "model.int8.fp16.onnx"
 # Each FP16 copy → the run folder's file it is made from.
 COPY_OF = {FP16_ONNX: ONNX, INT8_FP16_ONNX: INT8_ONNX}
 # ONNX QuantizeLinear/DequantizeLinear take FP16 scales from opset 19 on (ONNX operator spec).

@@ -20,7 +20,7 @@ def test_export_tensorrt_engines(monkeypatch, tmp_path, version):
     trt = install(monkeypatch, version)
     checked = _count_qdq_rule_checks(monkeypatch)
     run = tmp_path / "run"
-    result = edgecv.export(
+    result = edgecv.export_model(
         "mobilenetv2",
         out=run,
         width_mult=0.35,
@@ -70,7 +70,7 @@ def _count_qdq_rule_checks(monkeypatch) -> list[int]:
 def test_export_flags_reach_the_builder(monkeypatch, tmp_path):
     install(monkeypatch, "10.3.0", gpu={"name": "Orin (fake)", "major": 8, "minor": 7, "count": 1, "dla_cores": 2})
     run = tmp_path / "run"
-    edgecv.export(
+    edgecv.export_model(
         "mobilenetv2",
         out=run,
         width_mult=0.35,

@@ -72,9 +72,9 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evalcli")
     torch.manual_seed(0)
     det = OracleDet().configure_postprocess(DetectionOptions(conf_thres=0.25))
-    edgecv.export(det, tmp / "det", input_spec=det.input_spec, backends=())
+    edgecv.export_model(det, tmp / "det", input_spec=det.input_spec, backends=())
     cls = TinyNet(classes=3)
-    edgecv.export(cls, tmp / "cls", input_spec=InputSpec(height=32, width=32), backends=())
+    edgecv.export_model(cls, tmp / "cls", input_spec=InputSpec(height=32, width=32), backends=())
     # COCO data: pictures of several sizes, each holding the object where the detector's box
     # lands once mapped back from 64×64 to the picture.
     images, annotations = [], []

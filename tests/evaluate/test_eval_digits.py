@@ -63,7 +63,9 @@ def digits(tmp_path_factory):
         "mobilenetv2", num_classes=10, width_mult=WIDTH_MULT, resolution=RESOLUTION, weights=FIXTURE
     )
     np.save(tmp / "calib.npy", xt)
-    result = edgecv.export(model, tmp / "run", input_spec=SPEC, int8=True, calib=str(tmp / "calib.npy"), calib_size=300)
+    result = edgecv.export_model(
+        model, tmp / "run", input_spec=SPEC, int8=True, calib=str(tmp / "calib.npy"), calib_size=300
+    )
     return tmp, result
 
 

@@ -32,7 +32,7 @@ def test_detector_exports_with_nms_and_matches_pytorch(tmp_path, name, variant, 
     options = DetectionOptions(conf_thres=conf, max_det=50)
     model = edgecv.create_model(name, resolution=resolution, postprocess=options, **variant)
     torch.save(model.state_dict(), tmp_path / "w.pth")
-    result = edgecv.export(
+    result = edgecv.export_model(
         name,
         out=tmp_path / "run",
         resolution=resolution,
@@ -65,7 +65,9 @@ def test_detector_exports_with_nms_and_matches_pytorch(tmp_path, name, variant, 
 
 
 def test_no_nms_export_matches_elementwise(tmp_path):
-    result = edgecv.export("ssdlite", out=tmp_path / "run", resolution="160x160", nms=False, backends=("onnxruntime",))
+    result = edgecv.export_model(
+        "ssdlite", out=tmp_path / "run", resolution="160x160", nms=False, backends=("onnxruntime",)
+    )
     outputs = result.manifest["stages"]["simplify"]["info"]["verification"]["outputs"]
     assert [o["name"] for o in outputs] == ["boxes", "scores"] and all(o["passed"] for o in outputs)
     assert outputs[1]["shape"][2] == 91  # every class, background included

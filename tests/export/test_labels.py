@@ -76,7 +76,7 @@ def test_a_calibration_imagefolder_names_a_classifier_s_classes(shapes):
 
 
 def test_exported_artifacts_carry_the_names_to_predict_and_the_bundle(tmp_path):
-    from edgecv import export
+    from edgecv import export_model as export
     from edgecv.artifact_metadata import model_info_of
     from edgecv.deploy.bundle import _labels
     from edgecv.evaluate.predict import Predictor
@@ -106,7 +106,7 @@ def test_labels_that_do_not_fit_the_model_are_refused_before_anything_is_written
 
 
 def test_the_pytorch_baseline_rebuilds_a_zoo_model_exported_with_names(tmp_path):
-    from edgecv import export
+    from edgecv import export_model as export
     from edgecv.runtime.torch import model_from_manifest
 
     labels = tmp_path / "labels.txt"

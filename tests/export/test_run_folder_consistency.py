@@ -1,14 +1,14 @@
 """A run folder holds exactly what its manifest lists. A re-export that would drop files of an
 earlier export (fewer backends, no --int8) refuses unless --force; a re-export that fails at any
 stage, is interrupted or is killed leaves no file its manifest does not answer for; eval figures
-count only for the bytes they scored; temporary files of a killed writer do not pile up."""
+count only for the bytes they scored; temporary files of a killed writer do not pile up. The
+exports run on fake stages (tests/export/fake_stages.py), except the TensorRT timing cache's."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +20,7 @@ import edgecv
 from edgecv.errors import OutputPathError, StageError, VerificationError
 from edgecv.runfolder import EVAL_FILE, MANIFEST_NAME
 from tests.conftest import ROOT, assert_user_error_in_process
+from tests.export.fake_stages import fake_stages
 
 TINY = dict(width_mult=0.25, resolution=32)
 TINY_ARGS = ("mobilenetv1", "--width-mult", "0.25", "--resolution", "32")
@@ -45,20 +46,25 @@ def assert_holds_what_it_lists(run) -> dict:
     return m
 
 
+def _export(run, stages=None, **options):
+    stages = stages or fake_stages()
+    return edgecv.export_model("mobilenetv1", out=run, stages=[*stages.values()], **TINY, **options)
+
+
 def _snapshot(run) -> dict[str, bytes]:
     return {p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
 
 def test_reexport_with_fewer_backends_refuses_then_force_replaces(tmp_path):
     run = tmp_path / "run"
-    edgecv.export("mobilenetv1", out=run, **TINY)
+    _export(run)
     before = _snapshot(run)
     assert "openvino/model.xml" in before
     assert_user_error_in_process(
         "export", *TINY_ARGS, "--backend", "onnxruntime", "--out", run, fragments=("openvino/model.xml", "--force")
     )
     assert _snapshot(run) == before
-    forced = edgecv.export("mobilenetv1", out=run, backends=(), force=True, **TINY)
+    forced = _export(run, backends=(), force=True)
     assert [a.name for a in forced.artifacts] == ["onnx-fp32"]
     assert not (run / "openvino").exists()
     assert_holds_what_it_lists(run)
@@ -66,90 +72,72 @@ def test_reexport_with_fewer_backends_refuses_then_force_replaces(tmp_path):
 
 def test_reexport_without_int8_refuses_then_force_removes_calibration(tmp_path):
     run = tmp_path / "run"
-    first = edgecv.export("mobilenetv1", out=run, backends=(), int8=True, calib_size=8, **TINY)
+    first = _export(run, backends=(), int8=True, calib_size=8)
     assert "calibration/ranges.json" in first.manifest["caches"]
     before = _snapshot(run)
     with pytest.raises(OutputPathError, match=r"model\.int8\.onnx.*--force") as refused:
-        edgecv.export("mobilenetv1", out=run, backends=(), **TINY)
+        _export(run, backends=())
     assert "calibration/ranges.json" in str(refused.value)
     assert _snapshot(run) == before
-    edgecv.export("mobilenetv1", out=run, backends=(), force=True, **TINY)
+    _export(run, backends=(), force=True)
     m = assert_holds_what_it_lists(run)
     assert set(m["files"]) == {"model.raw.onnx", "model.onnx"} and m["caches"] == []
     assert not (run / "calibration").exists()
 
 
-def _fail_openvino(monkeypatch, error):
-    from edgecv.export import openvino
-
-    def fails(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(openvino, "convert_to_ir", fails)
-
-
 @pytest.mark.parametrize("where", ["simplify", "openvino", "ctrl-c"])
-def test_failed_reexport_leaves_only_what_its_manifest_lists(tmp_path, monkeypatch, where):
+def test_failed_reexport_leaves_only_what_its_manifest_lists(tmp_path, where):
     run = tmp_path / "run"
-    edgecv.export("mobilenetv1", out=run, **TINY)
+    stages = fake_stages()
+    _export(run, stages)
     if where == "simplify":
+        stages["simplify"].fail = VerificationError("simplify", "differs from PyTorch")
         with pytest.raises(VerificationError):
-            edgecv.export("mobilenetv1", out=run, atol=0.0, rtol=0.0, **TINY)
+            _export(run, stages, atol=0.0, rtol=0.0)
         listed = {"model.raw.onnx"}
     else:
-        _fail_openvino(monkeypatch, StageError("openvino", "broken") if where == "openvino" else KeyboardInterrupt())
+        failing = stages["openvino"]
+        failing.fail_while_writing = StageError("openvino", "broken") if where == "openvino" else KeyboardInterrupt()
         with pytest.raises(StageError if where == "openvino" else KeyboardInterrupt):
-            edgecv.export("mobilenetv1", out=run, force=True, **TINY)
+            _export(run, stages, force=True)
         listed = {"model.raw.onnx", "model.onnx"}
     m = assert_holds_what_it_lists(run)
     assert set(m["files"]) == listed
     assert not (run / "openvino").exists(), "the earlier export's IR must not outlive its manifest entry"
     assert m["stages"].get(where, {}).get("status") == ("failed" if where != "ctrl-c" else None)
-    monkeypatch.undo()
-    again = edgecv.export("mobilenetv1", out=run, **TINY)
+    again = _export(run)
     assert {a.name for a in again.artifacts} == {"onnx-fp32", "openvino-fp32"}
     assert_holds_what_it_lists(run)
 
 
-def test_int8_stage_that_fails_half_way_leaves_none_of_its_files(tmp_path, monkeypatch):
-    from edgecv.calibration import run as calibration_run
-    from edgecv.runfolder import INT8_ONNX, RANGES_FILE, RANGES_META_FILE, atomic_path
+def test_int8_stage_that_fails_half_way_leaves_none_of_its_files(tmp_path):
+    from edgecv.runfolder import INT8_ONNX, RANGES_FILE
 
     run = tmp_path / "run"
-    edgecv.export("mobilenetv1", out=run, backends=(), **TINY)
-
-    def writes_some_then_fails(fp32_onnx, out_dir, *args, **kwargs):
-        for rel in (RANGES_FILE, RANGES_META_FILE):  # the ranges cache vouches for itself: it may stay
-            with atomic_path(out_dir / rel) as tmp:
-                tmp.write_text("{}")
-        with atomic_path(out_dir / INT8_ONNX) as tmp:
-            shutil.copy(fp32_onnx, tmp)
-        raise StageError("int8", "quantizer crashed")
-
-    monkeypatch.setattr(calibration_run, "quantize_run", writes_some_then_fails)
+    stages = fake_stages()
+    _export(run, stages, backends=())
+    # It writes its ranges cache (which vouches for itself: it may stay) and its INT8 ONNX, then fails.
+    stages["int8"].fail = StageError("int8", "quantizer crashed")
     with pytest.raises(StageError, match="quantizer crashed"):
-        edgecv.export("mobilenetv1", out=run, backends=(), int8=True, calib_size=8, **TINY)
+        _export(run, stages, backends=(), int8=True, calib_size=8)
     m = assert_holds_what_it_lists(run)
     assert not (run / INT8_ONNX).exists()
     assert m["stages"]["int8"]["status"] == "failed"
-    assert m["caches"] == [RANGES_FILE, RANGES_META_FILE]
+    assert m["caches"] == [RANGES_FILE]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 def test_killed_reexport_leaves_its_new_file_listed_as_stale(tmp_path):
     run = tmp_path / "run"
-    edgecv.export("mobilenetv1", out=run, backends=(), **TINY)
+    _export(run, backends=())
     # Killed right after the rebuilt model.onnx is renamed into place, before the manifest records it.
     script = f"""
 import os, signal, edgecv
-from edgecv.export import pipeline
-real = pipeline._stamp_artifacts
-def stamp_then_die(ctx, stage, info):
-    real(ctx, stage, info)
-    if stage.name == "simplify":
-        os.kill(os.getpid(), signal.SIGKILL)
-pipeline._stamp_artifacts = stamp_then_die
-edgecv.export("mobilenetv1", out={str(run)!r}, backends=(), atol=2e-4, width_mult=0.25, resolution=32)
+from tests.export.fake_stages import fake_stages
+stages = fake_stages()
+stages["simplify"].after_write = lambda: os.kill(os.getpid(), signal.SIGKILL)
+edgecv.export_model("mobilenetv1", out={str(run)!r}, stages=[*stages.values()], backends=(), atol=2e-4,
+                    width_mult=0.25, resolution=32)
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -157,7 +145,7 @@ edgecv.export("mobilenetv1", out={str(run)!r}, backends=(), atol=2e-4, width_mul
     assert "model.onnx" in m["stale_files"] and "model.onnx" not in m["files"]
     assert m["artifacts"] == []
     assert _tree(run) <= set(m["files"]) | set(m["stale_files"])
-    edgecv.export("mobilenetv1", out=run, backends=(), **TINY)
+    _export(run, backends=())
     assert_holds_what_it_lists(run)
 
 
@@ -190,11 +178,12 @@ def test_eval_rows_go_with_the_artifacts_they_scored(tmp_path):
     from edgecv.runfolder import scored_accuracy
 
     run = tmp_path / "run"
-    first = edgecv.export("mobilenetv1", out=run, **TINY)
+    stages = fake_stages()
+    first = _export(run, stages)
     record_eval(run, _eval_report(first))
     both = {"onnx-fp32", "openvino-fp32"}
     assert set(scored_accuracy(run)) == both
-    edgecv.export("mobilenetv1", out=run, **TINY)  # everything reused: the figures still hold
+    _export(run, stages)  # everything reused: the figures still hold
     assert set(scored_accuracy(run)) == both
     doc = attach_accuracy({"target": {"path": str(run)}, "results": [{"artifact": n} for n in sorted(both)]})
     assert all(row["accuracy"]["value"] == 0.5 for row in doc["results"])
@@ -204,7 +193,7 @@ def test_eval_rows_go_with_the_artifacts_they_scored(tmp_path):
         for p in model.parameters():
             p.add_(1.0)
     torch.save(model.state_dict(), tmp_path / "other.pth")
-    edgecv.export("mobilenetv1", out=run, backends=(), force=True, weights=str(tmp_path / "other.pth"), **TINY)
+    _export(run, stages, backends=(), force=True, weights=str(tmp_path / "other.pth"))
     recorded = json.loads((run / EVAL_FILE).read_text())
     assert recorded["accuracy"] == {} and recorded["scored"] == {}
     doc = attach_accuracy({"target": {"path": str(run)}, "results": [{"artifact": "onnx-fp32"}]})
@@ -215,7 +204,7 @@ def test_eval_row_of_changed_bytes_is_not_attached(tmp_path):
     from edgecv.evaluate.records import attach_accuracy, record_eval
 
     run = tmp_path / "run"
-    result = edgecv.export("mobilenetv1", out=run, backends=(), **TINY)
+    result = _export(run, backends=())
     record_eval(run, _eval_report(result))
     recorded = json.loads((run / EVAL_FILE).read_text())
     recorded["scored"]["onnx-fp32"]["digest"] = "0" * 64  # scored some other file
@@ -263,11 +252,11 @@ def test_tensorrt_timing_cache_is_listed_and_dropping_tensorrt_needs_force(tmp_p
 
     install(monkeypatch, "10.3.0")
     run = tmp_path / "run"
-    edgecv.export("mobilenetv1", out=run, fp16=True, backends=("tensorrt",), **TINY)
+    edgecv.export_model("mobilenetv1", out=run, fp16=True, backends=("tensorrt",), **TINY)
     m = assert_holds_what_it_lists(run)
     assert "tensorrt/timing.cache" in m["caches"]
     with pytest.raises(OutputPathError, match="timing.cache"):
-        edgecv.export("mobilenetv1", out=run, fp16=True, backends=(), **TINY)
-    edgecv.export("mobilenetv1", out=run, fp16=True, backends=(), force=True, **TINY)
+        edgecv.export_model("mobilenetv1", out=run, fp16=True, backends=(), **TINY)
+    edgecv.export_model("mobilenetv1", out=run, fp16=True, backends=(), force=True, **TINY)
     assert not (run / "tensorrt").exists()
     assert_holds_what_it_lists(run)

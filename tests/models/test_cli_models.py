@@ -100,11 +100,11 @@ def test_an_alias_is_listed_with_the_options_it_stands_for(cli_in_process, alias
 
 @pytest.mark.parametrize("alias", ["mobilenet_v3_small", "shufflenet_v2_x0_5"])
 def test_models_and_export_read_an_alias_alike(alias):
+    from edgecv.export.model_source import resolve_model
     from edgecv.export.options import ExportOptions
-    from edgecv.export.pipeline import _resolve_model
 
     row = describe_model(alias)
-    info = _resolve_model(alias, ExportOptions(), None)[0]
+    info = resolve_model(alias, ExportOptions(), None)[0]
     assert (info["name"], info["width_mult"]) == (row["name"], row["width_mult"])
     assert {k: info[k] for k in row["options"]} == row["options"]
 

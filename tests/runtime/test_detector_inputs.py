@@ -19,7 +19,7 @@ from edgecv.runtime.plan import plan_jobs
 def detector_run(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: fine for timing
-        result = edgecv.export(
+        result = edgecv.export_model(
             "ssdlite", out=tmp_path_factory.mktemp("ssdlite") / "run", resolution=128, backends=("onnxruntime",)
         )
     return result.run_dir
