@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from edgecv.errors import ArtifactError, OutputPathError
+from edgecv.records import known_fields
 
 # --- file names ---------------------------------------------------------------------------------
 MANIFEST_NAME = "manifest.json"
@@ -73,13 +74,6 @@ def companion_files(rel: str) -> list[str]:
 
 RESULTS_SCHEMA = "edgecv.results/1"
 COMPARISON_SCHEMA = "edgecv.comparison/2"
-
-
-def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """The items of ``data`` that are fields of dataclass ``cls``: records written by a newer edgecv
-    (with fields this one does not know) still load."""
-    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-    return {k: v for k, v in data.items() if k in names}
 
 
 # --- manifest.json ------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def backend_versions() -> dict[str, Any]:
 
     Read from package metadata, so nothing heavy (torch, nncf) is imported just to be reported.
     """
-    from edgecv import __version__
+    from edgecv.version import __version__
 
     versions: dict[str, Any] = {"edgecv": __version__, "python": sys.version.split()[0]}
     for tool in DISTRIBUTIONS:

@@ -17,42 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.boxes import iou_matrix
+from edgecv.boxes import detections_of, match_detections
 
 # Below this share of FP32 detections reproduced, the report marks an INT8 artifact as collapsed
 # and points at --sensitivity (the YOLO issue's bar).
 REPRODUCED_FLOOR = 0.8
-
-
-def detections_of(outputs: Mapping[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image (boxes [k, 4], scores [k], labels [k]) from padded ``num_dets/boxes/scores/labels``."""
-    n = np.asarray(outputs["num_dets"]).reshape(-1).astype(int)
-    return [
-        (
-            np.asarray(outputs["boxes"][i][:k], np.float64),
-            np.asarray(outputs["scores"][i][:k], np.float64),
-            np.asarray(outputs["labels"][i][:k]).astype(int),
-        )
-        for i, k in enumerate(n)
-    ]
-
-
-def match_detections(ref, got, iou_floor: float = 0.5) -> list[tuple[int, int, float]]:
-    """Greedy matching of one image's detections, highest reference score first, by class and IoU
-    ≥ ``iou_floor``, each detection used once. Returns (reference index, other index, IoU) pairs."""
-    (rb, rs, rl), (gb, _, gl) = ref, got
-    if not len(rb) or not len(gb):
-        return []
-    ious = iou_matrix(rb, gb)
-    ious[rl[:, None] != gl[None, :]] = -1.0
-    used: set[int] = set()
-    pairs = []
-    for r in np.argsort(-rs, kind="stable"):
-        free = [g for g in np.argsort(-ious[r], kind="stable") if g not in used and ious[r, g] >= iou_floor]
-        if free:
-            used.add(int(free[0]))
-            pairs.append((int(r), int(free[0]), float(ious[r, free[0]])))
-    return pairs
 
 
 def coco_map_against(reference, actual) -> tuple[float | None, float | None]:

@@ -1,8 +1,10 @@
 """Minimal ONNX Runtime and OpenVINO runners for calibration and fidelity figures.
 
-Deliberately small and independent of ``edgecv.runtime``: calibration only needs "batch in, named
-outputs out", with OpenVINO pinned to f32 so that an FP32 reference is really FP32 (OpenVINO runs
-bf16 by default on CPUs with AMX).
+Deliberately smaller than ``edgecv.runtime``'s ``Runtime``: calibration only needs "batch in, named
+outputs out" (no devices, timing or batch checks), with OpenVINO pinned to f32 so that an FP32
+reference is really FP32 (OpenVINO runs bf16 by default on CPUs with AMX). Outputs are named with
+the runtime's own :func:`edgecv.runtime.openvino.port_name`, so fidelity and benchmark figures
+name the same tensors.
 """
 
 from __future__ import annotations

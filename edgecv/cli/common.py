@@ -47,7 +47,7 @@ class PlainUsage(TyperCommand):
 
 def _show_version(value: bool) -> None:
     if value:
-        from edgecv import __version__
+        from edgecv.version import __version__
 
         sys.stdout.write(f"edgecv {__version__}\n")
         raise typer.Exit(0)

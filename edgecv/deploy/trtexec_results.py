@@ -224,7 +224,7 @@ def _percentiles(results: list[dict[str, Any]]) -> str:
 def to_results(runs: list[tuple[str, dict[str, Any]]], bundle: Path | None = None) -> dict[str, Any]:
     """An ``edgecv.results/1`` document holding one result per parsed trtexec log; ``bundle``: the
     `edgecv bundle` folder the engines were built from (see :func:`engine_source`)."""
-    from edgecv import __version__
+    from edgecv.version import __version__
 
     tell_apart = len({(run.get("device"), run.get("trt_version")) for _, run in runs}) > 1
     results = [_result(source, run, bundle, tell_apart) for source, run in runs]

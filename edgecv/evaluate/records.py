@@ -97,7 +97,7 @@ class EvalReport:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
-        from edgecv import __version__
+        from edgecv.version import __version__
 
         return {
             "schema": EVAL_SCHEMA,
@@ -117,11 +117,11 @@ class EvalReport:
 
     def results_document(self) -> dict[str, Any]:
         """An ``edgecv.results/1`` document: the latency is what the eval loop timed per call."""
-        from edgecv import __version__
         from edgecv.runfolder import RESULTS_SCHEMA
         from edgecv.runtime.stats import LatencyStats
         from edgecv.runtime.timing import BenchResult
         from edgecv.sysinfo import backend_versions, machine_info
+        from edgecv.version import __version__
 
         rows = []
         for r in self.results:

@@ -26,7 +26,6 @@ from typing import Any, Iterator, TypeVar
 
 from torch import nn
 
-from edgecv import __version__
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.models.spec import InputSpec
 from edgecv.progress import Observer
@@ -42,6 +41,7 @@ from edgecv.runfolder import (
     sha256_json,
     verification_headline,
 )
+from edgecv.version import __version__
 
 from .labels import class_names_for_export
 from .ledger import Ledger, Step, refuse_to_drop, vouched

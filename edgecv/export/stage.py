@@ -125,8 +125,8 @@ def stamped(ctx: "ExportContext", artifact: str, target_cpu: str = ""):
     """The ``finish`` of :func:`atomic_path` that writes an artifact's metadata (task, input spec,
     model record, precision) into it, so a file copied out of the run folder still knows how to be
     fed and read."""
-    from edgecv import __version__
     from edgecv.artifact_metadata import build_metadata, stamp_unfinished
+    from edgecv.version import __version__
 
     kind = artifact_kind(artifact)
     meta = build_metadata(

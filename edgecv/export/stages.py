@@ -399,8 +399,8 @@ class TensorRTEngines(Stage):
                     tmp_rel = tmp.relative_to(ctx.run_dir).as_posix()
                     info["verification"] = verify_or_fail(ctx, self.name, tmp_rel, "tensorrt", recipe.precision)
                 # A plan stays untouched: the keys ONNX/OpenVINO artifacts carry inside go to the sidecar.
-                from edgecv import __version__
                 from edgecv.artifact_metadata import build_metadata
+                from edgecv.version import __version__
 
                 info["metadata"] = build_metadata(
                     ctx.spec,

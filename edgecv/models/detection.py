@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from edgecv.errors import InvalidOptionError
-from edgecv.runfolder import known_fields
+from edgecv.records import known_fields
 
 from .spec import InputSpec, detection_outputs
 

@@ -13,22 +13,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError
-from edgecv.models.spec import InputSpec
 from edgecv.progress import Observer
-from edgecv.runfolder import verification_headline
 
 from . import load
 from .base import Runtime
-from .memory import current_rss_mb
+from .job import run_job, tensorrt_flavour_on_ort
 from .plan import BASELINE_LABEL, BenchJob, PlanOptions, plan_jobs
-from .registry import BACKENDS, backend_class, backend_name, is_installed
+from .registry import BACKENDS, backend_name, is_installed
 from .timing import (
     DEFAULT_WARMUP,
     SCENARIOS,
     BenchResult,
     BenchSettings,
     ProgressFn,
-    benchmark_inputs,
     check_batch_value,
     make_inputs,
     measure,
@@ -52,9 +49,6 @@ __all__ = [
     "run_job",
     "time_calls",
 ]
-
-
-CONCURRENT_BACKENDS = ("onnxruntime", "openvino")
 
 
 def benchmark(
@@ -88,106 +82,6 @@ def benchmark(
         return measure(runtime_or_path, batch, settings, clock=clock, progress=progress)
     with load(runtime_or_path, backend=backend, device=device, threads=threads, precision=precision) as runtime:
         return measure(runtime, batch, settings, clock=clock, progress=progress)
-
-
-def run_job(
-    job: BenchJob, settings: BenchSettings, progress: Callable[[int | None, int, float], None] | None = None
-) -> list[BenchResult]:
-    """Load the artifact, time every batch, close it. Memory figures cover the whole job."""
-    # Import the backend's package first, so the RSS growth below is the model's, not the library's.
-    backend_class(job.backend)
-    rss_before = current_rss_mb()
-    runtime = load(job.source, backend=job.backend, device=job.device, threads=job.threads, precision=job.precision)
-    spec = _job_input_spec(job)
-    results = []
-    try:
-        for batch in job.batches:
-            if batch is not None:
-                runtime.check_batch(batch)  # every batch before timing any: a bad one fails fast
-        for batch in job.batches:
-
-            def report(done: int, fraction: float, batch: int | None = batch) -> None:
-                if progress is not None:
-                    progress(batch, done, fraction)
-
-            result = measure(runtime, batch, settings, progress=report, input_spec=spec)
-            results.append(result)
-        rss_loaded = current_rss_mb()
-    finally:
-        runtime.close()
-    if settings.scenario == "throughput" and job.backend in CONCURRENT_BACKENDS:
-        measure_concurrency(job, results, settings)
-    record = job.record
-    from edgecv.int8_kernels import artifact_target_note
-
-    # INT8 built for another kind of CPU: what that costs here (CPU devices only).
-    cpu_note = artifact_target_note(job.label, job.source, record)
-    for result in results:
-        if cpu_note and str(result.device or "cpu").lower().startswith("cpu"):
-            result.notes.append(cpu_note)
-        result.artifact = job.label
-        result.artifact_precision = record.get("precision")
-        result.intended_for = record.get("intended_for")
-        if result.artifact_precision == "fp16" and result.precision not in (None, "fp16"):
-            result.notes.append(
-                f"{job.label}: FP16-compressed weights; the backend decompresses them at load and computes "
-                f"in {result.precision} on this device: the file is half the size, the arithmetic is not FP16"
-            )
-        if _tensorrt_flavour_on_ort(result):
-            result.notes.append(
-                f"{job.label}: the TensorRT-flavour INT8 graph (signed, symmetric Q/DQ) that TensorRT builds its "
-                "INT8 engine from. ONNX Runtime's CPU kernels run this flavour slower than FP32, so its time here "
-                "is a reference, not a deployment figure; ONNX Runtime's own INT8 artifact is onnx-int8-cpu"
-            )
-        result.fidelity = dict(record.get("fidelity") or {})
-        verification = record.get("verification") or {}
-        headline = verification_headline(verification)
-        # The precision the export verified in (OpenVINO: f32), which a benchmark may not run.
-        result.verification = (
-            {**headline, "inputs": verification.get("inputs"), "ran_precision": verification.get("ran_precision")}
-            if headline
-            else {}
-        )
-        result.memory = {"rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded}
-    return results
-
-
-def _job_input_spec(job: BenchJob) -> InputSpec | None:
-    return InputSpec.from_dict(job.input_spec) if job.input_spec else None
-
-
-def _throughput_load(job: BenchJob) -> tuple[dict[str, Any], str]:
-    """How to load an artifact for throughput, and that setup in words for the report."""
-    if job.backend == "openvino":
-        return {"threads": job.threads, "performance_hint": "THROUGHPUT"}, "OpenVINO THROUGHPUT hint, AsyncInferQueue"
-    # One intra-op thread per run, several runs of one session at once: ORT's throughput setup.
-    return {"threads": 1}, "ONNX Runtime, concurrent runs of one session on threads, 1 intra-op thread each"
-
-
-def measure_concurrency(job: BenchJob, results: list[BenchResult], settings: BenchSettings) -> None:
-    """Load ``job``'s artifact set up for throughput and time several inferences in flight at each
-    result's batch; sets ``result.concurrency`` next to the single-stream figures."""
-    options, setup = _throughput_load(job)
-    spec = _job_input_spec(job)
-    with load(job.source, backend=job.backend, device=job.device, precision=job.precision, **options) as runtime:
-        requests = settings.requests or runtime.max_concurrency()
-        for result in results:
-            feed, _ = benchmark_inputs(runtime, result.batch, settings, spec)
-            runtime.run_concurrently(feed, requests, calls=max(requests * 2, settings.warmup))  # warm every request
-            calls = None if settings.iterations is None else settings.iterations * requests
-            done, wall = runtime.run_concurrently(feed, requests, calls=calls, duration_s=settings.duration)
-            items = result.batch * done / wall if wall > 0 else float("inf")
-            result.concurrency = {
-                "requests": requests,
-                "items_per_s": items,
-                "calls": done,
-                "wall_s": wall,
-                "setup": f"{setup}, {requests} in flight",
-                "vs_single_stream": items / result.throughput_ips if result.throughput_ips else None,
-            }
-            result.notes.append(
-                f"{job.label}: throughput with {setup}; items/s: one request at a time → {requests} in flight"
-            )
 
 
 def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObserver") -> list[BenchResult]:
@@ -233,8 +127,8 @@ class BenchReport:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
-        from edgecv import __version__
         from edgecv.runfolder import RESULTS_SCHEMA
+        from edgecv.version import __version__
 
         return {
             "schema": RESULTS_SCHEMA,
@@ -276,7 +170,7 @@ def note_slow_int8(results: list[BenchResult]) -> None:
         return f"{figure} {value:.2f} {unit}"
 
     # The TensorRT flavour on ONNX Runtime is a reference figure and has its own note.
-    deployable = [r for r in results if r.backend != "torch" and not _tensorrt_flavour_on_ort(r)]
+    deployable = [r for r in results if r.backend != "torch" and not tensorrt_flavour_on_ort(r)]
     for r in deployable:
         if r.artifact_precision != "int8":
             continue
@@ -291,10 +185,6 @@ def note_slow_int8(results: list[BenchResult]) -> None:
             f"{r.artifact}: INT8 no faster than {baselines[0].artifact} on this machine ({shown(r)} against "
             f"{shown(baselines[0])}){tail}"
         )
-
-
-def _tensorrt_flavour_on_ort(r: BenchResult) -> bool:
-    return r.intended_for == "tensorrt" and r.backend == "onnxruntime"
 
 
 def benchmark_target(

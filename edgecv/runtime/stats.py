@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgecv.runfolder import known_fields
+from edgecv.records import known_fields
 
 TAIL_PERCENTILES = (90, 95, 99)
 TUKEY_K = 1.5

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgecv.errors import InvalidOptionError
 from edgecv.models.spec import InputSpec
-from edgecv.runfolder import known_fields
+from edgecv.records import known_fields
 
 from .base import Runtime
 from .stats import LatencyStats

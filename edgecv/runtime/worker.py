@@ -23,7 +23,9 @@ from edgecv import errors
 from edgecv.errors import EdgecvError, StageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .benchmark import BenchJob, BenchObserver, BenchResult, BenchSettings
+    from .benchmark import BenchObserver
+    from .plan import BenchJob
+    from .timing import BenchResult, BenchSettings
 
 
 def _rebuild_error(payload: dict[str, Any]) -> EdgecvError:
@@ -38,7 +40,7 @@ def _rebuild_error(payload: dict[str, Any]) -> EdgecvError:
 
 def run_in_subprocess(job: "BenchJob", settings: "BenchSettings", observer: "BenchObserver") -> "list[BenchResult]":
     """Run ``job`` in a fresh interpreter and return its results (memory scope ``subprocess``)."""
-    from .benchmark import BenchResult
+    from .timing import BenchResult
 
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
@@ -91,8 +93,10 @@ def main() -> int:
     def emit(event: str, **payload: Any) -> None:
         events.write(json.dumps({"event": event, **payload}) + "\n")
 
-    from .benchmark import BenchJob, BenchSettings, run_job
+    from .job import run_job
     from .memory import peak_rss_mb
+    from .plan import BenchJob
+    from .timing import BenchSettings
 
     request = json.load(sys.stdin)
     try:

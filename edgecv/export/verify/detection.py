@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from edgecv.boxes import iou_matrix
-from edgecv.calibration.detection_fidelity import detections_of, match_detections
+from edgecv.boxes import detections_of, iou_matrix, match_detections
 
 from .boxes import SIZE_TOLERANCES, box_parts, size_floor
 from .comparison import DECODED_BOXES, DECODED_SCORES, DEFAULT_TOLERANCES
