@@ -5,7 +5,8 @@ of artifact kinds (:data:`ARTIFACT_KINDS`: one row per kind, as Ultralytics' ``e
 declares its formats), the typed ``manifest.json`` records, the atomic write (an interrupted run
 never leaves a file that looks finished; ``os.replace`` is atomic on POSIX within a file system;
 metadata goes into the temporary file before the rename), sha256 of a file, and finding the record
-of an artifact inside its run folder. Imports only ``edgecv.errors``.
+of an artifact inside its run folder. Imports only ``edgecv.errors`` and ``edgecv.records``. (Over
+400 lines for a reason: the contract is read in one place, so a file name lives nowhere else.)
 
 Schema ``edgecv.manifest/1``::
 

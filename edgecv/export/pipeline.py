@@ -14,7 +14,6 @@ backends, no INT8) refuses unless ``force=True``. Files the manifest never liste
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -22,13 +21,12 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from torch import nn
 
 from edgecv.errors import EdgecvError, InvalidOptionError, StageError
 from edgecv.models.spec import InputSpec
-from edgecv.progress import Observer
 from edgecv.runfolder import (
     INT8_REPORT_FILE,
     MANIFEST_NAME,
@@ -48,89 +46,12 @@ from .ledger import Ledger, Step, refuse_to_drop, vouched
 from .model_source import resolve_model
 from .options import ExportOptions
 from .reference import VerificationInputs, torch_outputs, verification_inputs
+from .reporting import RandomWeightsWarning, Reporter, WarningLog
 from .results import StageResult
 from .stage import Stage, ordered_stages
 from .stages import STAGES
 
 R = TypeVar("R", bound=StageResult)
-
-
-class Reporter(Observer):
-    """An export's progress: each stage is a task, a long stage's steps advance it. The default
-    stays quiet but still surfaces warnings through :mod:`warnings`."""
-
-    _stage = ""
-
-    def stage_start(self, stage: Stage) -> None:
-        self._stage = stage.name
-        self.start(stage.name, detail=stage.title)
-
-    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
-        self.end(stage.name, status)
-
-    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
-        warnings.warn(message, category, stacklevel=3)
-
-    def progress(self, description: str, completed: int, total: int | None) -> None:
-        self.advance(self._stage, completed, total, detail=description)
-
-
-class RandomWeightsWarning(UserWarning):
-    """No --weights: the engine runs, but its outputs mean nothing. Fine for timing only."""
-
-
-def _edgecv_warning(category: type[Warning]) -> bool:
-    return category.__module__.split(".", 1)[0] == "edgecv"
-
-
-class _WarningLog(Reporter):
-    """Wraps the caller's reporter for one export: every edgecv warning, whether a stage reports it or
-    library code raises it with :func:`warnings.warn` (the checkpoint's head re-initialised, small
-    calibration sets), reaches the reporter once and the manifest's ``warnings``."""
-
-    def __init__(self, reporter: Reporter):
-        self.inner = reporter
-        self.messages: list[str] = []
-        self._forwarding = False
-
-    def stage_start(self, stage: Stage) -> None:
-        self.inner.stage_start(stage)
-
-    def stage_end(self, stage: Stage, status: str, wall_s: float, info: dict[str, Any]) -> None:
-        self.inner.stage_end(stage, status, wall_s, info)
-
-    def progress(self, description: str, completed: int, total: int | None) -> None:
-        self.inner.progress(description, completed, total)
-
-    def warn(self, message: str, category: type[Warning] = UserWarning) -> None:
-        if message in self.messages:
-            return
-        self.messages.append(message)
-        self._forwarding = True
-        try:
-            self.inner.warn(message, category)
-        finally:
-            self._forwarding = False
-
-    def record(self, messages: list[str]) -> None:
-        """Messages already shown (a reused stage's) that the manifest must still list."""
-        self.messages.extend(m for m in messages if m not in self.messages)
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[None]:
-        # The caller's filters still decide what is shown at all (entering catch_warnings resets the
-        # "once per location" registries, so each export reports its warnings afresh).
-        with warnings.catch_warnings():
-            shown = warnings.showwarning
-
-            def route(message, category, filename, lineno, file=None, line=None):
-                if self._forwarding or not _edgecv_warning(category):
-                    shown(message, category, filename, lineno, file, line)
-                else:
-                    self.warn(str(message), category)
-
-            warnings.showwarning = route
-            yield
 
 
 @dataclass
@@ -321,7 +242,7 @@ def export(
         options["exclude"] = tuple(options["exclude"])
     opts = ExportOptions(**options)
     opts.validate()
-    log = _WarningLog(reporter or Reporter())
+    log = WarningLog(reporter or Reporter())
     with log.capture():
         return _export(
             model, out, input_spec, log, runs_root, opts, ordered_stages(STAGES if stages is None else stages)
@@ -332,7 +253,7 @@ def _export(
     model: str | nn.Module,
     out: str | Path | None,
     input_spec: InputSpec | None,
-    reporter: _WarningLog,
+    reporter: WarningLog,
     runs_root: str | Path,
     opts: ExportOptions,
     stages: list[Stage],

@@ -16,6 +16,8 @@ Module names are those of torchvision's ``ssd300_vgg16`` and ``ssdlite320_mobile
 box coding (weights 10, 10, 5, 5), clipping and softmax scores are torchvision's. The default
 boxes are computed once, at build time, from the feature-map sizes: they are constants of the
 exported graph. Class 0 is background.
+(One file for the family, as torchvision keeps it, over 400 lines: the backbones, heads and default
+boxes of both share the module names that are the checkpoint contract.)
 """
 
 from __future__ import annotations

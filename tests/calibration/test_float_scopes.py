@@ -6,7 +6,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from edgecv.calibration.run import float_feeders, nodes_in_scopes
+from edgecv.calibration.float_scopes import float_feeders, nodes_in_scopes
 
 
 def _graph(conv_names: list[str]) -> onnx.ModelProto:

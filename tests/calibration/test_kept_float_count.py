@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from edgecv.calibration import quantize_run
-from edgecv.calibration.run import float_summary
+from edgecv.calibration.float_scopes import float_summary
 from edgecv.cli.export_tables import int8_note
 
 

@@ -113,7 +113,7 @@ def test_prediction_convs_and_their_concat_stay_float(evaluated):
     and the graph's scopes, not from the exporter's node names."""
     import onnx
 
-    from edgecv.calibration.run import nodes_in_scopes
+    from edgecv.calibration.float_scopes import nodes_in_scopes
     from edgecv.models import create_model
 
     doc, _, _ = evaluated
