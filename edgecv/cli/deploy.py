@@ -16,6 +16,7 @@ from edgecv.cli.common import (
     out_console,
 )
 from edgecv.errors import InvalidOptionError
+from edgecv.tensorrt.installation import DEFAULT_TRT_VERSION
 
 
 def _print_preflight(reports: list[Any]) -> None:
@@ -33,7 +34,10 @@ def check_cmd(
     artifact: Path = typer.Argument(..., help="ONNX file, or a run folder (checks each ONNX meant for TensorRT)"),
     target: str = typer.Option("tensorrt", "--target", help="the engine to check for: tensorrt"),
     trt_version: str = typer.Option(
-        "10.3", "--trt-version", metavar="X.Y", help="TensorRT version to check against (JetPack 6: 10.3)"
+        DEFAULT_TRT_VERSION,
+        "--trt-version",
+        metavar="X.Y",
+        help=f"TensorRT version to check against (JetPack 6: {DEFAULT_TRT_VERSION})",
     ),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="top of the dynamic-batch profile"),
     as_json: bool = typer.Option(False, "--json", help="print the findings as JSON on stdout"),
@@ -77,7 +81,7 @@ def bundle_cmd(
     ),
     workspace: int = typer.Option(2048, "--workspace", metavar="MIB", help="TensorRT workspace limit in MiB"),
     trt_version: str = typer.Option(
-        "10.3", "--trt-version", metavar="X.Y", help="TensorRT version to preflight against"
+        DEFAULT_TRT_VERSION, "--trt-version", metavar="X.Y", help="TensorRT version to preflight against"
     ),
     allow_preflight_errors: bool = typer.Option(
         False,
