@@ -56,6 +56,7 @@ def run_job(
         result.artifact = job.label
         result.artifact_precision = record.get("precision")
         result.intended_for = record.get("intended_for")
+        result.source_sha256 = job.source_sha256
         if result.artifact_precision == "fp16" and result.precision not in (None, "fp16"):
             result.notes.append(
                 f"{job.label}: FP16-compressed weights; the backend decompresses them at load and computes "

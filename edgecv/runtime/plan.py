@@ -34,6 +34,9 @@ class BenchJob:
     # The target's InputSpec (as a dict): every job of one target builds its inputs from the same
     # spec, so the PyTorch baseline and the artifacts are timed on the same pictures.
     input_spec: dict[str, Any] | None = None
+    # The ONNX file the artifact is or was built from (an engine's sidecar names it): what lines a
+    # board's engine up with this machine's ONNX figures in `edgecv report`.
+    source_sha256: str | None = None
 
 
 @dataclass
@@ -134,6 +137,7 @@ def plan_jobs(
             record=artifact.record,
             device=device_for(devices, artifact.backend),
             input_spec=input_spec,
+            source_sha256=_source_sha256(artifact, manifest),
         )
 
     path = resolved.path
@@ -186,3 +190,19 @@ def _check_record_batches(
         raise InputMismatchError(
             f"{label} has a static batch of {fixed}, asked for batch {', '.join(map(str, bad))} ({advice})"
         )
+
+
+def _source_sha256(artifact: Artifact, manifest: dict[str, Any]) -> str | None:
+    """The sha256 of the ONNX file ``artifact`` is (from the manifest) or an engine was built from
+    (from its sidecar); None for the rest."""
+    source = Path(artifact.source)
+    if source.suffix == ".onnx":
+        return ((manifest.get("files") or {}).get(str(artifact.record.get("path", ""))) or {}).get("sha256")
+    if source.suffix == ".engine":
+        import json
+
+        try:
+            return json.loads(source.with_suffix(".json").read_text()).get("onnx_sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+    return None

@@ -119,6 +119,8 @@ class BenchResult:
     concurrency: dict[str, Any] = field(default_factory=dict)
     # What was fed: {"kind": "photographs"|"random", "sha256": of the arrays}.
     inputs: dict[str, Any] = field(default_factory=dict)
+    # The ONNX file this artifact is, or an engine was built from, by sha256 (see BenchJob).
+    source_sha256: str | None = None
 
     @property
     def headline(self) -> tuple[str, float, str]:

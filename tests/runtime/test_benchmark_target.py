@@ -47,6 +47,12 @@ def test_run_folder_in_process(static_run):
     int8 = results[("onnx-int8-cpu", 1)]
     assert int8.fidelity == int8_record["fidelity"] and int8.precision == "int8" and int8.artifact_precision == "int8"
     assert int8.intended_for == "onnxruntime"  # labelled with the engine it was made for
+    # Each ONNX row names its file by sha256, so `edgecv report` can line an engine built from it up
+    # with it after the run folder has gone.
+    for label in ("onnx-fp32", "onnx-int8-cpu"):
+        record = next(a for a in manifest["artifacts"] if a["name"] == label)
+        assert results[(label, 1)].source_sha256 == manifest["files"][record["path"]]["sha256"]
+    assert results[("pytorch", 1)].source_sha256 is None
     torch_median = results[("pytorch", 1)].latency.median_ms
     for r in report.results:
         assert r.latency.count == 5 and r.load_s > 0 and r.size_bytes > 0
@@ -181,3 +187,15 @@ def test_fp16_weights_computed_in_fp32_are_explained(tmp_path, static_run):
     fp16 = by_artifact(report)[("openvino-fp16", 1)]
     assert fp16.artifact_precision == "fp16" and fp16.precision == "fp32"
     assert any("FP16-compressed weights" in n for n in fp16.notes)
+
+
+def test_an_engine_names_the_onnx_its_sidecar_says_it_was_built_from(tmp_path):
+    from edgecv.runtime.plan import _source_sha256
+    from edgecv.runtime.targets import Artifact
+
+    engine = tmp_path / "model.int8.engine"
+    engine.write_bytes(b"plan")
+    engine.with_suffix(".json").write_text(json.dumps({"source_onnx": "model.int8.onnx", "onnx_sha256": "ab" * 32}))
+    assert _source_sha256(Artifact("tensorrt-int8", str(engine), "tensorrt"), {}) == "ab" * 32
+    engine.with_suffix(".json").write_text("not json")
+    assert _source_sha256(Artifact("tensorrt-int8", str(engine), "tensorrt"), {}) is None
