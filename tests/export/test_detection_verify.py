@@ -155,10 +155,11 @@ def test_openvino_verifies_the_tensors_before_nms_elementwise(tmp_path):
     assert all(o["passed"] for o in outputs.values()), outputs
 
 
-# A correct export of every zoo detector with random weights (saturated, tied scores and boxes far
-# off the picture) verifies, with and without NMS in the graph, in ONNX Runtime and OpenVINO.
+# A correct export of every zoo detector family with random weights (saturated, tied scores and boxes
+# far off the picture) verifies, with and without NMS in the graph, in ONNX Runtime and OpenVINO.
+# SSD300 shares SSDLite's decoding and post-processing; its VGG backbone only makes the export slow,
+# and test_detector_zoo_export exports it with random weights and NMS already.
 ZOO = [
-    ("ssd300", {}, None),
     ("ssdlite", {}, "192x256"),
     ("yolov3-tiny", {}, "160x224"),
     ("yolox", {"variant": "nano"}, "160"),
