@@ -135,7 +135,8 @@ def test_forget_shapes_and_unused_initializers():
 
 
 def test_the_toolkit_imports_nothing_above_it():
-    """The bottom layer: importing it loads no other edgecv module (errors excepted)."""
+    """The bottom layer: importing it loads no other edgecv module (errors, and the version the
+    package face reads, excepted)."""
     code = "import json, sys, edgecv.onnx_graph; print(json.dumps([m for m in sys.modules if m.startswith('edgecv.')]))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert set(json.loads(loaded)) <= {"edgecv.onnx_graph", "edgecv.errors"}
+    assert set(json.loads(loaded)) <= {"edgecv.onnx_graph", "edgecv.errors", "edgecv.version"}
