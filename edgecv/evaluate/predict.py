@@ -171,8 +171,13 @@ class Predictor:
             keep &= np.isin(labels, sorted(self.show.classes))
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         if self.show.iou is not None and self.spec.output("num_dets") is not None:
-            kept = classwise_nms(boxes, scores, labels, self.show.iou)
-            boxes, scores, labels = boxes[kept], scores[kept], labels[kept]
+            # The graph's detections again through `edgecv eval`'s per-class NMS at --iou: each
+            # detection is one candidate scored for its own class only.
+            n = len(scores)
+            class_scores = np.full((n, int(labels.max(initial=-1)) + 1), -1.0, np.float32)
+            class_scores[np.arange(n), labels] = scores
+            settings = NmsSettings(conf_thres=-0.5, iou_thres=self.show.iou, max_det=max(1, n), pre_nms_topk=max(1, n))
+            boxes, scores, labels = nms_numpy(boxes, class_scores, settings)
         return boxes, scores, labels
 
     def _detections(self, outputs: dict[str, np.ndarray]):
@@ -271,18 +276,6 @@ def _class_index(item: str, names: Sequence[str] | None, num_classes: int | None
         raise InvalidOptionError(f"--classes {item}: the artifact names no classes; give label indices")
     shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
     raise InvalidOptionError(f"--classes {item}: no class of that name (the artifact's classes: {shown})")
-
-
-def classwise_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float) -> np.ndarray:
-    """Indices of the boxes greedy per-class NMS at ``iou`` keeps, highest score first."""
-    from edgecv.boxes import iou_matrix
-
-    keep: list[int] = []
-    for i in np.argsort(-scores, kind="stable"):
-        rivals = [k for k in keep if labels[k] == labels[i]]
-        if not rivals or iou_matrix(boxes[i], boxes[rivals]).max() <= iou:
-            keep.append(int(i))
-    return np.asarray(keep, dtype=int)
 
 
 def _zoo_model_info(model: Any) -> dict[str, Any]:
