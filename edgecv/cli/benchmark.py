@@ -15,6 +15,7 @@ from edgecv.cli.common import (
     guarded,
     out_console,
     parse_batches,
+    parse_counts,
     parse_flag,
     print_notes,
     split_list,
@@ -37,7 +38,17 @@ def benchmark_cmd(
         None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"
     ),
     threads: Optional[str] = typer.Option(
-        None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"
+        None,
+        "--threads",
+        metavar="N[,N...]",
+        help="CPU threads per backend, or a sweep, e.g. 1,2,4: every CPU artifact at each (default: each backend's own)",
+    ),
+    max_accuracy_drop: Optional[str] = typer.Option(
+        None,
+        "--max-accuracy-drop",
+        metavar="D",
+        help="accuracy budget in points (top-1, or mAP@[.5:.95] for detectors) against FP32 for the recommended "
+        "artifact, judged on `edgecv eval` figures (default: the budget the export recorded, else none)",
     ),
     shape: Optional[str] = typer.Option(
         None,
@@ -82,9 +93,17 @@ def benchmark_cmd(
 
     def run() -> None:
         from edgecv.cli.progress import BenchmarkBars
-        from edgecv.cli.tables import results_table
+        from edgecv.cli.tables import recommendation_text, results_table
         from edgecv.report import write_report
+        from edgecv.report.recommend import add_recommendation, check_budget, recorded_budget
         from edgecv.runtime.benchmark import BenchSettings, PlanOptions, benchmark_target
+
+        budget, source = None, None
+        if max_accuracy_drop is not None:
+            budget, source = (
+                check_budget(parse_flag(max_accuracy_drop, float, "--max-accuracy-drop", "a number")),
+                "flag",
+            )
 
         settings = BenchSettings(
             warmup=parse_flag(warmup, int, "--warmup", "an integer"),
@@ -96,7 +115,7 @@ def benchmark_cmd(
         )
         plan = PlanOptions(
             batches=parse_batches(batch),
-            threads=parse_flag(threads, int, "--threads", "an integer"),
+            threads=parse_threads(threads),
             backends=split_list(backend) or None,
             precision=precision,
             isolate=not in_process,
@@ -107,6 +126,10 @@ def benchmark_cmd(
         from edgecv.evaluate.records import attach_accuracy
 
         doc = attach_accuracy(result.to_dict())  # figures `edgecv eval` recorded in the run folder
+        if budget is None:
+            budget = recorded_budget(target)
+            source = "manifest" if budget is not None else None
+        add_recommendation(doc, budget, source)
         written = write_report(doc, report) if report is not None else {}
         if as_json:
             emit_json(doc)
@@ -114,10 +137,17 @@ def benchmark_cmd(
             out_console.print(results_table(doc))
             # The table points at these ("see notes"); the report files hold them too.
             print_notes(result.results)
+            out_console.print(recommendation_text(doc["recommendation"]))
         for name, path in written.items():
             console.print(f"{name}: {path}", markup=False)
 
     guarded(run)
+
+
+def parse_threads(text: Optional[str]) -> int | tuple[int, ...] | None:
+    """``--threads 2`` → 2; ``--threads 1,2,4`` → a sweep."""
+    counts = parse_counts(text, "--threads")
+    return counts[0] if counts and len(counts) == 1 else counts
 
 
 @app.command("report", cls=PlainUsage)
