@@ -165,13 +165,17 @@ def report_cmd(
     """Re-render one benchmark run, or merge several and compare them with the first."""
 
     def run() -> None:
-        from edgecv.cli.tables import comparison_table, results_table
+        from rich.console import Group
+
+        from edgecv.cli.tables import comparison_table, recommendation_text, results_table
         from edgecv.report import compare_files, read_results, write_comparison, write_report
+        from edgecv.report.recommend import recommendation_of
 
         if len(results) == 1:
             doc = read_results(results[0])
+            doc["recommendation"] = recommendation_of(doc)  # computed for files written before it was recorded
             written = write_report(doc, out) if out is not None else {}
-            document, table = doc, results_table(doc)
+            document, table = doc, Group(results_table(doc), recommendation_text(doc["recommendation"]))
         else:
             comparison = compare_files(results)
             written = write_comparison(comparison, out) if out is not None else {}

@@ -104,12 +104,14 @@ UNSTABLE_MARK = "(unstable)"
 def stability_notes(results: list[dict[str, Any]]) -> list[str]:
     """What a row marked unstable means, one note per such row."""
     notes = []
+    swept = swept_threads(results)
     for r in results:
         lat = r.get("latency") or {}
         if not lat.get("unstable"):
             continue
+        at = f"batch {r.get('batch')}" + (f", {threads_words(r.get('threads'))}" if swept else "")
         notes.append(
-            f"{r['artifact']} (batch {r.get('batch')}): unstable timing, p90 {lat['p90_ms']:.3f} ms is "
+            f"{r['artifact']} ({at}): unstable timing, p90 {lat['p90_ms']:.3f} ms is "
             f"{lat.get('p90_over_median', float('nan')):.1f}× the median {lat['median_ms']:.3f} ms "
             f"(std/mean {lat.get('cv', float('nan')):.0%}): the machine was busy, throttled or changing "
             "frequency; rerun on an idle machine with more --iterations before trusting these figures"
@@ -195,11 +197,17 @@ def detail_columns(results: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]
     return with_threads(DETAIL_COLUMNS, results)
 
 
-def threads_text(threads: Any) -> str:
-    """A results document's ``settings.threads``: one count, a sweep (a list), or none given."""
+def threads_words(threads: int | None) -> str:
+    """``1 thread``, ``4 threads``; None: the backends' defaults."""
+    return "each backend's default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
+
+
+def threads_text(threads: Any) -> Any:
+    """A results document's ``settings.threads`` as reports show it: one count as it is, a sweep (a
+    list) joined, none given in words."""
     if isinstance(threads, (list, tuple)):
-        return ", ".join(map(str, threads)) if threads else "backend default"
-    return str(threads) if threads else "backend default"
+        return ", ".join(map(str, threads)) or "backend default"
+    return threads or "backend default"
 
 
 def machine_line(doc: dict[str, Any]) -> str:

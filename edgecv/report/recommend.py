@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .format import DASH
+from .format import DASH, threads_words
 
 METRIC_NAMES = {"top1": "top-1", "map": "mAP@[.5:.95]"}
 BUDGET_SOURCES = {"flag": "--max-accuracy-drop", "manifest": "the run folder's manifest"}
@@ -84,18 +84,18 @@ def check_budget(value: Any, what: str = "--max-accuracy-drop") -> float:
 def recorded_budget(target: str | Path) -> float | None:
     """The ``max_accuracy_drop`` the export of ``target`` (a run folder, or an artifact in one)
     recorded in its manifest's options; None where there is none or it is not a usable number."""
-    from edgecv.errors import EdgeCVError
+    from edgecv.errors import UserInputError
     from edgecv.runfolder import read_manifest
 
     path = Path(str(target))
     for folder in [path, *list(path.resolve().parents)[:2]] if path.exists() else []:
         try:
-            options = read_manifest(folder).get("options") or {}
-        except (EdgeCVError, OSError, ValueError):
+            options = read_manifest(folder).get("options")
+        except (UserInputError, OSError, ValueError):
             continue
         try:
-            return check_budget(options.get("max_accuracy_drop"))
-        except EdgeCVError:
+            return check_budget(options.get("max_accuracy_drop") if isinstance(options, dict) else None)
+        except UserInputError:
             return None
     return None
 
@@ -277,10 +277,6 @@ def recommendation_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- sentences: the terminal, report.md and report.html say the same
-
-
-def threads_words(threads: int | None) -> str:
-    return "each backend's default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
 
 
 def _figure(entry: dict[str, Any]) -> str:
