@@ -267,6 +267,16 @@ def add_recommendation(
     return doc
 
 
+def refresh_recommendation(doc: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a recorded recommendation, with its budget, after the rows changed (``edgecv eval``
+    merged accuracy into them); a document without one is left as it is."""
+    rec = doc.get("recommendation")
+    if isinstance(rec, dict):
+        budget = rec.get("budget") if isinstance(rec.get("budget"), dict) else {}
+        add_recommendation(doc, budget.get("max_drop_pts"), budget.get("source"))
+    return doc
+
+
 def recommendation_of(doc: dict[str, Any]) -> dict[str, Any]:
     """The document's recommendation; one by speed and recorded accuracy, without a budget, for a
     document written before benchmarks recorded one."""

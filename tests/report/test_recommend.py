@@ -184,3 +184,33 @@ def test_the_budget_the_export_recorded_is_read_defensively(tmp_path):
     for unusable in ({"max_accuracy_drop": "lots"}, {"max_accuracy_drop": -2}, {}):
         manifest(unusable)
         assert recorded_budget(tmp_path) is None
+
+
+def test_accuracy_that_eval_merges_in_later_updates_a_recorded_recommendation():
+    from edgecv.evaluate.records import EvalReport, EvalResult, merge_into_results
+
+    rows = [r for r in machine(eval_figures=False) if r["artifact"] != "pytorch"]
+    doc = add_recommendation({"settings": {"threads": 2}, "results": rows}, 1.0, "flag")
+    assert only(doc["recommendation"])["basis"] == "speed only"
+
+    def scored(artifact, backend, precision, top1, delta=None):
+        return EvalResult(
+            artifact, backend, None, precision, precision, backend, "classification", {"top1": top1}, 1, [1.0] * 8,
+            None, None, reference=None if delta is None else "onnx-fp32", delta={} if delta is None else {"top1": delta},
+        )  # fmt: skip
+
+    report = EvalReport(
+        target={"path": "run"},
+        data={"path": "digits"},
+        task="classification",
+        input_spec={},
+        results=[
+            scored("onnx-fp32", "onnxruntime", "fp32", 0.90),
+            scored("onnx-int8-cpu", "onnxruntime", "int8", 0.896, -0.004),
+            scored("openvino-int8", "openvino", "int8", 0.879, -0.021),
+        ],
+    )
+    merge_into_results(doc, report)
+    group = only(doc["recommendation"])
+    assert group["basis"] == "accuracy budget" and group["pick"]["artifact"] == "onnx-int8-cpu"
+    assert doc["recommendation"]["budget"]["source"] == "flag"
