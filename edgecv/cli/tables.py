@@ -15,7 +15,7 @@ from rich.text import Text
 from edgecv.report.compare import comparison_rows, difference_rows, numeric_columns, speedup_note
 from edgecv.report.format import machine_line, results_columns, stability_notes, swept_threads
 from edgecv.report.markdown import NUMERIC
-from edgecv.report.recommend import recommendation_lines
+from edgecv.report.recommendation_text import recommendation_lines
 
 # Per column: one space of padding either side and its right border; plus the table's left border.
 _COLUMN_FRAME = 3

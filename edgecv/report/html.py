@@ -22,7 +22,8 @@ from .format import (
     versions_line,
 )
 from .markdown import MEMORY_NOTE, NUMERIC
-from .recommend import recommendation_lines, recommendation_of
+from .recommend import recommendation_of
+from .recommendation_text import recommendation_lines
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

@@ -17,7 +17,8 @@ from .format import (
     settings_line,
     versions_line,
 )
-from .recommend import recommendation_lines, recommendation_of
+from .recommend import recommendation_of
+from .recommendation_text import recommendation_lines
 
 
 def md_escape(text: Any) -> str:

@@ -16,10 +16,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .format import DASH, threads_words
+from .recommendation_text import int8_sentence
 
-METRIC_NAMES = {"top1": "top-1", "map": "mAP@[.5:.95]"}
-BUDGET_SOURCES = {"flag": "--max-accuracy-drop", "manifest": "the run folder's manifest"}
 # Drops this close to the budget count as within it (figures are rounded fractions).
 _EPSILON = 1e-9
 
@@ -60,10 +58,18 @@ def deployable(row: dict[str, Any]) -> bool:
     )
 
 
+def ran_lower(row: dict[str, Any]) -> str | None:
+    """The lower float precision an FP32 artifact ran in (OpenVINO's bf16 default on AMX and
+    AVX512-BF16 CPUs), which its accuracy figure, scored in f32, does not vouch for; else None."""
+    ran = row.get("precision")
+    return ran if precision_of(row) == "fp32" and ran in ("bf16", "fp16") else None
+
+
 def drop_points(row: dict[str, Any]) -> float | None:
-    """The accuracy lost against FP32 in points (negative: gained); 0 for FP32; None when unknown."""
+    """The accuracy lost against FP32 in points (negative: gained); 0 for FP32 run as FP32; None
+    when unknown."""
     if precision_of(row) == "fp32":
-        return 0.0
+        return None if ran_lower(row) else 0.0
     delta = (row.get("accuracy") or {}).get("delta")
     return None if delta is None else -100.0 * float(delta)
 
@@ -107,7 +113,7 @@ def _group_key(row: dict[str, Any], by_threads: bool) -> tuple:
 
 def _status(row: dict[str, Any], budget: float | None) -> str:
     drop = drop_points(row)
-    if precision_of(row) == "fp32":
+    if precision_of(row) == "fp32" and not ran_lower(row):
         return "reference"
     if drop is None:
         return "unmeasured"
@@ -122,6 +128,7 @@ def _entry(row: dict[str, Any], budget: float | None) -> dict[str, Any]:
         "artifact": row.get("artifact"),
         "backend": row.get("backend"),
         "precision": precision_of(row) or None,
+        "ran": ran_lower(row),
         "figure": figure,
         "value": value,
         "unit": unit,
@@ -134,6 +141,8 @@ def _why_lost(alt: dict[str, Any], row: dict[str, Any], pick: dict[str, Any], bu
     if alt["status"] == "over":
         return f"{alt['drop_pts'] - budget:.2f} pt over the {budget:g} pt budget"
     if alt["status"] == "unmeasured" and budget is not None and pick["status"] != "unmeasured":
+        if alt.get("ran"):
+            return f"ran in {alt['ran']}, whose accuracy is not measured (--precision f32 times it as scored)"
         return "accuracy not measured, so not known to be within the budget"
     if cost(row) == cost(pick["_row"]):
         return f"as fast ({alt['figure']} {alt['value']:.2f} {alt['unit']}), ranked after on accuracy, then name"
@@ -284,113 +293,3 @@ def recommendation_of(doc: dict[str, Any]) -> dict[str, Any]:
     if isinstance(rec, dict) and isinstance(rec.get("groups"), list):
         return rec
     return add_recommendation(dict(doc))["recommendation"]
-
-
-# ---- sentences: the terminal, report.md and report.html say the same
-
-
-def _figure(entry: dict[str, Any]) -> str:
-    return f"{entry['figure']} {entry['value']:.2f} {entry['unit']}"
-
-
-def _drop(entry: dict[str, Any]) -> str:
-    drop = entry.get("drop_pts")
-    if entry.get("status") == "reference":
-        return "FP32, the accuracy reference"
-    return "accuracy not measured" if drop is None else f"drop {drop:.2f} pt"
-
-
-def _where(group: dict[str, Any]) -> str:
-    parts = [f"batch {group['batch']}"]
-    if group["device"] in ("cpu", None):
-        parts.append(threads_words(group["threads"]))
-    else:
-        parts.append(f"on {group['device']}")
-    if group["scenario"] != "single-stream":
-        parts.append(str(group["scenario"]))
-    return ", ".join(parts)
-
-
-def group_lines(rec: dict[str, Any], group: dict[str, Any]) -> list[str]:
-    """The pick of one group as a sentence, then one line per alternative."""
-    budget = rec["budget"]
-    metric = budget.get("metric")
-    metric_words = METRIC_NAMES.get(metric, str(metric)) if isinstance(metric, str) else "accuracy"
-    pick = group["pick"]
-    where = _where(group)
-    if pick is None:
-        return [
-            f"{where}: no artifact is within the {budget['max_drop_pts']:g} pt {metric_words} budget "
-            "(no FP32 artifact was timed here either)"
-        ]
-    head = f"{where}: deploy {pick['artifact']} ({pick['backend']}, {pick['precision'] or DASH}), {_figure(pick)}"
-    if group["basis"] == "accuracy budget":
-        source = BUDGET_SOURCES.get(budget.get("source"), "")
-        head += (
-            f", the fastest within the {budget['max_drop_pts']:g} pt {metric_words} budget"
-            + (f" (from {source})" if source else "")
-            + f": {_drop(pick)}"
-        )
-    elif pick["status"] == "unmeasured":
-        head += ", by speed only: its accuracy is not measured (`edgecv eval RUN --data …`)"
-        if budget.get("max_drop_pts") is not None:
-            head += f", so the {budget['max_drop_pts']:g} pt budget cannot be checked"
-        fallback = group.get("fp32_fallback")
-        if fallback:
-            head += (
-                f"; the fastest FP32 artifact, which risks no accuracy, is {fallback['artifact']} ({_figure(fallback)})"
-            )
-    else:
-        head += f", by speed only (no accuracy budget; --max-accuracy-drop sets one): {_drop(pick)}"
-    lines = [head]
-    for alt in group["alternatives"]:
-        lines.append(f"  not {alt['artifact']} ({_figure(alt)}, {_drop(alt)}): {alt['lost']}")
-    return lines
-
-
-def _thread_list(counts: Sequence[int | None]) -> str:
-    if counts == [None]:
-        return "each backend's default threads"
-    named = [str(c) for c in counts if c is not None]
-    return ", ".join(named) + (" thread" if named == ["1"] else " threads")
-
-
-def _speedups_text(at: list[dict[str, Any]], key: str, what: str) -> str:
-    """``over the fastest FP32, onnx-fp32: 1.88× at 1 thread, 0.94× at 4 threads``."""
-    names = list(dict.fromkeys(a[key]["artifact"] for a in at))
-    each = [
-        f"{a[key]['speedup']:.2f}× at {threads_words(a['threads'])}"
-        + (f" (over {a[key]['artifact']})" if len(names) > 1 else "")
-        for a in at
-    ]
-    return f"over {what}" + (f", {names[0]}" if len(names) == 1 else "") + ": " + ", ".join(each)
-
-
-def int8_sentence(verdict: dict[str, Any]) -> str:
-    """Where one INT8 artifact pays and where it loses, with the speed-ups behind it."""
-    at = verdict["at"]
-    pays, loses = verdict["pays_at"], verdict["loses_at"]
-    if not loses:
-        head = f"INT8 pays at {_thread_list(pays)}"
-    elif not pays:
-        head = f"INT8 does not pay at {_thread_list(loses)}: use an FP32 artifact there"
-    else:
-        head = f"INT8 pays at {_thread_list(pays)} and loses at {_thread_list(loses)}"
-    figures = _speedups_text(at, "vs_fastest_fp32", "the fastest FP32")
-    if any(a["vs_engine_fp32"] and a["vs_engine_fp32"] != a["vs_fastest_fp32"] for a in at):
-        figures += "; " + _speedups_text([a for a in at if a["vs_engine_fp32"]], "vs_engine_fp32", "its engine's FP32")
-    return f"{verdict['artifact']} (batch {verdict['batch']}): {head} ({figures})"
-
-
-def recommendation_lines(rec: dict[str, Any]) -> list[str]:
-    """Every sentence of the recommendation: each group's pick and alternatives, which accuracy
-    figures exist, then the INT8 verdicts."""
-    lines = []
-    for group in rec["groups"]:
-        lines += group_lines(rec, group)
-    measured = rec.get("accuracy_measured_for") or []
-    budget = rec["budget"].get("max_drop_pts")
-    if budget is None and measured:
-        lines.append(f"accuracy figures from edgecv eval: {', '.join(measured)}; --max-accuracy-drop D picks by them")
-    lines += [f"int8: {v['note']}" for v in rec.get("int8") or []]
-    return lines

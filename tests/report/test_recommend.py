@@ -9,7 +9,8 @@ import json
 import pytest
 
 from edgecv.errors import InvalidOptionError
-from edgecv.report.recommend import add_recommendation, recommend, recommendation_lines, recorded_budget
+from edgecv.report.recommend import add_recommendation, recommend, recorded_budget
+from edgecv.report.recommendation_text import recommendation_lines
 
 
 def row(artifact, backend, precision, ms, threads=2, delta=None, intended_for=None, **extra):
@@ -118,7 +119,7 @@ def test_a_thread_sweep_gets_one_pick_per_thread_count_and_the_int8_note_says_wh
     assert verdicts["onnx-int8-cpu"]["pays_at"] == [1, 2] and verdicts["onnx-int8-cpu"]["loses_at"] == [4]
     assert verdicts["openvino-int8"]["pays_at"] == [1, 2, 4]
     assert verdicts["onnx-int8-cpu"]["note"] == (
-        "onnx-int8-cpu (batch 1): INT8 pays at 1, 2 threads and loses at 4 threads (over the fastest FP32, "
+        "onnx-int8-cpu (batch 1): INT8 pays at 1, 2 threads and loses at 4 threads (against the fastest FP32, "
         "onnx-fp32: 1.88× at 1 thread, 1.20× at 2 threads, 0.91× at 4 threads)"
     )
 
@@ -134,7 +135,8 @@ def test_int8_compares_with_its_own_engine_too_and_a_tie_does_not_pay():
     assert at["vs_engine_fp32"] == {"artifact": "openvino-fp32", "speedup": 2.0}
     assert at["vs_fastest_fp32"] == {"artifact": "onnx-fp32", "speedup": 1.0} and not at["pays"]
     assert (
-        "does not pay at 2 threads" in verdict["note"] and "its engine's FP32, openvino-fp32: 2.00×" in verdict["note"]
+        "does not pay at 2 threads" in verdict["note"]
+        and "against its engine's FP32, openvino-fp32: 2.00×" in verdict["note"]
     )
 
 
@@ -214,3 +216,20 @@ def test_accuracy_that_eval_merges_in_later_updates_a_recorded_recommendation():
     group = only(doc["recommendation"])
     assert group["basis"] == "accuracy budget" and group["pick"]["artifact"] == "onnx-int8-cpu"
     assert doc["recommendation"]["budget"]["source"] == "flag"
+
+
+def test_an_fp32_artifact_that_ran_in_bf16_is_not_the_accuracy_reference():
+    rows = machine() + [
+        {**row("openvino-fp32", "openvino", "fp32", 1.0), "precision": "bf16"}
+    ]  # OpenVINO's AMX default
+    rec = recommend(rows, 1.0)
+    group = only(rec)
+    assert group["pick"]["artifact"] == "onnx-int8-cpu"
+    lost = {a["artifact"]: a["lost"] for a in group["alternatives"]}
+    assert lost["openvino-fp32"].startswith("ran in bf16, whose accuracy is not measured (--precision f32")
+    # Without a budget it is the fastest, and says what it ran in.
+    [head, *_] = recommendation_lines(recommend(rows))
+    assert (
+        "deploy openvino-fp32 (openvino, fp32 (ran bf16))" in head
+        and "it ran in bf16, in which its accuracy is not measured" in head
+    )
