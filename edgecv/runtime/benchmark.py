@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError
 from edgecv.progress import Observer
+from edgecv.report.format import threads_words
 
 from . import load
 from .base import Runtime
@@ -94,7 +95,7 @@ def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObse
 
 def bench_task(job: BenchJob, batch: int | None) -> str:
     """The progress task of one artifact at one batch."""
-    threads = f", {job.threads} thread{'s' if job.threads != 1 else ''}" if job.threads is not None else ""
+    threads = f", {threads_words(job.threads)}" if job.threads is not None else ""
     return f"{job.label} ({job.backend}, batch {'auto' if batch is None else batch}{threads})"
 
 
@@ -144,15 +145,22 @@ class BenchReport:
         }
 
 
-def add_speedups(results: list[BenchResult]) -> None:
-    """Speed-up over PyTorch eager at the same batch, scenario and thread count (median against
-    median)."""
-    torch_median = {(r.batch, r.scenario, r.threads): r.latency.median_ms for r in results if r.backend == "torch"}
+def add_speedups(results: list[BenchResult], by_threads: bool = False) -> None:
+    """Speed-up over PyTorch eager at the same batch and scenario (median against median) and, in a
+    thread sweep, at the same thread count. Without a sweep the counts are not compared: each
+    backend's default may differ, and the row records what it read back."""
+
+    def key(r: BenchResult) -> tuple:
+        return r.batch, r.scenario, r.threads if by_threads else None
+
+    torch_median = {key(r): r.latency.median_ms for r in results if r.backend == "torch"}
     for r in results:
-        # A backend without a thread count (TensorRT) compares with the one baseline there is.
-        base = torch_median.get((r.batch, r.scenario, r.threads))
-        if base is None and r.threads is None and len({k[2] for k in torch_median}) == 1:
-            base = next((v for (b, s, _), v in torch_median.items() if (b, s) == (r.batch, r.scenario)), None)
+        base = torch_median.get(key(r))
+        # In a sweep, a backend without a thread count (TensorRT) compares with a baseline only
+        # where there is one.
+        same = {v for k, v in torch_median.items() if k[:2] == (r.batch, r.scenario)}
+        if base is None and r.threads is None and len(same) == 1:
+            base = same.pop()
         r.speedup_vs_torch = base / r.latency.median_ms if base and r.latency.median_ms > 0 else None
 
 
@@ -223,7 +231,7 @@ def benchmark_target(
             continue
         results.extend(job_results)
         observer.job_end(job, job_results)
-    add_speedups(results)
+    add_speedups(results, by_threads=isinstance(plan.threads, tuple))
     machine = machine_info()
     machine["openvino_default_precision"] = openvino_default_precision()
     return BenchReport(

@@ -183,3 +183,22 @@ def test_a_thread_sweep_plans_every_cpu_artifact_at_each_count_and_an_engine_onc
     for bad in ([1, 0], [], ["2"]):
         with pytest.raises(InvalidOptionError, match="threads"):
             PlanOptions(threads=bad)
+
+
+def test_a_sweep_compares_each_row_with_pytorch_at_its_own_thread_count():
+    from edgecv.runtime.benchmark import BenchResult, add_speedups
+    from edgecv.runtime.stats import LatencyStats
+
+    def timed(artifact, backend, ms, threads):
+        stats = LatencyStats.from_ns([int(ms * 1e6)] * 5)
+        return BenchResult(artifact, backend, "single-stream", 1, stats, 1000 / ms, [ms] * 5, 1, threads=threads)
+
+    rows = [timed("pytorch", "torch", 8.0, 1), timed("pytorch", "torch", 4.0, 2)]
+    rows += [timed("onnx-fp32", "onnxruntime", 2.0, 1), timed("onnx-fp32", "onnxruntime", 2.0, 2)]
+    rows += [timed("tensorrt-fp16", "tensorrt", 0.5, None)]
+    add_speedups(rows, by_threads=True)
+    assert [r.speedup_vs_torch for r in rows] == [1.0, 1.0, 4.0, 2.0, None]  # no one baseline for the engine
+    # Without a sweep each backend's default count is whatever it read back: one baseline for all.
+    rows = [timed("pytorch", "torch", 8.0, 16), timed("onnx-fp32", "onnxruntime", 2.0, 2), rows[-1]]
+    add_speedups(rows)
+    assert [r.speedup_vs_torch for r in rows] == [1.0, 4.0, 16.0]
