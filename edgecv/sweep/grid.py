@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # What a TOML grid may set: the list axes, the settings of the whole sweep, and [export] options.
 GRID_KEYS = ("models", "width_mult", "resolution", "precision", "backend", "threads")
 SETTING_KEYS = ("weights", "data", "images", "limit", "calib", "calib_size", "num_classes", "max_latency")
-SETTING_KEYS += ("min_accuracy", "iterations", "warmup", "jobs")
+SETTING_KEYS += ("min_accuracy", "iterations", "warmup")
 
 
 @dataclass

@@ -26,8 +26,7 @@ from edgecv.runfolder import sha256_json, write_json_atomic
 
 from .grid import SweepPlan
 from .point import Point, PointExport
-
-SWEEP_SCHEMA = "edgecv.sweep/1"
+from .results import SWEEP_SCHEMA
 
 
 def point_fingerprint(point: Point, plan: SweepPlan) -> str:
