@@ -20,7 +20,7 @@ def test_points_share_one_export_per_run_folder():
     assert len(p.points) == 2 * 2 * 2
     groups = p.export_groups()
     assert len(groups) == 4
-    for name, points in groups.items():
+    for points in groups.values():
         assert [q.precision for q in points] == ["fp32", "int8"]
         # One export makes both precisions: its options are the union of what the group needs.
         assert all(q.export_options == points[0].export_options for q in points)
