@@ -125,14 +125,18 @@ def prepare_group(points: list[Point], runs_root: str, data: EvalData | None) ->
 
 
 def _picklable(exc: BaseException) -> BaseException:
-    """An exception that survives the trip back from a worker (some libraries' do not)."""
+    """An exception that survives the trip back from a worker (some libraries' do not), carrying
+    its traceback as text (pickling drops the traceback itself)."""
     import pickle
+    import traceback
 
+    trace = "".join(traceback.format_exception(exc))
     try:
         pickle.loads(pickle.dumps(exc))
-        return exc
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    exc.worker_traceback = trace  # type: ignore[attr-defined]
+    return exc
 
 
 def _pin(cpus: list[int] | None) -> None:
