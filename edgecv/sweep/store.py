@@ -4,7 +4,7 @@
       plan.json             what was asked (the grid, engines, threads, data, constraint)
       runs/<run_name>/      run folders, one per export (shared by a model's precisions)
       points/<key>.json     one record per finished or failed point, written atomically
-      sweep.json|md|html    the results (written at the end, from the records)
+      sweep.json|md|html    the results (written at the end, from the records; removed when a run starts)
 
 A point whose record says ``done`` and whose fingerprint (its export options, the engines, threads
 and timing settings) matches is finished: a rerun reuses it without opening its run folder. Any
@@ -27,6 +27,8 @@ from edgecv.runfolder import sha256_json, write_json_atomic
 from .grid import SweepPlan
 from .point import Point, PointExport
 from .results import SWEEP_SCHEMA
+
+RESULT_FILES = ("sweep.json", "sweep.md", "sweep.html")
 
 
 def point_fingerprint(point: Point, plan: SweepPlan) -> str:
@@ -73,6 +75,10 @@ class SweepStore:
             self._lock = None
             raise OutputPathError(f"{self.root} is in use by another edgecv sweep") from None
         write_json_atomic(self.root / "plan.json", {"schema": SWEEP_SCHEMA, "created": _now(), **self.plan.to_dict()})
+        # The results of an earlier run go until this one writes its own: an interrupted rerun
+        # must not leave a sweep.json that answers for another plan.
+        for name in RESULT_FILES:
+            (self.root / name).unlink(missing_ok=True)
         return self
 
     def close(self) -> None:

@@ -89,10 +89,12 @@ def test_store_reuses_only_points_done_under_the_same_settings(tmp_path):
         store.record_failed(int8, "export", RuntimeError("boom"))
         assert [q.key for q in store.pending()] == [int8.key]  # a failed point runs again
         assert store.record(int8)["error"]["message"] == "boom"
-    # Other timing settings: the finished point is stale and runs again.
+    # Other timing settings: the finished point is stale and runs again; earlier results go.
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
     p.iterations = 7
     with SweepStore(tmp_path / "sweep", p) as store:
         assert len(store.pending()) == 2
+        assert not (tmp_path / "sweep" / "sweep.json").exists()
 
 
 def test_one_sweep_process_per_folder(tmp_path):
