@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import functools
 import json
 import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgecv.errors import OutputPathError
-from edgecv.runfolder import sha256_json, write_json_atomic
+from edgecv.runfolder import sha256_file, sha256_json, write_json_atomic
 
 from .grid import SweepPlan
 from .point import Point, PointExport
@@ -31,11 +32,25 @@ from .results import SWEEP_SCHEMA
 RESULT_FILES = ("sweep.json", "sweep.md", "sweep.html")
 
 
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(path)
+
+
+def _weights_digest(weights: str | None) -> str | None:
+    """A retrained checkpoint written over the same path is other weights."""
+    if weights is None or not Path(weights).is_file():
+        return None
+    st = Path(weights).stat()
+    return _file_digest(weights, st.st_mtime_ns, st.st_size)
+
+
 def point_fingerprint(point: Point, plan: SweepPlan) -> str:
     """What a finished point's figures depend on; a change makes the point run again."""
     return sha256_json(
         {
             "point": point.to_dict(),
+            "weights_sha256": _weights_digest(point.weights),
             "backends": list(plan.backends),
             "threads": list(plan.threads),
             "iterations": plan.iterations,

@@ -114,3 +114,15 @@ def test_benchmarks_reserve_the_cores_they_time(threads, bench, exports):
     from edgecv.sweep.executor import split_cores
 
     assert split_cores(threads, [0, 1, 2, 3]) == (bench, exports)
+
+
+def test_a_checkpoint_rewritten_in_place_reruns_its_points(tmp_path):
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"one")
+    p = plan(resolution="32", weights=str(ckpt))
+    export = PointExport(str(tmp_path), p.points[0].run_name, "classification", 1, 2, False, [], {}, 0.0)
+    with SweepStore(tmp_path / "sweep", p) as store:
+        store.record_done(p.points[0], export, {}, [])
+        assert store.pending() == []
+        ckpt.write_bytes(b"other weights")
+        assert store.pending() == p.points
