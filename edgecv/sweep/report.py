@@ -30,6 +30,7 @@ COLUMNS = (
     ("macs", "MMACs"),
     ("params", "params (M)"),
 )
+METRIC_NAMES = {"top1": "top-1", "map": "mAP"}
 FAILED_COLUMNS = (("point", "point"), ("stage", "stage"), ("message", "error"))
 NUMERIC = {"threads", "p90", "median", "accuracy", "published", "macs", "params"}
 
@@ -43,7 +44,8 @@ def table_cells(row: dict[str, Any], doc: dict[str, Any]) -> dict[str, str]:
     mark = "★" if row["id"] == rec["choice"] else ("◆" if row["id"] in doc["pareto"] else "")
     acc = row.get("accuracy")
     if acc and acc.get("value") is not None:
-        accuracy = f"{100 * acc['value']:.2f}% {acc.get('metric', '')}".strip()
+        metric = METRIC_NAMES.get(acc.get("metric"), acc.get("metric") or "")
+        accuracy = f"{100 * acc['value']:.2f}% {metric}".strip()
     else:
         accuracy = "timing only (no weights)" if row["timing_only"] else DASH
     pub = row.get("published")
