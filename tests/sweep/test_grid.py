@@ -61,6 +61,7 @@ def test_toml_grid_and_flags_over_it(tmp_path):
         ({"threads": "0"}, "--threads"),
         ({"max_latency": "10ms", "min_accuracy": 70.0}, "not both"),
         ({"data": "/no/such/val"}, "no such file"),
+        ({"weights": "/no/such/{model}.pth"}, "no such file for any point"),
     ],
 )
 def test_bad_grid_values_are_refused_before_anything_runs(settings, fragment):
