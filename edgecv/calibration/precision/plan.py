@@ -1,0 +1,220 @@
+"""Speed-aware precision for the ONNX Runtime CPU flavour: which blocks stay in float because the
+whole graph runs faster that way, at the thread count the artifact is for.
+
+ONNX Runtime's integer kernels lose to its float ones in places (a depthwise convolution costs a
+fixed ~9 ns per output pixel whatever its channel count; integer Add/Mul hardly use a second
+thread; a float activation between two integer layers costs a DequantizeLinear and a
+QuantizeLinear). Per-kernel profiles of the FP32 and the all-INT8 graph *propose*: a block
+(:mod:`.blocks`) whose INT8 kernels took longer than its float ones is a candidate for float.
+Whole graphs *decide*: the Q/DQ pairs at a float block's edges cost time the block's own kernels do
+not show, so candidate graphs (the losing blocks, most loss first, in growing sets) are timed
+against the all-INT8 graph, and the fastest is kept.
+
+    plan = plan_precision(prepared, all_int8, build, OrtCosts(threads=2), fixed=excluded)
+    plan.float_nodes, plan.reasons, plan.to_dict()
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..float_scopes import float_feeders
+from .blocks import Block, attribute, cost_blocks, group_blocks
+from .measure import CostSource
+
+ALL_INT8 = "all-int8"
+FP32 = "fp32"
+# Shares of the losing blocks (most loss first) tried in float; 1.0 is every losing block.
+SHARES = (0.25, 0.5, 1.0)
+# A block counts as losing when its INT8 kernels take this fraction longer than its float ones;
+# below it a profile's noise decides.
+LOSS_MARGIN = 0.05
+
+
+@dataclass
+class Candidate:
+    name: str
+    path: Path
+    float_nodes: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # what building it reported (the flavour's entry)
+
+
+@dataclass
+class PrecisionPlan:
+    threads: int
+    cpu: str
+    blocks: list[Block]
+    candidates: dict[str, Candidate]
+    times: dict[str, dict[str, float]]
+    chosen: str
+    unattributed_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def choice(self) -> Candidate:
+        return self.candidates[self.chosen]
+
+    @property
+    def float_nodes(self) -> list[str]:
+        return list(self.choice.float_nodes)
+
+    def ms(self, name: str) -> float:
+        return self.times[name]["typical_ms"]
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Why each node the plan keeps in float is kept, with the times that decided it."""
+        by_block = {b.name: b for b in self.blocks}
+        whole = f"whole graph {self.ms(self.chosen):.2f} ms against {self.ms(ALL_INT8):.2f} ms all-INT8"
+        reasons = {}
+        for name in self.choice.blocks:
+            b = by_block[name]
+            why = (
+                f"slower in INT8 at {self.threads} threads: {b.int8_ms:.3f} ms vs {b.fp32_ms:.3f} ms in float "
+                f"(block {b.name}); {whole}"
+            )
+            reasons.update({n: why for n in b.nodes})
+        for n in self.choice.float_nodes:
+            reasons.setdefault(n, f"data movement between float blocks (no Q/DQ round trip); {whole}")
+        return reasons
+
+    def flavour_info(self) -> dict[str, Any]:
+        """The chosen graph's flavour entry for the INT8 report, its float nodes with their reasons
+        and this plan's record under ``precision_plan``."""
+        info = dict(self.choice.info)
+        reasons = self.reasons
+        info["kept_float"] = [{**k, "reason": reasons.get(k["node"], k["reason"])} for k in info.get("kept_float", [])]
+        info["precision_plan"] = self.to_dict()
+        return info
+
+    def to_dict(self) -> dict[str, Any]:
+        losing = [b for b in self.blocks if _losing(b)]
+        return {
+            "measured_on": {"cpu": self.cpu, "threads": self.threads, "engine": "onnxruntime"},
+            "chosen": self.chosen,
+            "float_nodes": self.float_nodes,
+            "float_blocks": list(self.choice.blocks),
+            "candidates": {
+                name: {
+                    "float_blocks": len(c.blocks),
+                    "float_nodes": len(c.float_nodes),
+                    **{k: round(v, 4) if isinstance(v, float) else v for k, v in self.times.get(name, {}).items()},
+                }
+                for name, c in self.candidates.items()
+            },
+            "statistic": "typical_ms: median over interleaved rounds of each round's fast quartile",
+            "fp32_ms": round(self.ms(FP32), 4) if FP32 in self.times else None,
+            "speedup_vs_all_int8": round(self.ms(ALL_INT8) / self.ms(self.chosen), 3),
+            "losing_blocks": [b.to_dict() for b in sorted(losing, key=lambda b: -b.loss_ms)],
+            "blocks_profiled": len(self.blocks),
+            "unattributed_ms": {k: round(v, 4) for k, v in self.unattributed_ms.items()},
+        }
+
+
+def _losing(block: Block) -> bool:
+    return block.int8_ms > block.fp32_ms * (1 + LOSS_MARGIN)
+
+
+def propose(blocks: list[Block], shares: tuple[float, ...] = SHARES) -> list[list[Block]]:
+    """Growing sets of the losing blocks, most loss first: one set per share, without repeats."""
+    losing = sorted((b for b in blocks if _losing(b)), key=lambda b: -b.loss_ms)
+    sets: list[list[Block]] = []
+    for share in shares:
+        n = max(1, round(share * len(losing))) if losing else 0
+        if n and (not sets or len(sets[-1]) != n):
+            sets.append(losing[:n])
+    return sets
+
+
+Builder = Callable[[str, list[str]], Candidate]
+
+
+def plan_precision(
+    fp32: Path,
+    all_int8: Candidate,
+    build: Builder,
+    costs: CostSource,
+    *,
+    fixed: Collection[str] = (),
+    cpu: str = "",
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> PrecisionPlan:
+    """Plan the float blocks of the CPU flavour quantized from ``fp32`` (the graph that was quantized,
+    whose node names the plan uses). ``all_int8``: that flavour with only ``fixed`` in float;
+    ``build(name, float_nodes)`` quantizes it again with ``float_nodes`` also in float. ``costs``
+    measures (see :class:`~.measure.OrtCosts`)."""
+    say = progress or (lambda *_: None)
+    model = onnx.load(str(fp32), load_external_data=False)
+    blocks = group_blocks(model, fixed=fixed)
+    say("profiling FP32 and INT8 kernels", 0, 2)
+    fp32_nodes, fp32_rest = attribute(costs.kernel_times(fp32, FP32), model)
+    say("profiling FP32 and INT8 kernels", 1, 2)
+    int8_nodes, int8_rest = attribute(costs.kernel_times(all_int8.path, "int8"), model)
+    cost_blocks(blocks, fp32_nodes, int8_nodes)
+
+    candidates = {FP32: Candidate(FP32, fp32), ALL_INT8: all_int8}
+    proposals = propose(blocks)
+    for i, chosen in enumerate(proposals):
+        name = f"float-{len(chosen)}"
+        say("building candidate graphs", i, len(proposals))
+        nodes = [n for b in chosen for n in b.nodes]
+        nodes += float_feeders(model, [*fixed, *nodes])
+        nodes = [n for n in nodes if n not in set(fixed)]
+        candidate = build(name, nodes)
+        candidate.blocks = [b.name for b in chosen]
+        candidates[name] = candidate
+    say("timing whole candidate graphs", 0, None)
+    # FP32 is timed too (not a choice): the record says how the chosen graph compares with it.
+    times = costs.graph_times(candidates)
+    int8_names = [n for n in candidates if n != FP32 and n in times]
+    chosen_name = min(int8_names, key=lambda n: (times[n]["typical_ms"], n != ALL_INT8))
+    return PrecisionPlan(
+        threads=costs.threads,
+        cpu=cpu,
+        blocks=blocks,
+        candidates=candidates,
+        times=times,
+        chosen=chosen_name,
+        unattributed_ms={FP32: fp32_rest, "int8": int8_rest},
+    )
+
+
+def plan_cpu_flavour(
+    prepared: Path,
+    tmp: Path,
+    quantize: Callable[[Path, list[str]], dict[str, Any]],
+    fixed: list[str],
+    threads: int | None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    costs: CostSource | None = None,
+) -> PrecisionPlan:
+    """The CPU flavour's plan, measured with ONNX Runtime at ``threads`` threads (default: this
+    machine's cores) unless ``costs`` is given. ``quantize(out, float_nodes)`` writes the flavour
+    with ``float_nodes`` in float besides ``fixed``; candidates are written under ``tmp``."""
+    from edgecv.errors import EdgecvError, StageError
+    from edgecv.runtime.onnxruntime import default_intra_threads
+    from edgecv.sysinfo import machine_info
+
+    from .measure import OrtCosts
+
+    def build(name: str, nodes: list[str]) -> Candidate:
+        path = tmp / f"plan-{name}.onnx"
+        return Candidate(name, path, nodes, info=quantize(path, nodes))
+
+    try:
+        with contextlib.ExitStack() as stack:
+            if costs is None:
+                costs = stack.enter_context(OrtCosts(threads or default_intra_threads()))
+            return plan_precision(
+                prepared, build(ALL_INT8, []), build, costs, fixed=fixed, cpu=machine_info()["cpu"], progress=progress
+            )
+    except EdgecvError:
+        raise
+    except Exception as exc:  # ONNX Runtime's sessions and profiler on an odd graph
+        raise StageError("int8", f"planning the CPU flavour's precision failed: {type(exc).__name__}: {exc}") from exc
