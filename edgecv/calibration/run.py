@@ -255,13 +255,14 @@ def quantize_run(
             for n in excluded
         }
 
+        cpu_plan = None
         for i, name in enumerate(flavours):
             flavour = flavour_of(name)
             say(f"quantizing the {flavour.name} flavour", i + 1, len(flavours))
             plan = None
             if speed_plan and flavour is CPU:
                 with clock.step("precision_plan_cpu"):
-                    plan = plan_cpu_flavour(
+                    plan = cpu_plan = plan_cpu_flavour(
                         prepared,
                         Path(tmp),
                         lambda out, nodes: _quantize(
@@ -300,6 +301,7 @@ def quantize_run(
             say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
+    warnings = list(calib.report.warnings) + ([cpu_plan.warning] if cpu_plan is not None and cpu_plan.warning else [])
     result = Int8Result(
         out_dir=out_dir,
         method=method,
@@ -312,7 +314,7 @@ def quantize_run(
         sensitivity=ranking,
         timings_s=clock.timings,
         peak_rss_mb=peak_rss_mb(),
-        warnings=list(calib.report.warnings),
+        warnings=warnings,
         target_cpu=target,
         kept_float=float_summary(op_types, excluded, in_scopes),
     )

@@ -262,6 +262,10 @@ class Int8(Stage):
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
+        plan = info["flavours"].get("cpu", {}).get("precision_plan")
+        if plan is not None:
+            # So does the speed plan's per-block profile; its decision and times are all here.
+            info["flavours"]["cpu"]["precision_plan"] = {**plan, "losing_blocks": plan["losing_blocks"][:10]}
         return Int8Result(info)
 
     def artifacts(self, ctx, result):

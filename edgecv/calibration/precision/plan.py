@@ -84,6 +84,17 @@ class PrecisionPlan:
             reasons.setdefault(n, f"data movement between float blocks (no Q/DQ round trip); {whole}")
         return reasons
 
+    @property
+    def warning(self) -> str | None:
+        """Said when even the chosen INT8 graph ran slower than FP32 here."""
+        if FP32 not in self.times or self.ms(self.chosen) <= self.ms(FP32):
+            return None
+        return (
+            f"the ONNX Runtime CPU flavour ran slower than FP32 at {self.threads} thread(s) here even with "
+            f"{len(self.choice.blocks)} block(s) in float ({self.ms(self.chosen):.2f} ms against "
+            f"{self.ms(FP32):.2f} ms): run model.onnx or the OpenVINO INT8 IR on this CPU"
+        )
+
     def flavour_info(self) -> dict[str, Any]:
         """The chosen graph's flavour entry for the INT8 report, its float nodes with their reasons
         and this plan's record under ``precision_plan``."""
@@ -111,6 +122,7 @@ class PrecisionPlan:
             "statistic": "typical_ms: median over interleaved rounds of each round's fast quartile",
             "fp32_ms": round(self.ms(FP32), 4) if FP32 in self.times else None,
             "speedup_vs_all_int8": round(self.ms(ALL_INT8) / self.ms(self.chosen), 3),
+            "speedup_vs_fp32": round(self.ms(FP32) / self.ms(self.chosen), 3) if FP32 in self.times else None,
             "losing_blocks": [b.to_dict() for b in sorted(losing, key=lambda b: -b.loss_ms)],
             "blocks_profiled": len(self.blocks),
             "unattributed_ms": {k: round(v, 4) for k, v in self.unattributed_ms.items()},
