@@ -17,6 +17,7 @@ against the all-INT8 graph, and the fastest is kept.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class PrecisionPlan:
     times: dict[str, dict[str, float]]
     chosen: str
     unattributed_ms: dict[str, float] = field(default_factory=dict)
+    spent_s: dict[str, float] = field(default_factory=dict)  # profiling, building and timing candidates
 
     @property
     def choice(self) -> Candidate:
@@ -126,6 +128,7 @@ class PrecisionPlan:
             "losing_blocks": [b.to_dict() for b in sorted(losing, key=lambda b: -b.loss_ms)],
             "blocks_profiled": len(self.blocks),
             "unattributed_ms": {k: round(v, 4) for k, v in self.unattributed_ms.items()},
+            "spent_s": {k: round(v, 2) for k, v in self.spent_s.items()},
         }
 
 
@@ -162,6 +165,9 @@ def plan_precision(
     ``build(name, float_nodes)`` quantizes it again with ``float_nodes`` also in float. ``costs``
     measures (see :class:`~.measure.OrtCosts`)."""
     say = progress or (lambda *_: None)
+    clock = time.perf_counter
+    spent: dict[str, float] = {}
+    start = clock()
     model = onnx.load(str(fp32), load_external_data=False)
     blocks = group_blocks(model, fixed=fixed)
     say("profiling FP32 and INT8 kernels", 0, 2)
@@ -169,6 +175,7 @@ def plan_precision(
     say("profiling FP32 and INT8 kernels", 1, 2)
     int8_nodes, int8_rest = attribute(costs.kernel_times(all_int8.path, "int8"), model)
     cost_blocks(blocks, fp32_nodes, int8_nodes)
+    spent["profile_s"], start = clock() - start, clock()
 
     candidates = {FP32: Candidate(FP32, fp32), ALL_INT8: all_int8}
     proposals = propose(blocks)
@@ -181,9 +188,11 @@ def plan_precision(
         candidate = build(name, nodes)
         candidate.blocks = [b.name for b in chosen]
         candidates[name] = candidate
+    spent["build_s"], start = clock() - start, clock()
     say("timing whole candidate graphs", 0, None)
     # FP32 is timed too (not a choice): the record says how the chosen graph compares with it.
     times = costs.graph_times(candidates)
+    spent["time_s"] = clock() - start
     int8_names = [n for n in candidates if n != FP32 and n in times]
     chosen_name = min(int8_names, key=lambda n: (times[n]["typical_ms"], n != ALL_INT8))
     return PrecisionPlan(
@@ -194,6 +203,7 @@ def plan_precision(
         times=times,
         chosen=chosen_name,
         unattributed_ms={FP32: fp32_rest, "int8": int8_rest},
+        spent_s=spent,
     )
 
 
