@@ -17,6 +17,7 @@ against the all-INT8 graph, and the fastest is kept.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -136,14 +137,26 @@ def _losing(block: Block) -> bool:
     return block.int8_ms > block.fp32_ms * (1 + LOSS_MARGIN)
 
 
-def propose(blocks: list[Block], shares: tuple[float, ...] = SHARES) -> list[list[Block]]:
-    """Growing sets of the losing blocks, most loss first: one set per share, without repeats."""
+def propose(blocks: list[Block], shares: tuple[float, ...] = SHARES) -> dict[str, list[Block]]:
+    """Candidate sets of blocks for float, by name: growing shares of the losing blocks, most loss
+    first (``float-N``), and every block of the kinds that lose in total (``kinds:…``: one block's
+    profile is noisy, a kind's sum over many blocks much less so). Sets already proposed are not
+    repeated."""
     losing = sorted((b for b in blocks if _losing(b)), key=lambda b: -b.loss_ms)
-    sets: list[list[Block]] = []
+    sets: dict[str, list[Block]] = {}
     for share in shares:
         n = max(1, round(share * len(losing))) if losing else 0
-        if n and (not sets or len(sets[-1]) != n):
-            sets.append(losing[:n])
+        if n:
+            sets.setdefault(f"float-{n}", losing[:n])
+    by_kind: dict[str, Block] = {}
+    for b in blocks:
+        kind = by_kind.setdefault(b.op_type, Block(b.op_type, b.op_type))
+        kind.fp32_ms, kind.int8_ms = kind.fp32_ms + b.fp32_ms, kind.int8_ms + b.int8_ms
+    kinds = sorted(k for k, total in by_kind.items() if _losing(total))
+    chosen = [b for b in blocks if b.op_type in kinds]
+    seen = [{b.name for b in s} for s in sets.values()]
+    if chosen and {b.name for b in chosen} not in seen:
+        sets["kinds:" + "+".join(kinds)] = chosen
     return sets
 
 
@@ -179,8 +192,7 @@ def plan_precision(
 
     candidates = {FP32: Candidate(FP32, fp32), ALL_INT8: all_int8}
     proposals = propose(blocks)
-    for i, chosen in enumerate(proposals):
-        name = f"float-{len(chosen)}"
+    for i, (name, chosen) in enumerate(proposals.items()):
         say("building candidate graphs", i, len(proposals))
         nodes = [n for b in chosen for n in b.nodes]
         nodes += float_feeders(model, [*fixed, *nodes])
@@ -226,7 +238,7 @@ def plan_cpu_flavour(
     from .measure import OrtCosts
 
     def build(name: str, nodes: list[str]) -> Candidate:
-        path = tmp / f"plan-{name}.onnx"
+        path = tmp / ("plan-" + re.sub(r"[^\w.-]", "_", name) + ".onnx")
         return Candidate(name, path, nodes, info=quantize(path, nodes))
 
     try:
