@@ -37,6 +37,9 @@ SHARES = (0.25, 0.5, 1.0)
 # A block counts as losing when its INT8 kernels take this fraction longer than its float ones;
 # below it a profile's noise decides.
 LOSS_MARGIN = 0.05
+# No candidate is built when the losing blocks' profiled loss adds up to less than this fraction of
+# the INT8 graph's profiled time: timings on a machine in use would not tell such a gain from noise.
+MIN_GAIN = 0.03
 
 
 @dataclass
@@ -192,6 +195,8 @@ def plan_precision(
 
     candidates = {FP32: Candidate(FP32, fp32), ALL_INT8: all_int8}
     proposals = propose(blocks)
+    if sum(max(b.loss_ms, 0.0) for b in blocks) < MIN_GAIN * sum(int8_nodes.values()):
+        proposals = {}  # the most float could win is below what whole-graph timing resolves
     for i, (name, chosen) in enumerate(proposals.items()):
         say("building candidate graphs", i, len(proposals))
         nodes = [n for b in chosen for n in b.nodes]
