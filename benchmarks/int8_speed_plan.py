@@ -7,7 +7,7 @@ activation ranges, computed once and cached) and once per thread count with the 
 that count (ranges reused). Then, per thread count, ``model.onnx``, the all-INT8 graph and the
 graph planned for that count are timed in interleaved rounds (edgecv's own
 :class:`~edgecv.calibration.precision.OrtCosts`, no early stop): each figure is the median over
-rounds of each round's fast quartile, which a machine shared with other work disturbs least.
+rounds of each round's fastest run, which a machine shared with other work disturbs least.
 
 On a machine with fewer cores than threads (4 threads on 2 cores) the figures show
 oversubscription, not the engine.

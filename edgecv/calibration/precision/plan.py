@@ -125,7 +125,7 @@ class PrecisionPlan:
                 }
                 for name, c in self.candidates.items()
             },
-            "statistic": "typical_ms: median over interleaved rounds of each round's fast quartile",
+            "statistic": "typical_ms: median over interleaved rounds of each round's fastest run",
             "fp32_ms": round(self.ms(FP32), 4) if FP32 in self.times else None,
             "speedup_vs_all_int8": round(self.ms(ALL_INT8) / self.ms(self.chosen), 3),
             "speedup_vs_fp32": round(self.ms(FP32) / self.ms(self.chosen), 3) if FP32 in self.times else None,
