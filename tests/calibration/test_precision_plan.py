@@ -221,3 +221,20 @@ def test_no_candidate_is_built_when_float_could_gain_too_little(ranged_run, tiny
     plan = result.flavours["cpu"]["precision_plan"]
     assert costs.timed == [FP32, ALL_INT8] and plan["chosen"] == ALL_INT8 and plan["float_nodes"] == []
     assert [b["block"] for b in plan["losing_blocks"]] == [DW]
+
+
+def test_every_float_node_has_a_true_reason(tmp_path):
+    from edgecv.calibration.precision import Candidate, PrecisionPlan
+
+    blocks = [Block("a", "Conv", ["a", "a_act"], 1.0, 0.5), Block("b", "Conv", ["b"], 1.0, 3.0)]
+    times = {name: {"typical_ms": ms} for name, ms in ((FP32, 4.0), (ALL_INT8, 5.0), ("kinds:Conv", 3.0))}
+    chosen = Candidate("kinds:Conv", tmp_path / "x.onnx", ["a", "a_act", "b", "reshape"], ["a", "b"])
+    plan = PrecisionPlan(
+        2, "cpu", blocks, {ALL_INT8: Candidate(ALL_INT8, tmp_path), "kinds:Conv": chosen}, times, "kinds:Conv"
+    )
+    reasons = plan.reasons
+    assert reasons["b"].startswith("slower in INT8 at 2 threads: 3.000 ms vs 1.000 ms in float (block b)")
+    assert reasons["a"] == reasons["a_act"] and reasons["a"].startswith("Conv blocks together ran slower")
+    assert reasons["reshape"].startswith("data movement between float blocks")
+    assert all(r.endswith("whole graph 3.00 ms against 5.00 ms all-INT8") for r in reasons.values())
+    assert plan.warning is None and plan.to_dict()["speedup_vs_fp32"] == pytest.approx(4 / 3, abs=1e-3)

@@ -81,11 +81,13 @@ class PrecisionPlan:
         reasons = {}
         for name in self.choice.blocks:
             b = by_block[name]
-            why = (
-                f"slower in INT8 at {self.threads} threads: {b.int8_ms:.3f} ms vs {b.fp32_ms:.3f} ms in float "
-                f"(block {b.name}); {whole}"
-            )
-            reasons.update({n: why for n in b.nodes})
+            if _losing(b):
+                why = f"slower in INT8 at {self.threads} threads: {b.int8_ms:.3f} ms vs {b.fp32_ms:.3f} ms in float"
+            else:  # in a candidate of whole kinds
+                why = (
+                    f"{b.op_type} blocks together ran slower in INT8 at {self.threads} threads (this one alone did not)"
+                )
+            reasons.update({n: f"{why} (block {b.name}); {whole}" for n in b.nodes})
         for n in self.choice.float_nodes:
             reasons.setdefault(n, f"data movement between float blocks (no Q/DQ round trip); {whole}")
         return reasons
