@@ -238,3 +238,13 @@ def test_every_float_node_has_a_true_reason(tmp_path):
     assert reasons["reshape"].startswith("data movement between float blocks")
     assert all(r.endswith("whole graph 3.00 ms against 5.00 ms all-INT8") for r in reasons.values())
     assert plan.warning is None and plan.to_dict()["speedup_vs_fp32"] == pytest.approx(4 / 3, abs=1e-3)
+
+
+def test_a_candidate_must_win_by_more_than_timing_resolves(ranged_run, tiny_calib, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(ranged_run, run)
+    whole = {frozenset(): 10.0, frozenset(DW_BLOCK): 9.8, frozenset(DW_BLOCK + HEAD_BLOCK): 9.9}
+    result = quantize_run(
+        run / "model.onnx", run, tiny_calib, flavours=("cpu",), speed_plan=TableCosts(FP32_MS, INT8_MS, whole)
+    )
+    assert result.flavours["cpu"]["precision_plan"]["chosen"] == ALL_INT8  # 2 % faster: within the noise
