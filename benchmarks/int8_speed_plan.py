@@ -23,6 +23,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,41 @@ def quantize(fp32: Path, folder: Path, calib, scopes, threads: int | None) -> tu
     return out, {"timings_s": result.timings_s, "plan": plan}
 
 
-def time_graphs(paths: dict[str, Path], threads: int, rounds: int, iterations: int) -> dict[str, dict[str, float]]:
-    from edgecv.calibration.precision import Candidate, OrtCosts
+def time_graphs(
+    paths: dict[str, Path], threads: int, rounds: int, iterations: int, cpu_time: bool = False
+) -> dict[str, dict[str, float]]:
+    """Interleaved rounds, each figure the median over rounds of each round's fastest run
+    (:func:`edgecv.calibration.precision.measure.typical_ms`). ``cpu_time``: the process's CPU
+    time per run instead of wall time, which other work on the machine does not inflate (at 1
+    thread it is the latency; at more it is the work of all threads together)."""
+    import numpy as np
 
-    with OrtCosts(threads, rounds=rounds, iterations=iterations, min_rounds=rounds) as costs:
-        return costs.graph_times({k: Candidate(k, p) for k, p in paths.items()})
+    from edgecv.calibration.precision.measure import summarize
+    from edgecv.calibration.runners import ort_session
+
+    clock = time.process_time if cpu_time else time.perf_counter
+    sessions = {k: ort_session(p, threads) for k, p in paths.items()}
+    feeds = {}
+    for k, session in sessions.items():
+        arg = session.get_inputs()[0]
+        feeds[k] = {arg.name: np.random.default_rng(0).random(arg.shape, dtype=np.float32)}
+        session.run(None, feeds[k])
+    samples: dict[str, list[list[float]]] = {k: [] for k in sessions}
+    names = list(sessions)
+    for r in range(rounds):
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            runs = []
+            for _ in range(iterations):
+                start = clock()
+                sessions[k].run(None, feeds[k])
+                runs.append((clock() - start) * 1e3)
+            samples[k].append(runs)
+    return {k: summarize(v) for k, v in samples.items()}
 
 
-def run_model(name: str, folder: Path, threads: list[int], rounds: int, iterations: int, calib_size: int) -> dict:
+def run_model(
+    name: str, folder: Path, threads: list[int], rounds: int, iterations: int, calib_size: int, cpu_time: bool
+) -> dict:
     from edgecv.calibration import load_calibration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +111,7 @@ def run_model(name: str, folder: Path, threads: list[int], rounds: int, iteratio
         # The planned run reused the cached ranges: its stage time is today's plus what planning added.
         extra = after.get("precision_plan_cpu", 0.0) - base_info["timings_s"].get("quantize_cpu", 0.0)
         out["stage_s"][f"planned_{t}"] = round(stage_before + extra, 1)
-        times = time_graphs({"fp32": fp32, "all_int8": base, "planned": planned[t][0]}, t, rounds, iterations)
+        times = time_graphs({"fp32": fp32, "all_int8": base, "planned": planned[t][0]}, t, rounds, iterations, cpu_time)
         plan = planned[t][1]["plan"]
         out["threads"][t] = {
             "ms": {k: round(v["typical_ms"], 3) for k, v in times.items()},
@@ -103,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--calib-size", type=int, default=300)
+    parser.add_argument("--cpu-time", action="store_true", help="time CPU time per run (a machine others use)")
     parser.add_argument("--keep", type=Path, help="keep the graphs in this folder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -120,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgecv-plan-") as tmp:
         root = args.keep or Path(tmp)
         for name in args.models.split(","):
-            results[name] = r = run_model(name, root / name, threads, args.rounds, args.iterations, args.calib_size)
+            results[name] = r = run_model(
+                name, root / name, threads, args.rounds, args.iterations, args.calib_size, args.cpu_time
+            )
             print(f"\n{name}: INT8 stage {r['stage_s']['all_int8']} s all-INT8", end="")
             print("".join(f", {r['stage_s'][f'planned_{t}']} s planned at {t}" for t in threads))
             print(
