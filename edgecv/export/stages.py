@@ -262,10 +262,12 @@ class Int8(Stage):
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
-        plan = info["flavours"].get("cpu", {}).get("precision_plan")
-        if plan is not None:
+        cpu = info["flavours"].get("cpu", {})
+        if "precision_plan" in cpu:
             # So does the speed plan's per-block profile; its decision and times are all here.
-            info["flavours"]["cpu"]["precision_plan"] = {**plan, "losing_blocks": plan["losing_blocks"][:10]}
+            plan = cpu["precision_plan"]
+            cpu = {**cpu, "precision_plan": {**plan, "losing_blocks": plan["losing_blocks"][:10]}}
+            info["flavours"] = {**info["flavours"], "cpu": cpu}
         return Int8Result(info)
 
     def artifacts(self, ctx, result):
