@@ -32,8 +32,9 @@ from .measure import CostSource
 
 ALL_INT8 = "all-int8"
 FP32 = "fp32"
-# Shares of the losing blocks (most loss first) tried in float; 1.0 is every losing block.
-SHARES = (0.25, 0.5, 1.0)
+# Shares of the losing blocks (most loss first) tried in float; 1.0 is every losing block. Each
+# candidate is a quantization (most of what a plan costs), so there are few.
+SHARES = (0.5, 1.0)
 # A block counts as losing when its INT8 kernels take this fraction longer than its float ones;
 # below it a profile's noise decides.
 LOSS_MARGIN = 0.05
