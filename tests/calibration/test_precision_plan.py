@@ -98,6 +98,7 @@ class TableCosts:
     nodes a candidate keeps in float."""
 
     threads = 3
+    clock = "table"
 
     def __init__(self, fp32: dict[str, float], int8: dict[str, float], whole: dict[frozenset, float]):
         self.tables = {FP32: fp32, "int8": int8}
@@ -160,7 +161,9 @@ def test_a_forced_plan_keeps_its_blocks_in_float(case, ranged_run, tiny_calib, t
     assert costs.timed == [FP32, ALL_INT8, "float-1", "float-2"]  # candidates are whole graphs
     cpu = result.flavours["cpu"]
     plan = cpu["precision_plan"]
-    assert plan["measured_on"]["threads"] == 3 and plan["measured_on"]["cpu"]
+    assert (
+        plan["measured_on"]["threads"] == 3 and plan["measured_on"]["cpu"] and plan["measured_on"]["clock"] == "table"
+    )
     assert sorted(plan["float_nodes"]) == sorted(expected)
     assert plan["candidates"][plan["chosen"]]["typical_ms"] == min(whole.values())
     assert [b["block"] for b in plan["losing_blocks"]] == [DW, HEAD]
@@ -189,7 +192,7 @@ def test_a_measured_plan_records_what_it_measured(ranged_run, tiny_calib, tmp_pa
     shutil.copytree(ranged_run, run)
     result = quantize_run(run / "model.onnx", run, tiny_calib, flavours=("cpu",), speed_plan=True, threads=1)
     plan = result.flavours["cpu"]["precision_plan"]
-    assert plan["measured_on"]["threads"] == 1
+    assert plan["measured_on"]["threads"] == 1 and plan["measured_on"]["clock"] == "thread CPU time"
     assert plan["blocks_profiled"] == 8
     assert {FP32, ALL_INT8} <= set(plan["candidates"]) and plan["chosen"] in plan["candidates"]
     for figures in plan["candidates"].values():

@@ -63,6 +63,7 @@ class PrecisionPlan:
     chosen: str
     unattributed_ms: dict[str, float] = field(default_factory=dict)
     spent_s: dict[str, float] = field(default_factory=dict)  # profiling, building and timing candidates
+    clock: str = "wall"
 
     @property
     def choice(self) -> Candidate:
@@ -117,7 +118,7 @@ class PrecisionPlan:
     def to_dict(self) -> dict[str, Any]:
         losing = [b for b in self.blocks if _losing(b)]
         return {
-            "measured_on": {"cpu": self.cpu, "threads": self.threads, "engine": "onnxruntime"},
+            "measured_on": {"cpu": self.cpu, "threads": self.threads, "engine": "onnxruntime", "clock": self.clock},
             "chosen": self.chosen,
             "float_nodes": self.float_nodes,
             "float_blocks": list(self.choice.blocks),
@@ -231,6 +232,7 @@ def plan_precision(
         chosen=chosen_name,
         unattributed_ms={FP32: fp32_rest, "int8": int8_rest},
         spent_s=spent,
+        clock=getattr(costs, "clock", "wall"),
     )
 
 
