@@ -9,7 +9,8 @@ graph planned for that count are timed in interleaved rounds (edgecv's own
 :class:`~edgecv.calibration.precision.OrtCosts`, no early stop): each figure is the median over
 rounds of each round's fastest run, which a machine shared with other work disturbs least.
 
-On a machine with fewer cores than threads (4 threads on 2 cores) the figures show
+At 1 thread the figures are the calling thread's CPU time (ONNX Runtime computes on it), at more
+wall time. On a machine with fewer cores than threads (4 threads on 2 cores) the figures show
 oversubscription, not the engine.
 
     python benchmarks/int8_speed_plan.py
@@ -60,19 +61,17 @@ def quantize(fp32: Path, folder: Path, calib, scopes, threads: int | None) -> tu
     return out, {"timings_s": result.timings_s, "plan": plan}
 
 
-def time_graphs(
-    paths: dict[str, Path], threads: int, rounds: int, iterations: int, cpu_time: bool = False
-) -> dict[str, dict[str, float]]:
+def time_graphs(paths: dict[str, Path], threads: int, rounds: int, iterations: int) -> dict[str, dict[str, float]]:
     """Interleaved rounds, each figure the median over rounds of each round's fastest run
-    (:func:`edgecv.calibration.precision.measure.typical_ms`). ``cpu_time``: the process's CPU
-    time per run instead of wall time, which other work on the machine does not inflate (at 1
-    thread it is the latency; at more it is the work of all threads together)."""
+    (:func:`edgecv.calibration.precision.measure.typical_ms`), on the clock a plan uses: at 1
+    thread the calling thread's CPU time (ONNX Runtime computes on it; other work on the machine
+    does not inflate it), at more wall time."""
     import numpy as np
 
     from edgecv.calibration.precision.measure import summarize
     from edgecv.calibration.runners import ort_session
 
-    clock = time.process_time if cpu_time else time.perf_counter
+    clock = time.thread_time if threads == 1 else time.perf_counter
     sessions = {k: ort_session(p, threads) for k, p in paths.items()}
     feeds = {}
     for k, session in sessions.items():
@@ -92,9 +91,7 @@ def time_graphs(
     return {k: summarize(v) for k, v in samples.items()}
 
 
-def run_model(
-    name: str, folder: Path, threads: list[int], rounds: int, iterations: int, calib_size: int, cpu_time: bool
-) -> dict:
+def run_model(name: str, folder: Path, threads: list[int], rounds: int, iterations: int, calib_size: int) -> dict:
     from edgecv.calibration import load_calibration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--calib-size", type=int, default=300)
-    parser.add_argument("--cpu-time", action="store_true", help="time CPU time per run (a machine others use)")
     parser.add_argument("--keep", type=Path, help="keep the graphs in this folder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -149,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgecv-plan-") as tmp:
         root = args.keep or Path(tmp)
         for name in args.models.split(","):
-            results[name] = r = run_model(
-                name, root / name, threads, args.rounds, args.iterations, args.calib_size, args.cpu_time
-            )
+            results[name] = r = run_model(name, root / name, threads, args.rounds, args.iterations, args.calib_size)
             print(f"\n{name}: INT8 stage {r['stage_s']['all_int8']} s all-INT8", end="")
             print("".join(f", {r['stage_s'][f'planned_{t}']} s planned at {t}" for t in threads))
             print(
