@@ -108,7 +108,7 @@ def run_model(name: str, folder: Path, threads: list[int], rounds: int, iteratio
         # The planned run reused the cached ranges: its stage time is today's plus what planning added.
         extra = after.get("precision_plan_cpu", 0.0) - base_info["timings_s"].get("quantize_cpu", 0.0)
         out["stage_s"][f"planned_{t}"] = round(stage_before + extra, 1)
-        times = time_graphs({"fp32": fp32, "all_int8": base, "planned": planned[t][0]}, t, rounds, iterations, cpu_time)
+        times = time_graphs({"fp32": fp32, "all_int8": base, "planned": planned[t][0]}, t, rounds, iterations)
         plan = planned[t][1]["plan"]
         out["threads"][t] = {
             "ms": {k: round(v["typical_ms"], 3) for k, v in times.items()},
