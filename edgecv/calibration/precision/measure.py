@@ -4,7 +4,8 @@
 in interleaved rounds (the order rotates each round, so a change in the machine's load hits every
 candidate alike). Each graph has one session: the one that was profiled is timed afterwards
 (ending the profile switches the profiler off). Timing stops early once every candidate but the
-fastest is clearly slower.
+fastest is clearly slower. A kernel's cost is its fastest profiled run and a graph's the median over
+rounds of each round's fastest run: other work on the machine only ever makes a run slower.
 
 A plan takes any object with the same two methods (:class:`CostSource`), so tests pass a table.
 """
@@ -50,8 +51,8 @@ def _feed(session) -> dict[str, np.ndarray]:
 
 class OrtCosts:
     """ONNX Runtime CPU sessions with ``threads`` intra-op threads. ``rounds``: at most this many
-    interleaved rounds of ``iterations`` runs each; ``margin``: a candidate whose fastest run is this
-    fraction slower than the best median after ``min_rounds`` rounds is dropped."""
+    interleaved rounds of ``iterations`` runs each; ``margin``: after ``min_rounds`` rounds a
+    candidate this fraction slower than the best (:func:`typical_ms`) is timed no more."""
 
     def __init__(self, threads: int, rounds: int = 7, iterations: int = 10, min_rounds: int = 3, margin: float = 0.05):
         self.threads = threads
