@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +41,8 @@ from .detection_fidelity import is_detection_output
 from .fidelity import FidelityReport, collect, compare
 from .float_scopes import float_feeders, float_summary, name_unnamed_nodes, nodes_in_scopes
 from .passes import bypass_input_qdq, dedicate_qdq_pairs
-from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
+from .precision import CostSource, plan_cpu_flavour
+from .quantize_onnx import CPU, TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
 from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
@@ -166,6 +168,8 @@ def quantize_run(
     float_scopes: Sequence[str] = (),
     target_cpu: str = "auto",
     finish: Callable[[str, Path], None] | None = None,
+    speed_plan: bool | CostSource = False,
+    threads: int | None = None,
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
@@ -173,7 +177,11 @@ def quantize_run(
     layers in float (implies the sensitivity ranking). ``target_cpu``: the CPU the ONNX Runtime CPU
     flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
     Every file is written under a temporary name and renamed when complete; ``finish(artifact,
-    temporary file)``, when given, runs on each INT8 artifact just before its rename. Raises :class:`InvalidOptionError` for bad options and
+    temporary file)``, when given, runs on each INT8 artifact just before its rename. ``speed_plan``:
+    keep in float the blocks of the CPU flavour that make the whole graph faster that way, measured
+    here with ``threads`` ONNX Runtime threads (default: this machine's cores; see
+    :mod:`edgecv.calibration.precision`; a :class:`CostSource` in its place answers instead of
+    measuring). Raises :class:`InvalidOptionError` for bad options and
     :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
@@ -247,16 +255,35 @@ def quantize_run(
             for n in excluded
         }
 
+        cpu_plan = None
         for i, name in enumerate(flavours):
             flavour = flavour_of(name)
             say(f"quantizing the {flavour.name} flavour", i + 1, len(flavours))
+            plan = None
+            if speed_plan and flavour is CPU:
+                with clock.step("precision_plan_cpu"):
+                    plan = cpu_plan = plan_cpu_flavour(
+                        prepared,
+                        Path(tmp),
+                        lambda out, nodes: _quantize(
+                            prepared, out, CPU, method, ranges_path, [*excluded, *nodes], reasons, target
+                        ),
+                        excluded,
+                        threads,
+                        say,
+                        costs=None if speed_plan is True else speed_plan,
+                    )
             with (
                 clock.step(f"quantize_{flavour.name}"),
                 atomic_path(out_dir / flavour.filename, finish=_finisher(finish, flavour.artifact)) as out,
             ):
-                flavour_info[flavour.name] = _quantize(
-                    prepared, out, flavour, method, ranges_path, excluded, reasons, target
-                )
+                if plan is None:
+                    flavour_info[flavour.name] = _quantize(
+                        prepared, out, flavour, method, ranges_path, excluded, reasons, target
+                    )
+                else:
+                    shutil.copyfile(plan.choice.path, out)
+                    flavour_info[flavour.name] = plan.flavour_info()
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
@@ -274,6 +301,7 @@ def quantize_run(
             say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
+    warnings = list(calib.report.warnings) + ([cpu_plan.warning] if cpu_plan is not None and cpu_plan.warning else [])
     result = Int8Result(
         out_dir=out_dir,
         method=method,
@@ -286,7 +314,7 @@ def quantize_run(
         sensitivity=ranking,
         timings_s=clock.timings,
         peak_rss_mb=peak_rss_mb(),
-        warnings=list(calib.report.warnings),
+        warnings=warnings,
         target_cpu=target,
         kept_float=float_summary(op_types, excluded, in_scopes),
     )

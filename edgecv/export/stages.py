@@ -213,6 +213,8 @@ class Int8(Stage):
             # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU built for:
             # with `auto`, a rerun on another kind of CPU rebuilds.
             "target_cpu": target_cpu(o.target_cpu).name,
+            # The CPU flavour's float blocks are measured here at this many threads.
+            "speed_plan": {"threads": _plan_threads(o), "cpu": ctx.machine.get("cpu")} if o.int8_speed else None,
         }
 
     def outputs(self, ctx):
@@ -252,12 +254,20 @@ class Int8(Stage):
                 float_scopes=float_scopes_of(ctx),
                 target_cpu=o.target_cpu,
                 finish=stamp,
+                speed_plan=o.int8_speed,
+                threads=_plan_threads(o) if o.int8_speed else None,
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
+        cpu = info["flavours"].get("cpu", {})
+        if "precision_plan" in cpu:
+            # So does the speed plan's per-block profile; its decision and times are all here.
+            plan = cpu["precision_plan"]
+            cpu = {**cpu, "precision_plan": {**plan, "losing_blocks": plan["losing_blocks"][:10]}}
+            info["flavours"] = {**info["flavours"], "cpu": cpu}
         return Int8Result(info)
 
     def artifacts(self, ctx, result):
@@ -271,6 +281,12 @@ class Int8(Stage):
             )
             for name in names
         ]
+
+
+def _plan_threads(options) -> int:
+    from edgecv.runtime.onnxruntime import default_intra_threads
+
+    return options.threads or default_intra_threads()
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------
