@@ -1,0 +1,184 @@
+"""The Ray executor on an in-process cluster of labelled nodes (``ray.cluster_utils.Cluster``): a sweep
+whose benchmarks land on the device asked for (checked from inside the tasks), nothing shared on
+disk, a rerun that reuses every point, nodes lost mid-sweep, and one-line errors for a cluster that
+cannot run what was asked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray executor needs Ray core (pip install 'edgecv[ray]')")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from edgecv.errors import UserInputError  # noqa: E402
+from edgecv.sweep.executor import SweepObserver  # noqa: E402
+from edgecv.sweep.ray_cluster import DEVICE_LABEL, SLOT  # noqa: E402
+from edgecv.sweep.ray_executor import RayExecutor  # noqa: E402
+from edgecv.sweep.run import make_plan  # noqa: E402
+from edgecv.sweep.store import SweepStore  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+pytestmark = pytest.mark.slow
+FIXTURE = ROOT / "tests" / "fixtures" / "digits_mobilenetv2_a0.35_r32.pth"
+TINY = {"models": "mobilenetv2", "resolution": "32", "num_classes": 10, "iterations": 5, "warmup": 1}
+# A killed node is declared dead after about a second instead of Ray's default half minute.
+FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 300}
+FAST_HEALTH_CHECKS["health_check_failure_threshold"] = 3
+
+
+def node_args(device: str) -> dict:
+    return {"num_cpus": 2, "resources": {SLOT: 1}, "labels": {DEVICE_LABEL: device}}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={**node_args("alpha"), "_system_config": FAST_HEALTH_CHECKS})
+    c.add_node(**node_args("beta"))
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+class Recorder(SweepObserver):
+    def __init__(self, on_stage=None, on_done=None):
+        super().__init__()
+        self.notes: list[str] = []
+        self.on_stage, self.on_done = on_stage, on_done
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def point_stage(self, point, stage):
+        super().point_stage(point, stage)
+        if self.on_stage:
+            self.on_stage(point, stage)
+
+    def point_done(self, point):
+        super().point_done(point)
+        if self.on_done:
+            self.on_done(point)
+
+
+def sweep(out: Path, executor: RayExecutor, observer: SweepObserver | None = None, **settings) -> dict[str, dict]:
+    plan = make_plan({**TINY, **settings})
+    with SweepStore(out, plan) as store:
+        executor.run(plan, store, observer or Recorder())
+    return {p.stem: json.loads(p.read_text()) for p in (out / "points").glob("*.json")}
+
+
+def test_benchmarks_run_on_the_device_asked_for_and_a_rerun_reuses_every_point(cluster, tmp_path):
+    # The inputs are removed from the driver's disk once the sweep has packed them: the tasks only
+    # see them through the object store.
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(FIXTURE, inputs / "w.pth")
+    rng = np.random.default_rng(0)
+    data = inputs / "val.npz"
+    np.savez(data, inputs=rng.standard_normal((8, 3, 32, 32)).astype(np.float32), labels=np.arange(8) % 10)
+    settings = {"width_mult": "0.35", "precision": "fp32,int8", "calib_size": 4}
+    settings |= {"weights": str(inputs / "w.pth"), "data": str(data)}
+    plan = make_plan({**TINY, **settings})  # made while the files exist: --data is checked here
+    ex = RayExecutor(cluster.address, on="beta")
+    with SweepStore(tmp_path / "sweep", plan) as store:
+        ex.run(plan, store, Recorder(on_stage=lambda point, stage: shutil.rmtree(inputs, ignore_errors=True)))
+    records = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "sweep" / "points").glob("*.json")}
+
+    assert {k: r["status"] for k, r in records.items()} == {
+        "mobilenetv2-w0.35-r32-fp32": "done",
+        "mobilenetv2-w0.35-r32-int8": "done",
+    }
+    for r in records.values():
+        assert r["rows"] and all(row["node"]["device"] == "beta" for row in r["rows"])  # read inside the task
+        (figures,) = r["accuracy"].values()
+        assert figures["images"] == 8 and figures["data"] == str(data)  # the driver's path, not a node's copy
+    assert {t["kind"] for t in ex.timings} == {"export", "eval", "benchmark"}
+    assert all(t["node"]["device"] == "beta" for t in ex.timings if t["kind"] == "benchmark")
+    # The driver ends with the whole run folder, complete and with nothing half-written beside it.
+    run_dir = tmp_path / "sweep" / "runs" / "mobilenetv2-w0.35-r32"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {a["name"] for a in manifest["artifacts"]} >= {"onnx-fp32", "onnx-int8-cpu"}
+    assert all((run_dir / a["path"]).is_file() for a in manifest["artifacts"])
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".partial-")]
+
+    # Rerun: every point is finished under the same plan, so no task runs at all.
+    rerun = RayExecutor(cluster.address, on="beta")
+    with SweepStore(tmp_path / "sweep", plan) as store:
+        observer = Recorder()
+        rerun.run(plan, store, observer)
+    assert rerun.timings == [] and observer.done == 2
+    assert "2 of 2 points already finished: reused" in observer.notes
+
+
+def test_points_lost_with_a_node_run_again_elsewhere_and_finished_ones_stay(cluster, tmp_path):
+    # gamma is the only node of device "shared" until, at a benchmark's submission after a first
+    # point has finished, it is killed and zeta takes its place: that benchmark, lost in flight,
+    # runs again on zeta.
+    gamma = cluster.add_node(**node_args("shared"))
+    cluster.wait_for_nodes()
+    out = tmp_path / "sweep"
+    finished: dict[str, str] = {}
+    killed_at: list[str] = []
+    zeta = []
+
+    def remember(point):
+        if not killed_at:
+            finished[point.key] = (out / "points" / f"{point.key}.json").read_text()
+
+    def kill_gamma(point, stage):
+        if stage == "benchmark" and finished and not killed_at:
+            killed_at.append(point.key)
+            cluster.remove_node(gamma, allow_graceful=False)
+            zeta.append(cluster.add_node(**node_args("shared")))
+
+    ex = RayExecutor(cluster.address, on="shared", jobs=1)  # one export at a time: points finish in turn
+    records = sweep(out, ex, Recorder(on_stage=kill_gamma, on_done=remember), width_mult="0.35,0.5")
+
+    assert killed_at and len(records) == 2 and all(r["status"] == "done" for r in records.values()), records
+    for key, text in finished.items():  # finished before the kill: kept as they were, timed on gamma
+        assert (out / "points" / f"{key}.json").read_text() == text
+        assert {row["node"]["node_id"] for row in records[key]["rows"]} == {gamma.node_id}
+    assert {row["node"]["node_id"] for row in records[killed_at[0]]["rows"]} == {zeta[0].node_id}
+    cluster.remove_node(zeta[0])
+
+
+def test_benchmarks_with_no_node_of_their_device_left_are_reported_not_run(cluster, tmp_path):
+    delta = cluster.add_node(**node_args("delta"))
+    cluster.wait_for_nodes()
+
+    def kill_at_first_benchmark(point, stage):
+        if stage == "benchmark" and delta in cluster.worker_nodes:
+            cluster.remove_node(delta, allow_graceful=False)
+
+    ex = RayExecutor(cluster.address, on="delta", placement_timeout_s=2.0)
+    records = sweep(tmp_path / "sweep", ex, Recorder(on_stage=kill_at_first_benchmark), width_mult="0.35")
+
+    assert {r["status"] for r in records.values()} == {"failed"}
+    for r in records.values():
+        assert r["error"]["stage"] == "benchmark" and r["error"]["type"] == "PointNotRun"
+        assert "no alive Ray node for --on delta" in r["error"]["message"]
+    # The export had finished: its run folder is on the driver, so a rerun only times the point.
+    assert (tmp_path / "sweep" / "runs" / "mobilenetv2-w0.35-r32" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("on", "address", "message"),
+    [
+        (
+            "jetson-orin-nano",
+            None,
+            "--on jetson-orin-nano: no Ray node carries the label edgecv/device=jetson-orin-nano",
+        ),
+        (None, "127.0.0.1:9", "--ray 127.0.0.1:9: no Ray cluster answers there"),
+    ],
+)
+def test_a_cluster_that_cannot_run_the_sweep_is_a_one_line_error(cluster, tmp_path, on, address, message):
+    ex = RayExecutor(address or cluster.address, on=on)
+    with pytest.raises(UserInputError) as info:
+        sweep(tmp_path / "sweep", ex, width_mult="0.35")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not list((tmp_path / "sweep" / "points").iterdir())
