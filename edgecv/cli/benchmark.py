@@ -19,6 +19,7 @@ from edgecv.cli.common import (
     print_notes,
     split_list,
 )
+from edgecv.errors import InvalidOptionError
 
 
 @app.command("benchmark", cls=PlainUsage)
@@ -125,7 +126,7 @@ def report_cmd(
     results: list[Path] = typer.Argument(
         ...,
         metavar="RESULTS",
-        help="results.json files (or the folders holding them) of `edgecv benchmark --report`; the first is the reference",
+        help="results.json files (or the folders holding them) of `edgecv benchmark --report`, or two or more `edgecv sweep` folders; the first is the reference",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", metavar="DIR", help="write the report (one file) or comparison (several) to DIR"
@@ -137,7 +138,15 @@ def report_cmd(
     def run() -> None:
         from edgecv.cli.tables import comparison_table, results_table
         from edgecv.report import compare_files, read_results, write_comparison, write_report
+        from edgecv.report.sweep_compare import sweep_path
 
+        sweeps = [sweep_path(p) is not None for p in results]
+        if any(sweeps):
+            if not all(sweeps) or len(results) < 2:
+                raise InvalidOptionError(
+                    "compare two or more sweeps (their folders or sweep.json), or results.json files"
+                )
+            return _report_sweeps(results, out, as_json)
         if len(results) == 1:
             doc = read_results(results[0])
             written = write_report(doc, out) if out is not None else {}
@@ -154,3 +163,23 @@ def report_cmd(
             console.print(f"{name}: {path}", markup=False)
 
     guarded(run)
+
+
+def _report_sweeps(paths: list[Path], out: Optional[Path], as_json: bool) -> None:
+    from edgecv.cli.tables import FittedTable
+    from edgecv.report import write_sweep_comparison
+    from edgecv.report.sweep_compare import compare_sweeps, sweep_comparison_rows
+
+    comparison = compare_sweeps(paths)
+    written = write_sweep_comparison(comparison, out) if out is not None else {}
+    if as_json:
+        emit_json(comparison)
+    else:
+        columns, cells = sweep_comparison_rows(comparison)
+        for s in comparison["sweeps"]:
+            console.print(f"{s['label']}: {s['machine']}", markup=False, soft_wrap=True)
+        out_console.print(
+            FittedTable(columns=columns, rows=cells, keys=("point",), right=frozenset(k for k, _ in columns[2:]))
+        )
+    for name, path in written.items():
+        console.print(f"{name}: {path}", markup=False)

@@ -22,13 +22,15 @@ The contract (every executor, local or Ray, meets it):
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from edgecv.progress import Observer
 
@@ -131,6 +133,26 @@ def _pin(cpus: list[int] | None) -> None:
         os.sched_setaffinity(0, set(cpus))
 
 
+@contextlib.contextmanager
+def workers_ignore_interrupts() -> Iterator[None]:
+    """Worker processes started inside ignore Ctrl-C (an ignored signal stays ignored in the child):
+    the driver alone answers it, ending them, instead of each printing its own traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def end_workers() -> None:
+    """Terminate this process's worker processes (after an interrupt; their files are written
+    atomically, so what they leave is never mistaken for finished work)."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=10)
+
+
 def split_cores(bench_cores: int, available: list[int] | None = None) -> tuple[list[int], list[int]]:
     """(cores a benchmark is timed on, cores left for exports); no cores left means exports and
     benchmarks take turns."""
@@ -179,13 +201,17 @@ class _LocalRun:
     def loop(self) -> None:
         try:
             while self.groups or self.bench_queue or self.in_export or self.in_bench:
-                self._submit()
+                with workers_ignore_interrupts():  # pools start their workers on submit
+                    self._submit()
                 done, _ = wait([*self.in_export, *self.in_bench], return_when=FIRST_COMPLETED)
                 for fut in done:
                     if fut in self.in_export:
                         self._export_finished(fut, self.in_export.pop(fut))
                     else:
                         self._bench_finished(fut, *self.in_bench.pop(fut))
+        except BaseException:
+            end_workers()
+            raise
         finally:
             for pool in (self.exports, self.bench_pool):
                 pool.shutdown(wait=False, cancel_futures=True)

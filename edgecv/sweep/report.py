@@ -9,9 +9,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from edgecv.report.format import DASH
+from edgecv.report.format import DASH, machine_line
 from edgecv.report.html import esc, figure, html_table, page
+from edgecv.report.markdown import md_table
 from edgecv.report.plots import figure_png
+from edgecv.report.sweep_compare import SWEEP_FILE
 from edgecv.runfolder import write_json_atomic, write_text_atomic
 
 from .results import accuracy_pct
@@ -28,13 +30,8 @@ COLUMNS = (
     ("macs", "MMACs"),
     ("params", "params (M)"),
 )
+FAILED_COLUMNS = (("point", "point"), ("stage", "stage"), ("message", "error"))
 NUMERIC = {"threads", "p90", "median", "accuracy", "published", "macs", "params"}
-
-
-def machine_line(doc: dict[str, Any]) -> str:
-    m = doc.get("machine") or {}
-    cores = (m.get("cores") or {}).get("usable", "?")
-    return f"{m.get('cpu', 'unknown CPU')} ({', '.join(m.get('flags', [])) or 'no flags read'}), {cores} cores"
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -102,6 +99,14 @@ def _notes(doc: dict[str, Any]) -> list[str]:
     return notes
 
 
+def failed_cells(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The failed points, each error's first line (the full trace is in points/<key>.json)."""
+    return [
+        {"point": f["point"], "stage": str(f["stage"]), "message": (str(f["message"]).splitlines() or [""])[0][:300]}
+        for f in doc["failed"]
+    ]
+
+
 def rows_by_latency(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(doc["rows"], key=lambda r: r["p90_ms"])
 
@@ -116,15 +121,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "★ recommended · ◆ on the accuracy–latency Pareto front",
         "",
-        "| " + " | ".join(h or " " for _, h in COLUMNS) + " |",
-        "| " + " | ".join("---:" if k in NUMERIC else "---" for k, _ in COLUMNS) + " |",
+        md_table(COLUMNS, [table_cells(r, doc) for r in rows_by_latency(doc)], NUMERIC),
     ]
-    for row in rows_by_latency(doc):
-        cells = table_cells(row, doc)
-        out.append("| " + " | ".join(cells[k].replace("|", "\\|") for k, _ in COLUMNS) + " |")
     if doc["failed"]:
-        out += ["", "## Failed points", "", "| point | stage | error |", "| --- | --- | --- |"]
-        out += [f"| {f['point']} | {f['stage']} | {str(f['message']).splitlines()[0][:200]} |" for f in doc["failed"]]
+        out += ["", "## Failed points", "", md_table(FAILED_COLUMNS, failed_cells(doc))]
     notes = _notes(doc)
     if notes:
         out += ["", *(f"- {n}" for n in notes)]
@@ -194,15 +194,14 @@ def render_html(doc: dict[str, Any]) -> str:
     body.append(html_table(COLUMNS, [table_cells(r, doc) for r in rows_by_latency(doc)], NUMERIC))
     if doc["failed"]:
         body.append("<h2>Failed points</h2>")
-        failed = [{**f, "message": str(f["message"]).splitlines()[0][:300]} for f in doc["failed"]]
-        body.append(html_table((("point", "point"), ("stage", "stage"), ("message", "error")), failed, set()))
+        body.append(html_table(FAILED_COLUMNS, failed_cells(doc), set()))
     body += [f"<p>{esc(n)}</p>" for n in _notes(doc)]
     return page("edgecv sweep", "\n".join(body))
 
 
 def write_reports(doc: dict[str, Any], out: str | Path) -> dict[str, Path]:
     out = Path(out)
-    paths = {"json": out / "sweep.json", "md": out / "sweep.md", "html": out / "sweep.html"}
+    paths = {"json": out / SWEEP_FILE, "md": out / "sweep.md", "html": out / "sweep.html"}
     write_json_atomic(paths["json"], doc)
     write_text_atomic(paths["md"], render_markdown(doc))
     write_text_atomic(paths["html"], render_html(doc))

@@ -12,12 +12,12 @@ import datetime as _dt
 from typing import Any, Iterable
 
 from edgecv.report.format import pareto_front
+from edgecv.report.sweep_compare import SWEEP_SCHEMA
 
 from .grid import SweepPlan
 from .point import Point
 from .published import published_top1
 
-SWEEP_SCHEMA = "edgecv.sweep/1"
 ALTERNATIVES = 3
 
 
