@@ -33,7 +33,7 @@ def import_ray() -> Any:
     return ray
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """Ray's own connect retries for minutes against a wrong address; a plain TCP connect tells
     sooner. Addresses Ray resolves itself (``auto``, ``ray://``) are left to it."""
     host, sep, port = address.rpartition(":")
@@ -52,9 +52,10 @@ def connected(address: str) -> Iterator[Any]:
     ray = import_ray()
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
     if address == "local":
-        ray.init(num_cpus=len(os.sched_getaffinity(0)), resources={SLOT: 1}, **quiet)
+        # "local" makes Ray start a new cluster even where one is already running on this machine.
+        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), resources={SLOT: 1}, **quiet)
     else:
-        _check_reachable(address)
+        check_reachable(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:

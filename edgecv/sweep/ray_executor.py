@@ -20,7 +20,16 @@ from typing import Any
 from .executor import SweepObserver, split_cores
 from .grid import SweepPlan
 from .point import EvalData, Point, PointExport, benchmark_point, eval_point, export_point, folder_lock
-from .ray_cluster import DEVICE_LABEL, Placement, alive_nodes, connected, place_benchmarks, survey
+from .ray_cluster import (
+    DEVICE_LABEL,
+    Placement,
+    alive_nodes,
+    check_reachable,
+    connected,
+    import_ray,
+    place_benchmarks,
+    survey,
+)
 from .shipping import (
     Parcel,
     driver_paths,
@@ -127,6 +136,9 @@ class RayExecutor:
         max_retries: int = 2,
         placement_timeout_s: float = 60.0,
     ):
+        import_ray()  # a missing Ray or a wrong address is an error before the sweep folder is touched
+        if address != "local":
+            check_reachable(address)
         self.address, self.on, self.jobs = address, on, jobs
         self.max_retries = max_retries
         self.placement_timeout_s = placement_timeout_s

@@ -21,12 +21,13 @@ from edgecv.sweep.ray_cluster import DEVICE_LABEL, SLOT  # noqa: E402
 from edgecv.sweep.ray_executor import RayExecutor  # noqa: E402
 from edgecv.sweep.run import make_plan  # noqa: E402
 from edgecv.sweep.store import SweepStore  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, assert_user_error_in_process, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.slow
 FIXTURE = ROOT / "tests" / "fixtures" / "digits_mobilenetv2_a0.35_r32.pth"
 TINY = {"models": "mobilenetv2", "resolution": "32", "num_classes": 10, "iterations": 5, "warmup": 1}
 # A killed node is declared dead after about a second instead of Ray's default half minute.
+CLI_TINY = ("mobilenetv2", "--resolution", "32", "--num-classes", "10", "-n", "5", "--warmup", "1")
 FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 300}
 FAST_HEALTH_CHECKS["health_check_failure_threshold"] = 3
 
@@ -114,35 +115,30 @@ def test_benchmarks_run_on_the_device_asked_for_and_a_rerun_reuses_every_point(c
     assert "2 of 2 points already finished: reused" in observer.notes
 
 
-def test_points_lost_with_a_node_run_again_elsewhere_and_finished_ones_stay(cluster, tmp_path):
-    # gamma is the only node of device "shared" until, at a benchmark's submission after a first
-    # point has finished, it is killed and zeta takes its place: that benchmark, lost in flight,
-    # runs again on zeta.
+def test_a_node_lost_mid_sweep_keeps_the_finished_points_and_the_rest_run_elsewhere(cluster, tmp_path):
+    # gamma is the only node of device "shared" until the first point is finished; then it is
+    # killed and zeta takes its place. Exports run one at a time, so later points are still to come.
     gamma = cluster.add_node(**node_args("shared"))
     cluster.wait_for_nodes()
     out = tmp_path / "sweep"
-    finished: dict[str, str] = {}
-    killed_at: list[str] = []
+    before_kill: dict[str, str] = {}
     zeta = []
 
-    def remember(point):
-        if not killed_at:
-            finished[point.key] = (out / "points" / f"{point.key}.json").read_text()
-
-    def kill_gamma(point, stage):
-        if stage == "benchmark" and finished and not killed_at:
-            killed_at.append(point.key)
+    def kill_gamma(point):
+        if not zeta:
+            before_kill.update({p.name: p.read_text() for p in (out / "points").glob("*.json")})
             cluster.remove_node(gamma, allow_graceful=False)
             zeta.append(cluster.add_node(**node_args("shared")))
 
-    ex = RayExecutor(cluster.address, on="shared", jobs=1)  # one export at a time: points finish in turn
-    records = sweep(out, ex, Recorder(on_stage=kill_gamma, on_done=remember), width_mult="0.35,0.5")
+    ex = RayExecutor(cluster.address, on="shared", jobs=1)
+    records = sweep(out, ex, Recorder(on_done=kill_gamma), width_mult="0.35,0.5,0.75")
 
-    assert killed_at and len(records) == 2 and all(r["status"] == "done" for r in records.values()), records
-    for key, text in finished.items():  # finished before the kill: kept as they were, timed on gamma
-        assert (out / "points" / f"{key}.json").read_text() == text
-        assert {row["node"]["node_id"] for row in records[key]["rows"]} == {gamma.node_id}
-    assert {row["node"]["node_id"] for row in records[killed_at[0]]["rows"]} == {zeta[0].node_id}
+    assert len(records) == 3 and all(r["status"] == "done" for r in records.values()), records
+    assert before_kill and len(before_kill) < 3
+    for name, text in before_kill.items():  # what had finished is kept as it was, timed on gamma
+        assert (out / "points" / name).read_text() == text
+    ran_on = {key: {row["node"]["node_id"] for row in r["rows"]} for key, r in records.items()}
+    assert ran_on == {key: {gamma.node_id if f"{key}.json" in before_kill else zeta[0].node_id} for key in records}
     cluster.remove_node(zeta[0])
 
 
@@ -165,20 +161,32 @@ def test_benchmarks_with_no_node_of_their_device_left_are_reported_not_run(clust
     assert (tmp_path / "sweep" / "runs" / "mobilenetv2-w0.35-r32" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize(
-    ("on", "address", "message"),
-    [
-        (
-            "jetson-orin-nano",
-            None,
-            "--on jetson-orin-nano: no Ray node carries the label edgecv/device=jetson-orin-nano",
-        ),
-        (None, "127.0.0.1:9", "--ray 127.0.0.1:9: no Ray cluster answers there"),
-    ],
-)
-def test_a_cluster_that_cannot_run_the_sweep_is_a_one_line_error(cluster, tmp_path, on, address, message):
-    ex = RayExecutor(address or cluster.address, on=on)
+def test_a_device_no_node_carries_is_a_one_line_error_before_any_point_runs(cluster, tmp_path):
+    ex = RayExecutor(cluster.address, on="jetson-orin-nano")
     with pytest.raises(UserInputError) as info:
         sweep(tmp_path / "sweep", ex, width_mult="0.35")
-    assert message in str(info.value) and "\n" not in str(info.value)
-    assert not list((tmp_path / "sweep" / "points").iterdir())
+    message = str(info.value)
+    assert "--on jetson-orin-nano: no Ray node carries the label edgecv/device=jetson-orin-nano" in message
+    assert "devices in the cluster: alpha, beta" in message and "\n" not in message
+    assert ex.timings == [] and not list((tmp_path / "sweep" / "points").iterdir())
+
+
+def test_cli_sweeps_on_a_throwaway_local_cluster(tmp_path):
+    out = tmp_path / "sweep"
+    proc = run_cli("sweep", *CLI_TINY, "--width-mult", "0.35", "--ray", "local", "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["failed"] == [] and [r["point"] for r in doc["rows"]] == ["mobilenetv2-w0.35-r32-fp32"]
+    assert (out / "runs" / "mobilenetv2-w0.35-r32" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--on", "jetson-orin-nano"), "--on places benchmarks on the nodes of a Ray cluster: give --ray too"),
+        (("--ray", "127.0.0.1:9"), "--ray 127.0.0.1:9: no Ray cluster answers there"),
+    ],
+)
+def test_cli_refuses_ray_flags_it_cannot_use_before_writing_anything(tmp_path, flags, message):
+    assert_user_error_in_process("sweep", *CLI_TINY, *flags, "--out", tmp_path / "s", fragments=(message,))
+    assert not (tmp_path / "s").exists()
