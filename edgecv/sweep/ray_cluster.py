@@ -51,19 +51,27 @@ def connected(address: str) -> Iterator[Any]:
     machine with a benchmark slot); disconnected, and a throwaway cluster shut down, at exit."""
     ray = import_ray()
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
-    if address == "local":
-        # "local" makes Ray start a new cluster even where one is already running on this machine.
-        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), resources={SLOT: 1}, **quiet)
-    else:
-        check_reachable(address)
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserInputError(f"--ray {address}: cannot connect ({str(exc).splitlines()[0]})") from None
+    # The executor reads every task's error and records it; the ones it drops on purpose (a task
+    # cancelled because its point already failed) are not for Ray to log on the user's terminal.
+    ignored = os.environ.get("RAY_IGNORE_UNHANDLED_ERRORS")
+    os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
     try:
-        yield ray
+        if address == "local":
+            # "local" makes Ray start a new cluster even where one is already running on this machine.
+            ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), resources={SLOT: 1}, **quiet)
+        else:
+            check_reachable(address)
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserInputError(f"--ray {address}: cannot connect ({str(exc).splitlines()[0]})") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if ignored is None:
+            os.environ.pop("RAY_IGNORE_UNHANDLED_ERRORS", None)
 
 
 def describe_node() -> dict[str, Any]:

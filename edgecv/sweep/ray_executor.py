@@ -86,8 +86,10 @@ def export_task(point: Point, parcels: list[Parcel], seed: bytes | None, bench_n
         if seed is not None:
             unpack_folder(seed, root / point.run_name)
         export = export_point(local, root)
+        packed = time.perf_counter()
         blob = pack(export.run_dir)
-    return {"export": export.to_dict(), "node": where, "task_s": time.perf_counter() - t0}, blob
+        moved = time.perf_counter() - packed
+    return {"export": export.to_dict(), "node": where, "task_s": time.perf_counter() - t0, "transport_s": moved}, blob
 
 
 def eval_task(point: Point, parcels: list[Parcel], data: EvalData, run: bytes, bench_nodes, bench_cores: int):
@@ -95,15 +97,22 @@ def eval_task(point: Point, parcels: list[Parcel], data: EvalData, run: bytes, b
     where = _pin_untimed(bench_nodes, bench_cores)
     local = _localize(parcels)
     with scratch("eval-") as root:
-        run_dir = unpack_folder(run, root / point.run_name)
         start = time.perf_counter()
+        run_dir = unpack_folder(run, root / point.run_name)
+        unpacked = time.perf_counter()
         accuracy = eval_point(localize_point(point, local), run_dir, localize_data(data, local))
-        work = time.perf_counter() - start
+        work, moved = time.perf_counter() - unpacked, unpacked - start
     # The record names the data as the driver does, not where this node unpacked it.
     driver_path = {v: k for k, v in local.items()}
     for figures in accuracy.values():
         figures["data"] = driver_path.get(figures.get("data"), figures.get("data"))
-    return {"accuracy": accuracy, "work_s": work, "node": where, "task_s": time.perf_counter() - t0}
+    return {
+        "accuracy": accuracy,
+        "work_s": work,
+        "node": where,
+        "task_s": time.perf_counter() - t0,
+        "transport_s": moved,
+    }
 
 
 def benchmark_task(point: Point, run: bytes, plan: SweepPlan):
@@ -111,15 +120,16 @@ def benchmark_task(point: Point, run: bytes, plan: SweepPlan):
     where = _where()
     cpus = split_cores(plan.bench_cores(), _START_CORES)[0]
     with scratch("bench-") as root:
-        run_dir = unpack_folder(run, root / point.run_name)
         start = time.perf_counter()
+        run_dir = unpack_folder(run, root / point.run_name)
+        unpacked = time.perf_counter()
         rows = benchmark_point(
             point, run_dir, plan.backends, plan.threads, cpus, iterations=plan.iterations, warmup=plan.warmup
         )
-        work = time.perf_counter() - start
+        work, moved = time.perf_counter() - unpacked, unpacked - start
     for r in rows:
         r["node"] = where
-    return {"rows": rows, "work_s": work, "node": where, "task_s": time.perf_counter() - t0}
+    return {"rows": rows, "work_s": work, "node": where, "task_s": time.perf_counter() - t0, "transport_s": moved}
 
 
 class RayExecutor:
@@ -142,15 +152,20 @@ class RayExecutor:
         self.address, self.on, self.jobs = address, on, jobs
         self.max_retries = max_retries
         self.placement_timeout_s = placement_timeout_s
-        self.timings: list[dict[str, Any]] = []  # one per finished task: where it ran, how long it took
+        # One per finished task: where it ran; seconds seen by the driver (outer), in the task, in
+        # edgecv's own work, and packing/unpacking its run folder.
+        self.timings: list[dict[str, Any]] = []
 
     def run(self, plan: SweepPlan, store: SweepStore, observer: SweepObserver) -> None:
         pending = store.pending()
+        if not pending:  # nothing to run: no cluster needed
+            observer.sweep_start(len(plan.points), len(plan.points))
+            observer.sweep_end()
+            return
         with connected(self.address) as ray:
             placement = place_benchmarks(survey(ray), self.on, plan.bench_cores())
             observer.sweep_start(len(plan.points), len(plan.points) - len(pending))
-            if pending:
-                _RayRun(ray, self, plan, store, observer, placement, pending).loop()
+            _RayRun(ray, self, plan, store, observer, placement, pending).loop()
             observer.sweep_end()
 
 
@@ -248,6 +263,7 @@ class _RayRun:
                 "node": value["node"],
                 "task_s": value["task_s"],
                 "work_s": work,
+                "transport_s": value["transport_s"],
                 "outer_s": outer_s,
             }
         )
@@ -259,8 +275,10 @@ class _RayRun:
         if blob is None:
             return
         target = self.store.run_dir(group[0])
+        start = time.perf_counter()
         with folder_lock(self.store.runs_root, group[0].run_name):
             unpack_folder(blob, target)
+        value["transport_s"] += time.perf_counter() - start  # the driver's unpacking counts with the export's packing
         self._timing("export", group[0].run_name, value, outer_s)
         export = PointExport.from_dict({**value["export"], "run_dir": str(target)})
         for p in group:
