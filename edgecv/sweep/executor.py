@@ -17,7 +17,11 @@ The contract (every executor, local or Ray, meets it):
 * A failing point records its error and the sweep goes on; an interrupt (KeyboardInterrupt) leaves
   the records already written and is re-raised.
 * Progress goes to the :class:`SweepObserver`: ``sweep_start``, ``point_stage``, ``point_done``,
-  ``point_failed``.
+  ``point_failed``, ``sweep_end``.
+* :func:`prepare_group` is the untimed half of a run folder's work (export, then one eval shared by
+  its points) as one picklable call; benchmarks reserve :func:`split_cores`' first answer.
+* ``edgecv sweep --ray ADDRESS`` builds ``edgecv.sweep.ray_executor.RayExecutor(address=..., jobs=...)``
+  (``address`` may be ``"local"``); that module alone imports Ray.
 """
 
 from __future__ import annotations
@@ -105,27 +109,34 @@ def prepare_group(points: list[Point], runs_root: str, data: EvalData | None) ->
     except Exception as exc:  # the point's error, recorded; the sweep goes on
         out.error = _picklable(exc)
         return out
+    if data is None or points[0].weights is None:  # the points of a run folder share its weights
+        return out
+    start = time.perf_counter()
+    try:
+        accuracy = eval_point(points[0], out.export.run_dir, data)  # every artifact, once per run folder
+    except Exception as exc:
+        accuracy, error = {}, _picklable(exc)
+        out.eval_errors = {p.key: error for p in points}
+    wall = time.perf_counter() - start
     for p in points:
-        if data is None or p.weights is None:
-            continue
-        start = time.perf_counter()
-        try:
-            out.accuracy[p.key] = eval_point(p, out.export.run_dir, data)
-        except Exception as exc:
-            out.eval_errors[p.key] = _picklable(exc)
-        out.eval_wall_s[p.key] = time.perf_counter() - start
+        out.accuracy[p.key] = accuracy
+        out.eval_wall_s[p.key] = wall
     return out
 
 
 def _picklable(exc: BaseException) -> BaseException:
-    """An exception that survives the trip back from a worker (some libraries' do not)."""
+    """An exception that survives the trip back from a worker (some libraries' do not), carrying
+    its traceback as text (pickling drops the traceback itself)."""
     import pickle
+    import traceback
 
+    trace = "".join(traceback.format_exception(exc))
     try:
         pickle.loads(pickle.dumps(exc))
-        return exc
     except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    exc.worker_traceback = trace  # type: ignore[attr-defined]
+    return exc
 
 
 def _pin(cpus: list[int] | None) -> None:
@@ -153,11 +164,13 @@ def end_workers() -> None:
         child.join(timeout=10)
 
 
-def split_cores(bench_cores: int, available: list[int] | None = None) -> tuple[list[int], list[int]]:
-    """(cores a benchmark is timed on, cores left for exports); no cores left means exports and
-    benchmarks take turns."""
+def split_cores(threads: tuple[int | None, ...], available: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """(cores a benchmark is timed on, cores left for exports): as many as the most threads it is
+    timed with, every core for an engine left to its own thread count. No cores left means
+    exports and benchmarks take turns."""
     cores = sorted(available if available is not None else os.sched_getaffinity(0))
-    k = max(1, min(bench_cores, len(cores)))
+    want = len(cores) if None in threads else max(threads)
+    k = max(1, min(want, len(cores)))
     return cores[-k:], cores[:-k]
 
 
@@ -181,7 +194,7 @@ class LocalExecutor:
 class _LocalRun:
     def __init__(self, ex: LocalExecutor, plan: SweepPlan, store: SweepStore, observer: SweepObserver, pending):
         self.plan, self.store, self.observer = plan, store, observer
-        self.bench_cpus, spare = split_cores(plan.bench_cores(), ex.cores)
+        self.bench_cpus, spare = split_cores(plan.threads, ex.cores)
         self.take_turns = not spare
         ctx = multiprocessing.get_context("spawn")  # no fork of a parent holding torch's or ORT's threads
         self.exports = ProcessPoolExecutor(ex.jobs, mp_context=ctx, initializer=_pin, initargs=(spare or None,))

@@ -62,10 +62,6 @@ class SweepPlan:
             groups.setdefault(p.run_name, []).append(p)
         return groups
 
-    def bench_cores(self) -> int:
-        """Cores one benchmark reserves: the most threads it is timed with (1 when unset)."""
-        return max((t or 1) for t in self.threads)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "points": [p.key for p in self.points],

@@ -108,19 +108,9 @@ def folder_lock(runs_root: Path, run_name: str) -> Iterator[None]:
 
 
 def _complexity(point: Point) -> tuple[int | None, int | None]:
-    from edgecv.models.complexity import count_complexity, structure_only
-    from edgecv.models.registry import create_model
+    from edgecv.models.describe import sized_model
 
-    with structure_only():
-        model = create_model(
-            point.model,
-            num_classes=point.num_classes,
-            width_mult=point.width_mult,
-            resolution=point.resolution,
-            settle_batchnorm=False,
-            **point.variant,
-        )
-    c = count_complexity(model)
+    _, c = sized_model(point.model, point.num_classes, point.width_mult, point.resolution, **point.variant)
     return c.macs, c.params
 
 
@@ -151,24 +141,23 @@ def export_point(point: Point, runs_root: Path) -> PointExport:
 
 
 def eval_point(point: Point, run_dir: Path, data: EvalData) -> dict[str, dict[str, Any]]:
-    """Accuracy of the point's precision's artifacts on ``data``, by artifact name (empty when the
-    point has no weights: random weights have no accuracy to measure)."""
+    """Accuracy of every artifact of the point's run folder on ``data``, by artifact name (the
+    points sharing a run folder share this answer; empty when the point has no weights: random
+    weights have no accuracy to measure)."""
     import warnings
 
     from edgecv.evaluate.loop import evaluate
 
     if point.weights is None:
         return {}
-    backends = sorted({b for (b, p) in ENGINE_ARTIFACTS if p == point.precision})
+    backends = list(point.export_options.get("backends") or ()) or None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = evaluate(Path(run_dir), data.path, images=data.images, limit=data.limit, backends=backends)
-    wanted = {ENGINE_ARTIFACTS[k] for k in ENGINE_ARTIFACTS if k[1] == point.precision}
     out = {}
     for r in report.results:
-        if r.artifact in wanted:
-            acc = r.accuracy(report.data, report.conf_thres)
-            out[r.artifact] = {k: acc.get(k) for k in ("metric", "value", "images", "data", "delta")}
+        acc = r.accuracy(report.data, report.conf_thres)
+        out[r.artifact] = {k: acc.get(k) for k in ("metric", "value", "images", "data", "delta")}
     return out
 
 

@@ -94,6 +94,11 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         notes.append(
             "'published' is the paper's ImageNet top-1 (source in sweep.json), never mixed with measured accuracy."
         )
+    if doc.get("untimed"):
+        notes.append(
+            f"No engine asked for has an artifact of these points' precision (ONNX Runtime has no FP16 one): "
+            f"{', '.join(doc['untimed'])}."
+        )
     if doc["unfinished"]:
         notes.append(f"{len(doc['unfinished'])} point(s) unfinished (interrupted): rerun the same command to finish.")
     return notes

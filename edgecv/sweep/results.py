@@ -155,13 +155,15 @@ def sweep_document(plan: SweepPlan, records: Iterable[tuple[Point, dict[str, Any
     from edgecv.version import __version__
 
     rows: list[dict[str, Any]] = []
-    failed, unfinished = [], []
+    failed, unfinished, untimed = [], [], []
     for point, rec in records:
         if rec is None:
             unfinished.append(point.key)
         elif rec.get("status") == "failed":
             err = rec.get("error") or {}
             failed.append({"point": point.key, "stage": err.get("stage"), "message": err.get("message")})
+        elif not rec.get("rows"):
+            untimed.append(point.key)
         else:
             rows.extend(point_rows(point, rec))
     basis = accuracy_basis(rows)
@@ -177,6 +179,7 @@ def sweep_document(plan: SweepPlan, records: Iterable[tuple[Point, dict[str, Any
         "rows": rows,
         "failed": failed,
         "unfinished": unfinished,
+        "untimed": untimed,  # done, but no engine asked for has an artifact of the point's precision
         "accuracy_basis": basis,
         "pareto": pareto_ids(rows, basis),
         "recommendation": recommend(rows, plan.max_latency_ms, plan.min_accuracy),

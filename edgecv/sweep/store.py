@@ -138,10 +138,10 @@ class SweepStore:
 
     def record_failed(self, point: Point, stage: str, error: BaseException | str) -> None:
         if isinstance(error, BaseException):
-            message = str(error) or type(error).__name__
-            trace = "".join(traceback.format_exception(error))
+            message, kind = str(error) or type(error).__name__, type(error).__name__
+            trace = getattr(error, "worker_traceback", None) or "".join(traceback.format_exception(error))
         else:
-            message, trace = str(error), None
+            message, kind, trace = str(error), None, None
         write_json_atomic(
             self._path(point),
             {
@@ -150,7 +150,7 @@ class SweepStore:
                 "fingerprint": point_fingerprint(point, self.plan),
                 "finished": _now(),
                 "point": point.to_dict(),
-                "error": {"stage": stage, "type": type(error).__name__, "message": message, "traceback": trace},
+                "error": {"stage": stage, "type": kind, "message": message, "traceback": trace},
             },
         )
 

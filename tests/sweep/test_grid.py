@@ -46,7 +46,7 @@ def test_toml_grid_and_flags_over_it(tmp_path):
     p = make_plan({"resolution": "32,64"}, grid)
     assert {q.model for q in p.points} == {"mobilenetv2", "shufflenetv2"}
     assert {q.resolution for q in p.points} == {32, 64}  # the flag won
-    assert p.threads == (1, 2) and p.bench_cores() == 2
+    assert p.threads == (1, 2)
     assert p.max_latency_ms == 10.0
     assert all(q.export_options["opset"] == 17 for q in p.points)
 
@@ -102,3 +102,13 @@ def test_one_sweep_process_per_folder(tmp_path):
     with SweepStore(tmp_path / "s", p):
         with pytest.raises(OutputPathError, match="in use"):
             SweepStore(tmp_path / "s", p).open()
+
+
+@pytest.mark.parametrize(
+    "threads, bench, exports",
+    [((1,), [3], [0, 1, 2]), ((1, 2), [2, 3], [0, 1]), ((None,), [0, 1, 2, 3], []), ((8,), [0, 1, 2, 3], [])],
+)
+def test_benchmarks_reserve_the_cores_they_time(threads, bench, exports):
+    from edgecv.sweep.executor import split_cores
+
+    assert split_cores(threads, [0, 1, 2, 3]) == (bench, exports)

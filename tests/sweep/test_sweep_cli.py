@@ -59,21 +59,17 @@ def test_sweep_measures_records_a_failing_point_and_reuses_on_rerun(tmp_path):
     # Both precisions came from one export.
     assert [p.name for p in (out / "runs").iterdir() if not p.name.startswith(".")] == ["mobilenetv2-w0.35-r32"]
 
-    # Rerun without the bad checkpoint: finished points are reused as they are, the failed ones run
-    # again, now timed only.
-    (weights / "mobilenetv2_a0.5.pth").unlink()
+    # Rerun: finished points are reused as they are, the failed ones run (and fail) again.
     before = records(out)
     proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "2 of 4 points already finished: reused" in proc.stderr
     after = records(out)
     for key in ("mobilenetv2-w0.35-r32-fp32", "mobilenetv2-w0.35-r32-int8"):
         assert after[key] == before[key]
-    doc = json.loads(proc.stdout)
-    assert doc["failed"] == [] and len(doc["rows"]) == 4
-    timing_only = {r["point"] for r in doc["rows"] if r["timing_only"]}
-    assert timing_only == {"mobilenetv2-w0.5-r32-fp32", "mobilenetv2-w0.5-r32-int8"}
-    assert all(r["accuracy"] is None for r in doc["rows"] if r["timing_only"])
+    assert after["mobilenetv2-w0.5-r32-fp32"]["finished"] > before["mobilenetv2-w0.5-r32-fp32"]["finished"]
+    assert "Traceback" in after["mobilenetv2-w0.5-r32-fp32"]["error"]["traceback"]  # the whole story, on file
+    assert json.loads(proc.stdout)["rows"] == doc["rows"]
 
 
 def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
@@ -107,6 +103,9 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     assert len(final) == 2 and all(r["status"] == "done" for r in final.values())
     for key, rec in first.items():
         assert final[key] == rec
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert len(rows) == 2 and all(r["timing_only"] and r["accuracy"] is None for r in rows)  # no weights
+    assert "timing only (no weights)" in (out / "sweep.md").read_text()
 
 
 @pytest.mark.parametrize(
