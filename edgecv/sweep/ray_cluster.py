@@ -171,7 +171,7 @@ class Placement:
         return "a benchmark slot" if self.on is None else f"--on {self.on}"
 
 
-def place_benchmarks(nodes: list[Node], on: str | None, bench_cores: int) -> Placement:
+def place_benchmarks(nodes: list[Node], on: str | None, threads: tuple[int | None, ...]) -> Placement:
     """The placement of ``--on`` on this cluster, or a one-line error naming what the nodes offer."""
     if on is not None and not on.strip():
         raise InvalidOptionError("--on takes a device name (a node's edgecv/device label or custom resource)")
@@ -187,5 +187,7 @@ def place_benchmarks(nodes: list[Node], on: str | None, bench_cores: int) -> Pla
             f"no Ray node for {trial.describe()} offers a benchmark slot: start it with "
             f"`ray start … --resources '{{\"{SLOT}\": 1}}'`"
         )
-    # Ray's CPU count reserves room, it pins nothing: the task pins its cores itself.
-    return Placement(on, by_label, max(1, min(bench_cores, *(n.cpus for n in targets))))
+    # Ray's CPU count reserves room, it pins nothing: the task pins its cores itself. An engine
+    # left to its own thread count gets every core of its node.
+    cpus = min(n.cpus if None in threads else min(max(threads), n.cpus) for n in targets)
+    return Placement(on, by_label, max(1, cpus))

@@ -36,6 +36,7 @@ from .shipping import (
     localize_data,
     localize_point,
     make_parcel,
+    named_as_on_driver,
     named_paths,
     pack,
     receive,
@@ -61,12 +62,12 @@ def _where() -> dict[str, Any]:
     return {"node_id": ctx.get_node_id(), "device": ctx.get_node_labels().get(DEVICE_LABEL)}
 
 
-def _pin_untimed(bench_nodes: frozenset[str], bench_cores: int) -> dict[str, Any]:
+def _pin_untimed(bench_nodes: frozenset[str], threads: tuple[int | None, ...]) -> dict[str, Any]:
     """Untimed work keeps off the cores this node's benchmarks are timed on (when it has others)."""
     where = _where()
     cores = _START_CORES
     if where["node_id"] in bench_nodes:
-        cores = split_cores(bench_cores, _START_CORES)[1] or _START_CORES
+        cores = split_cores(threads, _START_CORES)[1] or _START_CORES
     os.sched_setaffinity(0, cores)
     return where
 
@@ -77,26 +78,27 @@ def _localize(parcels: list[Parcel]) -> dict[str, str]:
     return {p.source: str(receive(p, lambda p=p: ray.get(p.blob))) for p in parcels}
 
 
-def export_task(point: Point, parcels: list[Parcel], seed: bytes | None, bench_nodes, bench_cores: int):
+def export_task(point: Point, parcels: list[Parcel], seed: bytes | None, bench_nodes, threads):
     """Export on this node (reusing the driver's earlier run folder, ``seed``) → (record, run folder)."""
     t0 = time.perf_counter()
-    where = _pin_untimed(bench_nodes, bench_cores)
-    local = localize_point(point, _localize(parcels))
-    with scratch("export-") as root:
+    where = _pin_untimed(bench_nodes, threads)
+    local = _localize(parcels)
+    with scratch("export-") as root, named_as_on_driver(local):
         if seed is not None:
             unpack_folder(seed, root / point.run_name)
-        export = export_point(local, root)
+        export = export_point(localize_point(point, local), root)
         packed = time.perf_counter()
         blob = pack(export.run_dir)
         moved = time.perf_counter() - packed
     return {"export": export.to_dict(), "node": where, "task_s": time.perf_counter() - t0, "transport_s": moved}, blob
 
 
-def eval_task(point: Point, parcels: list[Parcel], data: EvalData, run: bytes, bench_nodes, bench_cores: int):
+def eval_task(point: Point, parcels: list[Parcel], data: EvalData, run: bytes, bench_nodes, threads):
+    """Every artifact of ``point``'s run folder evaluated (the points of a run folder share it)."""
     t0 = time.perf_counter()
-    where = _pin_untimed(bench_nodes, bench_cores)
+    where = _pin_untimed(bench_nodes, threads)
     local = _localize(parcels)
-    with scratch("eval-") as root:
+    with scratch("eval-") as root, named_as_on_driver(local):
         start = time.perf_counter()
         run_dir = unpack_folder(run, root / point.run_name)
         unpacked = time.perf_counter()
@@ -118,7 +120,7 @@ def eval_task(point: Point, parcels: list[Parcel], data: EvalData, run: bytes, b
 def benchmark_task(point: Point, run: bytes, plan: SweepPlan):
     t0 = time.perf_counter()
     where = _where()
-    cpus = split_cores(plan.bench_cores(), _START_CORES)[0]
+    cpus = split_cores(plan.threads, _START_CORES)[0]
     with scratch("bench-") as root:
         start = time.perf_counter()
         run_dir = unpack_folder(run, root / point.run_name)
@@ -163,7 +165,7 @@ class RayExecutor:
             observer.sweep_end()
             return
         with connected(self.address) as ray:
-            placement = place_benchmarks(survey(ray), self.on, plan.bench_cores())
+            placement = place_benchmarks(survey(ray), self.on, plan.threads)
             observer.sweep_start(len(plan.points), len(plan.points) - len(pending))
             _RayRun(ray, self, plan, store, observer, placement, pending).loop()
             observer.sweep_end()
@@ -190,7 +192,8 @@ class _RayRun:
         for p in pending:
             groups.setdefault(p.run_name, []).append(p)
         self.groups = list(groups.values())
-        self.tasks: dict[Any, tuple[str, Any, float]] = {}  # ref → (kind, group or open point, submitted)
+        # ref → (kind, what it is for: an export's group and run folder ref, or the open points, submitted)
+        self.tasks: dict[Any, tuple[str, Any, float]] = {}
         self.open: dict[str, _OpenPoint] = {}
         self.bench_lost_since: float | None = None
         self.last_check = 0.0
@@ -235,7 +238,7 @@ class _RayRun:
             for p in group:
                 self.observer.point_stage(p, "export")
             meta, blob = self.export_fn.remote(
-                group[0], self._parcels_of(group[0]), seed, self.bench_nodes, self.plan.bench_cores()
+                group[0], self._parcels_of(group[0]), seed, self.bench_nodes, self.plan.threads
             )
             self.tasks[meta] = ("export", (group, blob), time.perf_counter())
             in_flight += 1
@@ -248,6 +251,7 @@ class _RayRun:
             return self.ray.get(ref)
         except RayTaskError as exc:  # the point's own error, raised inside the task
             error: BaseException = exc.cause if isinstance(exc.cause, BaseException) else exc
+            error.worker_traceback = str(exc)  # type: ignore[attr-defined]  # Ray's text: the task's traceback
         except RayError as exc:  # the cluster's: node or worker lost after every retry
             error = PointNotRun(f"not run: {str(exc).strip().splitlines()[0]}")
         for p in points:
@@ -281,17 +285,18 @@ class _RayRun:
         value["transport_s"] += time.perf_counter() - start  # the driver's unpacking counts with the export's packing
         self._timing("export", group[0].run_name, value, outer_s)
         export = PointExport.from_dict({**value["export"], "run_dir": str(target)})
+        wants_eval = self.plan.data is not None and group[0].weights is not None  # a run folder's points share weights
+        ops = []
         for p in group:
-            wants_eval = self.plan.data is not None and p.weights is not None
             op = _OpenPoint(p, export, blob_ref, {"eval"} if wants_eval else set(), wall={"export": export.wall_s})
             self.open[p.key] = op
+            ops.append(op)
             self.observer.point_stage(p, "eval" if wants_eval else "benchmark")
-            if wants_eval:
-                parcels = self._parcels_of(p, self.plan.data)
-                ref = self.eval_fn.remote(
-                    p, parcels, self.plan.data, blob_ref, self.bench_nodes, self.plan.bench_cores()
-                )
-                self.tasks[ref] = ("eval", op, time.perf_counter())
+        if wants_eval:  # one eval of every artifact, shared by the run folder's points
+            parcels = self._parcels_of(group[0], self.plan.data)
+            args = (group[0], parcels, self.plan.data, blob_ref, self.bench_nodes, self.plan.threads)
+            self.tasks[self.eval_fn.remote(*args)] = ("eval", ops, time.perf_counter())
+        for op in ops:
             self._submit_benchmark(op)
 
     def _submit_benchmark(self, op: _OpenPoint) -> None:
@@ -303,19 +308,20 @@ class _RayRun:
             self._not_placed(op)
             return
         ref = self.bench_fn.remote(op.point, op.run, self.plan)
-        self.tasks[ref] = ("benchmark", op, time.perf_counter())
+        self.tasks[ref] = ("benchmark", [op], time.perf_counter())
 
-    def _stage_finished(self, ref: Any, op: _OpenPoint, outer_s: float, stage: str) -> None:
-        value = self._result(ref, [op.point], stage)
+    def _stage_finished(self, ref: Any, ops: list[_OpenPoint], outer_s: float, stage: str) -> None:
+        value = self._result(ref, [op.point for op in ops], stage)
         if value is None:
             return
-        self._timing(stage, op.point.key, value, outer_s)
-        op.wall[stage] = value["work_s"]
-        if stage == "eval":
-            op.accuracy = value["accuracy"]
-        else:
-            op.rows = value["rows"]
-        self._progress(op, stage)
+        self._timing(stage, ops[0].point.key, value, outer_s)
+        for op in ops:
+            op.wall[stage] = value["work_s"]
+            if stage == "eval":
+                op.accuracy = value["accuracy"]
+            else:
+                op.rows = value["rows"]
+            self._progress(op, stage)
 
     def _progress(self, op: _OpenPoint, stage: str) -> None:
         op.waiting.discard(stage)
@@ -329,9 +335,9 @@ class _RayRun:
         self.observer.point_done(op.point)
 
     def _failed(self, point: Point, stage: str, error: BaseException) -> None:
-        if self.open.pop(point.key, None) is not None:  # its other stage is pointless now
-            for ref, (_, payload, _) in list(self.tasks.items()):
-                if isinstance(payload, _OpenPoint) and payload.point.key == point.key:
+        if self.open.pop(point.key, None) is not None:  # a task left with no open point is pointless
+            for ref, (kind, ops, _) in list(self.tasks.items()):
+                if kind != "export" and not any(op.point.key in self.open for op in ops):
                     del self.tasks[ref]
                     self.ray.cancel(ref, force=True)
         self.store.record_failed(point, stage, error)
@@ -350,14 +356,16 @@ class _RayRun:
         if now - self.last_check < POLL_S:
             return
         self.last_check = now
-        if any(self.placement.matches(n) for n in alive_nodes(self.ray)):
+        # Nodes join and leave: untimed work keeps off the benchmark cores of the ones there now.
+        self.bench_nodes = frozenset(n.node_id for n in alive_nodes(self.ray) if self.placement.matches(n))
+        if self.bench_nodes:
             self.bench_lost_since = None
             return
         self.bench_lost_since = self.bench_lost_since or now
         if now - self.bench_lost_since <= self.ex.placement_timeout_s:
             return
-        for ref, (kind, op, _) in list(self.tasks.items()):
+        for ref, (kind, ops, _) in list(self.tasks.items()):
             if kind == "benchmark" and ref in self.tasks:
                 del self.tasks[ref]
                 self.ray.cancel(ref, force=True)
-                self._not_placed(op)
+                self._not_placed(ops[0])

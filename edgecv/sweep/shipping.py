@@ -137,6 +137,23 @@ def localize_data(data: EvalData | None, local: dict[str, str]) -> EvalData | No
 
 
 @contextlib.contextmanager
+def named_as_on_driver(local: dict[str, str]) -> Iterator[None]:
+    """An error raised inside names the driver's paths, not this node's copies of them (the user
+    knows the former)."""
+    try:
+        yield
+    except Exception as exc:
+        exc.args = tuple(_driver_text(a, local) if isinstance(a, str) else a for a in exc.args)
+        raise
+
+
+def _driver_text(text: str, local: dict[str, str]) -> str:
+    for source, copy in local.items():
+        text = text.replace(copy, source)
+    return text
+
+
+@contextlib.contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
     """A private folder for one task's work on a node, removed afterwards."""
     root = Path(tempfile.gettempdir()) / f"edgecv-sweep-{os.getuid()}" / "work"

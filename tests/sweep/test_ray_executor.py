@@ -95,9 +95,16 @@ def test_benchmarks_run_on_the_device_asked_for_and_a_rerun_reuses_every_point(c
     }
     for r in records.values():
         assert r["rows"] and all(row["node"]["device"] == "beta" for row in r["rows"])  # read inside the task
-        (figures,) = r["accuracy"].values()
-        assert figures["images"] == 8 and figures["data"] == str(data)  # the driver's path, not a node's copy
-    assert {t["kind"] for t in ex.timings} == {"export", "eval", "benchmark"}
+        assert {"onnx-fp32", "onnx-int8-cpu"} <= set(r["accuracy"])
+        for figures in r["accuracy"].values():
+            assert figures["images"] == 8 and figures["data"] == str(data)  # the driver's path, not a node's copy
+    assert records["mobilenetv2-w0.35-r32-fp32"]["accuracy"] == records["mobilenetv2-w0.35-r32-int8"]["accuracy"]
+    assert sorted(t["kind"] for t in ex.timings) == [
+        "benchmark",
+        "benchmark",
+        "eval",
+        "export",
+    ]  # one eval a run folder
     assert all(t["node"]["device"] == "beta" for t in ex.timings if t["kind"] == "benchmark")
     # The driver ends with the whole run folder, complete and with nothing half-written beside it.
     run_dir = tmp_path / "sweep" / "runs" / "mobilenetv2-w0.35-r32"
@@ -143,7 +150,10 @@ def test_a_node_lost_mid_sweep_keeps_the_finished_points_and_the_rest_run_elsewh
     cluster.remove_node(zeta[0])
 
 
-def test_benchmarks_with_no_node_of_their_device_left_are_reported_not_run(cluster, tmp_path):
+def test_a_failing_export_and_benchmarks_with_no_node_left_are_recorded_and_the_sweep_ends(cluster, tmp_path):
+    # α 0.5 has a checkpoint that is not one: its export fails inside its task. α 0.35 has none and
+    # is timed only, on delta, the one node of its device, killed as the benchmark is handed out.
+    (tmp_path / "mobilenetv2_a0.5.pth").write_bytes(b"not a checkpoint")
     delta = cluster.add_node(**node_args("delta"))
     cluster.wait_for_nodes()
 
@@ -152,12 +162,19 @@ def test_benchmarks_with_no_node_of_their_device_left_are_reported_not_run(clust
             cluster.remove_node(delta, allow_graceful=False)
 
     ex = RayExecutor(cluster.address, on="delta", placement_timeout_s=2.0)
-    records = sweep(tmp_path / "sweep", ex, Recorder(on_stage=kill_at_first_benchmark), width_mult="0.35")
+    weights = str(tmp_path / "{model}_a{width_mult}.pth")
+    observer = Recorder(on_stage=kill_at_first_benchmark)
+    records = sweep(tmp_path / "sweep", ex, observer, width_mult="0.35,0.5", weights=weights)
 
-    assert {r["status"] for r in records.values()} == {"failed"}
-    for r in records.values():
-        assert r["error"]["stage"] == "benchmark" and r["error"]["type"] == "PointNotRun"
-        assert "no alive Ray node for --on delta" in r["error"]["message"]
+    broken = records["mobilenetv2-w0.5-r32-fp32"]
+    assert broken["status"] == "failed" and broken["error"]["stage"] == "export"
+    assert f"{tmp_path}/mobilenetv2_a0.5.pth is not a readable PyTorch checkpoint" in broken["error"]["message"]
+    assert "export_task" in broken["error"]["traceback"]  # the worker's traceback, not the driver's
+    lost = records["mobilenetv2-w0.35-r32-fp32"]
+    assert lost["status"] == "failed" and lost["error"]["stage"] == "benchmark"
+    assert lost["error"]["type"] == "PointNotRun"
+    assert "not run: no alive Ray node for --on delta" in lost["error"]["message"]
+    assert observer.failed == 2
     # The export had finished: its run folder is on the driver, so a rerun only times the point.
     assert (tmp_path / "sweep" / "runs" / "mobilenetv2-w0.35-r32" / "manifest.json").is_file()
 
