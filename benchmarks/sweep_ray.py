@@ -115,9 +115,11 @@ def same_table(tmp: Path, repeats: int, iterations: int) -> bool:
         rm = [medians(r)[key] for r in on_ray]
         noise = max(max(lm) - min(lm), max(rm) - min(rm))
         diff = abs(statistics.median(rm) - statistics.median(lm))
-        acc = next(iter(local[0][key[0]]["accuracy"].values()))["value"]
+        record = local[0][key[0]]
+        artifact = next(row["artifact"] for row in record["rows"] if row["backend"] == key[1])
+        acc = record["accuracy"][artifact]["value"]
         print(
-            f"   {key[0]:<28} top-1 {acc:.4f}  medians local {' '.join(f'{x:.4f}' for x in lm)} ms,"
+            f"   {key[0]:<28} {artifact} top-1 {acc:.4f}  medians local {' '.join(f'{x:.4f}' for x in lm)} ms,"
             f" Ray {' '.join(f'{x:.4f}' for x in rm)} ms: |Ray − local| {diff:.4f} ms, run-to-run range {noise:.4f} ms"
         )
         within &= diff <= noise
