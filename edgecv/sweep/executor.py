@@ -192,7 +192,12 @@ class LocalExecutor:
 
 
 class _LocalRun:
-    def __init__(self, ex: LocalExecutor, plan: SweepPlan, store: SweepStore, observer: SweepObserver, pending):
+    """One run of the local executor: the pools, the queue of points waiting for the benchmark
+    lane, and what is in flight."""
+
+    def __init__(
+        self, ex: LocalExecutor, plan: SweepPlan, store: SweepStore, observer: SweepObserver, pending: list[Point]
+    ):
         self.plan, self.store, self.observer = plan, store, observer
         self.bench_cpus, spare = split_cores(plan.threads, ex.cores)
         self.take_turns = not spare
@@ -259,6 +264,8 @@ class _LocalRun:
         except BrokenProcessPool as exc:
             self.exports = self._renew(self.exports)
             result = GroupResult(error=RuntimeError(f"the export worker died ({exc})"))
+        except Exception as exc:  # the result could not come back (unpicklable): still this group's failure
+            result = GroupResult(error=exc)
         if result.export is None:
             for p in group:
                 self._failed(p, "export", result.error or RuntimeError("export failed"))

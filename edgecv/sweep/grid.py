@@ -196,6 +196,9 @@ def build_points(spec: GridSpec) -> list[Point]:
                     )
     if not points:
         raise InvalidOptionError("the grid is empty: name at least one model")
+    if spec.weights is not None and all(p.weights is None for p in points):
+        # Some points without a file are timed only; none with one is a wrong path, not a plan.
+        raise InvalidOptionError(f"--weights {spec.weights}: no such file for any point of the grid")
     _fill_export_options(points, spec)
     return points
 

@@ -4,6 +4,7 @@ per engine, the table of every row, and the points that failed."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,22 @@ COLUMNS = (
     ("macs", "MMACs"),
     ("params", "params (M)"),
 )
+METRIC_NAMES = {"top1": "top-1", "map": "mAP"}
 FAILED_COLUMNS = (("point", "point"), ("stage", "stage"), ("message", "error"))
 NUMERIC = {"threads", "p90", "median", "accuracy", "published", "macs", "params"}
 
 
-def _label(row: dict[str, Any]) -> str:
-    return f"{row['point']} · {row['backend']}" + (f" ·t{row['threads']}" if row["threads"] else "")
+def _labeller(rows: list[dict[str, Any]]) -> Any:
+    """Plot labels: each point's key without the part every point shares (the model, often), its
+    engine and threads."""
+    keys = [r["point"] for r in rows]
+    common = os.path.commonprefix(keys) if len(set(keys)) > 1 else ""
+    common = common[: common.rfind("-") + 1]  # whole words only
+
+    def label(row: dict[str, Any]) -> str:
+        return f"{row['point'][len(common) :]} · {row['backend']}" + (f" ·t{row['threads']}" if row["threads"] else "")
+
+    return label
 
 
 def table_cells(row: dict[str, Any], doc: dict[str, Any]) -> dict[str, str]:
@@ -43,7 +54,8 @@ def table_cells(row: dict[str, Any], doc: dict[str, Any]) -> dict[str, str]:
     mark = "★" if row["id"] == rec["choice"] else ("◆" if row["id"] in doc["pareto"] else "")
     acc = row.get("accuracy")
     if acc and acc.get("value") is not None:
-        accuracy = f"{100 * acc['value']:.2f}% {acc.get('metric', '')}".strip()
+        metric = METRIC_NAMES.get(acc.get("metric"), acc.get("metric") or "")
+        accuracy = f"{100 * acc['value']:.2f}% {metric}".strip()
     else:
         accuracy = "timing only (no weights)" if row["timing_only"] else DASH
     pub = row.get("published")
@@ -143,7 +155,8 @@ def accuracy_latency_plot(doc: dict[str, Any]) -> bytes | None:
         return None
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
-    front = [r for r in rows if r["id"] in doc["pareto"]]
+    front = sorted((r for r in rows if r["id"] in doc["pareto"]), key=lambda r: r["p90_ms"])
+    label = _labeller(rows)
     others = [r for r in rows if r["id"] not in doc["pareto"]]
     if others:
         ax.scatter([r["p90_ms"] for r in others], [accuracy_pct(r, basis) for r in others], s=30, color="tab:gray")
@@ -155,7 +168,7 @@ def accuracy_latency_plot(doc: dict[str, Any]) -> bytes | None:
     )
     for r in rows:
         star = "★ " if r["id"] == doc["recommendation"]["choice"] else ""
-        ax.annotate(star + _label(r), (r["p90_ms"], accuracy_pct(r, basis)), fontsize=6, xytext=(3, 3),
+        ax.annotate(star + label(r), (r["p90_ms"], accuracy_pct(r, basis)), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")  # fmt: skip
     limit = doc["plan"].get("max_latency_ms")
     if limit is not None:

@@ -4,7 +4,7 @@
       plan.json             what was asked (the grid, engines, threads, data, constraint)
       runs/<run_name>/      run folders, one per export (shared by a model's precisions)
       points/<key>.json     one record per finished or failed point, written atomically
-      sweep.json|md|html    the results (written at the end, from the records)
+      sweep.json|md|html    the results (written at the end, from the records; removed when a run starts)
 
 A point whose record says ``done`` and whose fingerprint (its export options, the engines, threads
 and timing settings) matches is finished: a rerun reuses it without opening its run folder. Any
@@ -16,17 +16,33 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import functools
 import json
 import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgecv.errors import OutputPathError
-from edgecv.runfolder import sha256_json, write_json_atomic
+from edgecv.runfolder import sha256_file, sha256_json, write_json_atomic
 
 from .grid import SweepPlan
 from .point import Point, PointExport
 from .results import SWEEP_SCHEMA
+
+RESULT_FILES = ("sweep.json", "sweep.md", "sweep.html")
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(path)
+
+
+def _weights_digest(weights: str | None) -> str | None:
+    """A retrained checkpoint written over the same path is other weights."""
+    if weights is None or not Path(weights).is_file():
+        return None
+    st = Path(weights).stat()
+    return _file_digest(weights, st.st_mtime_ns, st.st_size)
 
 
 def point_fingerprint(point: Point, plan: SweepPlan) -> str:
@@ -34,6 +50,7 @@ def point_fingerprint(point: Point, plan: SweepPlan) -> str:
     return sha256_json(
         {
             "point": point.to_dict(),
+            "weights_sha256": _weights_digest(point.weights),
             "backends": list(plan.backends),
             "threads": list(plan.threads),
             "iterations": plan.iterations,
@@ -73,6 +90,10 @@ class SweepStore:
             self._lock = None
             raise OutputPathError(f"{self.root} is in use by another edgecv sweep") from None
         write_json_atomic(self.root / "plan.json", {"schema": SWEEP_SCHEMA, "created": _now(), **self.plan.to_dict()})
+        # The results of an earlier run go until this one writes its own: an interrupted rerun
+        # must not leave a sweep.json that answers for another plan.
+        for name in RESULT_FILES:
+            (self.root / name).unlink(missing_ok=True)
         return self
 
     def close(self) -> None:

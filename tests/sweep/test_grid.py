@@ -61,6 +61,7 @@ def test_toml_grid_and_flags_over_it(tmp_path):
         ({"threads": "0"}, "--threads"),
         ({"max_latency": "10ms", "min_accuracy": 70.0}, "not both"),
         ({"data": "/no/such/val"}, "no such file"),
+        ({"weights": "/no/such/{model}.pth"}, "no such file for any point"),
     ],
 )
 def test_bad_grid_values_are_refused_before_anything_runs(settings, fragment):
@@ -89,10 +90,12 @@ def test_store_reuses_only_points_done_under_the_same_settings(tmp_path):
         store.record_failed(int8, "export", RuntimeError("boom"))
         assert [q.key for q in store.pending()] == [int8.key]  # a failed point runs again
         assert store.record(int8)["error"]["message"] == "boom"
-    # Other timing settings: the finished point is stale and runs again.
+    # Other timing settings: the finished point is stale and runs again; earlier results go.
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
     p.iterations = 7
     with SweepStore(tmp_path / "sweep", p) as store:
         assert len(store.pending()) == 2
+        assert not (tmp_path / "sweep" / "sweep.json").exists()
 
 
 def test_one_sweep_process_per_folder(tmp_path):
@@ -112,3 +115,15 @@ def test_benchmarks_reserve_the_cores_they_time(threads, bench, exports):
     from edgecv.sweep.executor import split_cores
 
     assert split_cores(threads, [0, 1, 2, 3]) == (bench, exports)
+
+
+def test_a_checkpoint_rewritten_in_place_reruns_its_points(tmp_path):
+    ckpt = tmp_path / "w.pth"
+    ckpt.write_bytes(b"one")
+    p = plan(resolution="32", weights=str(ckpt))
+    export = PointExport(str(tmp_path), p.points[0].run_name, "classification", 1, 2, False, [], {}, 0.0)
+    with SweepStore(tmp_path / "sweep", p) as store:
+        store.record_done(p.points[0], export, {}, [])
+        assert store.pending() == []
+        ckpt.write_bytes(b"other weights")
+        assert store.pending() == p.points
