@@ -49,18 +49,20 @@ def _sweep_table(doc: dict[str, Any]) -> Any:
     )
 
 
-def _executor(ray: Optional[str], jobs: int) -> Any:
+def _executor(ray: Optional[str], on: Optional[str], jobs: Optional[int]) -> Any:
+    from edgecv.errors import InvalidOptionError
+
     if ray is None:
         from edgecv.sweep.executor import LocalExecutor
 
-        return LocalExecutor(jobs=jobs)
-    try:
-        from edgecv.sweep.ray_executor import RayExecutor
-    except ImportError:
-        from edgecv.errors import BackendUnavailableError
+        if on is not None:
+            raise InvalidOptionError("--on places benchmarks on the nodes of a Ray cluster: give --ray too")
+        return LocalExecutor(jobs=jobs or 1)
+    from edgecv.sweep.ray_executor import RayExecutor
 
-        raise BackendUnavailableError("ray", "edgecv[ray]", "the Ray executor is not installed") from None
-    return RayExecutor(address=ray, jobs=jobs)
+    if not ray.strip():
+        raise InvalidOptionError("--ray takes a cluster address (host:port) or 'local'")
+    return RayExecutor(address=ray, on=on, jobs=jobs)
 
 
 @app.command("sweep", cls=PlainUsage)
@@ -105,9 +107,14 @@ def sweep_cmd(
     ),
     iterations: Optional[str] = typer.Option(None, "--iterations", "-n", metavar="N", help="timed calls (200)"),
     warmup: Optional[str] = typer.Option(None, "--warmup", metavar="N", help="untimed calls first (10)"),
-    jobs: str = typer.Option("1", "--jobs", "-j", metavar="N", help="exports in parallel worker processes"),
+    jobs: Optional[str] = typer.Option(
+        None, "--jobs", "-j", metavar="N", help="exports at once (1; with --ray: as many as the cluster's CPUs)"
+    ),
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="ADDRESS", help="run on a Ray cluster (or 'local'); needs edgecv[ray]"
+    ),
+    on: Optional[str] = typer.Option(
+        None, "--on", metavar="DEVICE", help="with --ray: time on the nodes labelled edgecv/device=DEVICE"
     ),
     as_json: bool = typer.Option(False, "--json", help="print sweep.json on stdout"),
 ) -> None:
@@ -139,13 +146,13 @@ def sweep_cmd(
             "iterations": parse_flag(iterations, int, "--iterations", "an integer"),
             "warmup": parse_flag(warmup, int, "--warmup", "an integer"),
         }
-        n_jobs = parse_flag(jobs, int, "--jobs", "an integer")
-        if n_jobs < 1:
+        n_jobs = None if jobs is None else parse_flag(jobs, int, "--jobs", "an integer")
+        if n_jobs is not None and n_jobs < 1:
             from edgecv.errors import InvalidOptionError
 
             raise InvalidOptionError(f"--jobs must be ≥ 1, got {n_jobs}")
         plan = make_plan(settings, grid)
-        executor = _executor(ray, n_jobs)
+        executor = _executor(ray, on, n_jobs)
         with warnings.catch_warnings(), SweepBars() as bars:
             quiet_library_warnings()
             doc, written = run_sweep(plan, out, executor, bars)
