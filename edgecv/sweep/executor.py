@@ -13,14 +13,15 @@ The contract (every executor, local or Ray, meets it):
   export, accuracy, rows, wall_s)`` or ``store.record_failed(point, stage, error)`` (stage: export |
   eval | benchmark) for each point, from the driver. Run folders end up under
   ``store.run_dir(point)`` on the driver (an executor on other machines ships them there with
-  :func:`~edgecv.sweep.point.pack_dir` / :func:`~edgecv.sweep.point.unpack_dir`).
+  :func:`~edgecv.sweep.shipping.pack` / :func:`~edgecv.sweep.shipping.unpack_folder` under
+  :func:`~edgecv.sweep.point.folder_lock`).
 * A failing point records its error and the sweep goes on; an interrupt (KeyboardInterrupt) leaves
   the records already written and is re-raised.
 * Progress goes to the :class:`SweepObserver`: ``sweep_start``, ``point_stage``, ``point_done``,
   ``point_failed``, ``sweep_end``.
 * :func:`prepare_group` is the untimed half of a run folder's work (export, then one eval shared by
   its points) as one picklable call; benchmarks reserve :func:`split_cores`' first answer.
-* ``edgecv sweep --ray ADDRESS`` builds ``edgecv.sweep.ray_executor.RayExecutor(address=..., jobs=...)``
+* ``edgecv sweep --ray ADDRESS`` builds ``edgecv.sweep.ray_executor.RayExecutor(address=..., on=..., jobs=...)``
   (``address`` may be ``"local"``); that module alone imports Ray.
 """
 

@@ -2,7 +2,7 @@
 
 Each function reads and writes only under the directories it is given and takes and returns
 picklable values, so the local executor runs it in a worker process and the Ray executor in a task
-on another node (its run folder travelling with :func:`pack_dir` / :func:`unpack_dir`).
+on another node (its run folder travelling with :mod:`edgecv.sweep.shipping`).
 
 * :func:`export_point` → :class:`PointExport`: the run folder ``runs_root/<point.run_name>``, reused
   by the export's stage keys; a lock file keeps two exports of one folder from interleaving.
@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import os
-import shutil
-import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -218,28 +215,3 @@ def benchmark_point(
                     }
                 )
     return rows
-
-
-def pack_dir(folder: Path) -> bytes:
-    """A folder as one gzip'd tar in memory (a run folder travelling between nodes)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(str(folder), arcname=".")
-    return buf.getvalue()
-
-
-def unpack_dir(blob: bytes, dest: Path) -> Path:
-    """Unpack :func:`pack_dir`'s bytes into ``dest``, replacing it whole: extracted beside it and
-    renamed, so ``dest`` is never a half-unpacked folder."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".unpack-{os.getpid()}-{dest.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        tar.extractall(tmp, filter="data")
-    old = dest.with_name(f".old-{os.getpid()}-{dest.name}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
