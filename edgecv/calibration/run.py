@@ -14,6 +14,7 @@ TensorRT one only if it passes :func:`check_tensorrt_qdq`); NNCF for OpenVINO; f
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import tempfile
@@ -34,6 +35,7 @@ from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_
 from edgecv.runtime.memory import peak_rss_mb
 from edgecv.tensorrt.rules import check_tensorrt_qdq
 
+from .accuracy_budget import AccuracyBudget, BudgetOutcome, budget_warning, fit_flavour, fit_openvino
 from .data import CalibrationData, CalibrationReport
 from .detection_fidelity import compare_detections as detection_compare
 from .detection_fidelity import is_detection_output
@@ -66,6 +68,8 @@ class Int8Result:
     warnings: list[str] = field(default_factory=list)
     target_cpu: str = ""  # the CPU the CPU flavour and the OpenVINO IR were built for
     kept_float: dict[str, Any] = field(default_factory=dict)  # see float_summary
+    # --max-accuracy-drop: the data, and per artifact its drop before and after (BudgetOutcome)
+    accuracy_budget: dict[str, Any] | None = None
 
     def fidelity_inputs(self) -> str:
         """Where the fidelity figures come from, in words a reader of the manifest cannot misread."""
@@ -95,6 +99,7 @@ class Int8Result:
             "warnings": self.warnings,
             "target_cpu": self.target_cpu,
             "kept_float": self.kept_float,
+            "accuracy_budget": self.accuracy_budget,
         }
 
 
@@ -166,6 +171,7 @@ def quantize_run(
     float_scopes: Sequence[str] = (),
     target_cpu: str = "auto",
     finish: Callable[[str, Path], None] | None = None,
+    accuracy_budget: AccuracyBudget | None = None,
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
@@ -173,7 +179,9 @@ def quantize_run(
     layers in float (implies the sensitivity ranking). ``target_cpu``: the CPU the ONNX Runtime CPU
     flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
     Every file is written under a temporary name and renamed when complete; ``finish(artifact,
-    temporary file)``, when given, runs on each INT8 artifact just before its rename. Raises :class:`InvalidOptionError` for bad options and
+    temporary file)``, when given, runs on each INT8 artifact just before its rename.
+    ``accuracy_budget``: keep the most sensitive layers of each artifact in float until its metric
+    drop against FP32 holds (:mod:`.accuracy_budget`; implies the sensitivity ranking). Raises :class:`InvalidOptionError` for bad options and
     :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
@@ -182,6 +190,8 @@ def quantize_run(
     say = _announcer(progress)
     artifacts: dict[str, Path] = {}
     flavour_info: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, BudgetOutcome] = {}
+    fp32_metric = functools.cache(lambda: accuracy_budget.validation.score(ort_runner(fp32_onnx)))
     with tempfile.TemporaryDirectory(prefix="edgecv-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         say("preparing the graph (ONNX Runtime pre-processing)", 0, None)
@@ -228,7 +238,7 @@ def quantize_run(
         # A detector's decoding, softmax/sigmoid and NMS stay in float in every flavour.
         excluded = list(dict.fromkeys([*exclude, *in_scopes]))
         ranking = None
-        if sensitivity or keep_fp32:
+        if sensitivity or keep_fp32 or accuracy_budget is not None:
             with clock.step("sensitivity"):
                 ranking = _rank(
                     prepared,
@@ -254,16 +264,37 @@ def quantize_run(
                 clock.step(f"quantize_{flavour.name}"),
                 atomic_path(out_dir / flavour.filename, finish=_finisher(finish, flavour.artifact)) as out,
             ):
-                flavour_info[flavour.name] = _quantize(
-                    prepared, out, flavour, method, ranges_path, excluded, reasons, target
-                )
+                if accuracy_budget is None:
+                    flavour_info[flavour.name] = _quantize(
+                        prepared, out, flavour, method, ranges_path, excluded, reasons, target
+                    )
+                else:
+                    flavour_info[flavour.name], outcomes[flavour.artifact] = fit_flavour(
+                        lambda floats, path, why, flavour=flavour: _quantize(
+                            prepared, path, flavour, method, ranges_path, floats, why, target
+                        ),
+                        accuracy_budget,
+                        ranking.most_sensitive(len(ranking.layers)),
+                        excluded,
+                        reasons,
+                        fp32_metric(),
+                        Path(tmp) / flavour.name,
+                        out,
+                    )
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
         say("quantizing the OpenVINO IR with NNCF", 0, None)
         with clock.step("nncf_openvino"):
             flavour_info["openvino"] = _openvino(
-                Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target, _finisher(finish, "openvino-int8")
+                Path(openvino_xml),
+                out_dir / OPENVINO_INT8,
+                calib,
+                excluded,
+                target,
+                _finisher(finish, "openvino-int8"),
+                accuracy_budget,
+                outcomes,
             )
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
@@ -274,6 +305,9 @@ def quantize_run(
             say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
+    warnings = list(calib.report.warnings)
+    if accuracy_budget is not None:
+        warnings += [budget_warning(name, o) for name, o in outcomes.items() if not o.reached]
     result = Int8Result(
         out_dir=out_dir,
         method=method,
@@ -286,9 +320,16 @@ def quantize_run(
         sensitivity=ranking,
         timings_s=clock.timings,
         peak_rss_mb=peak_rss_mb(),
-        warnings=list(calib.report.warnings),
+        warnings=warnings,
         target_cpu=target,
         kept_float=float_summary(op_types, excluded, in_scopes),
+        accuracy_budget=None
+        if accuracy_budget is None
+        else {
+            "max_drop": accuracy_budget.max_drop,
+            "data": accuracy_budget.validation.describe(),
+            "artifacts": {name: o.to_dict() for name, o in outcomes.items()},
+        },
     )
     write_json_atomic(out_dir / REPORT_FILE, result.to_dict())
     return result
@@ -375,8 +416,15 @@ def _openvino(
     excluded: list[str],
     target: str,
     finish: Callable[[Path], None] | None = None,
+    budget: AccuracyBudget | None = None,
+    outcomes: dict[str, BudgetOutcome] | None = None,
 ) -> dict[str, Any]:
     from .openvino_int8 import quantize_openvino
+
+    def quantize(out: Path, control=None) -> dict[str, Any]:
+        return quantize_openvino(
+            fp32_xml, out, calib.calibration, exclude=excluded, target=target, accuracy_control=control
+        )
 
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
@@ -384,7 +432,11 @@ def _openvino(
             atomic_path(final, companions=(".bin",), finish=finish) as out,
             contextlib.redirect_stdout(io.StringIO()),
         ):
-            info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded, target=target)
+            if budget is None:
+                info = quantize(out)
+            else:
+                with tempfile.TemporaryDirectory(prefix="edgecv-ov-budget-") as work:
+                    info, outcomes["openvino-int8"] = fit_openvino(quantize, fp32_xml, budget, Path(work), out)
     except EdgecvError:
         raise
     except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses

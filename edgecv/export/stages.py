@@ -213,6 +213,9 @@ class Int8(Stage):
             # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU built for:
             # with `auto`, a rerun on another kind of CPU rebuilds.
             "target_cpu": target_cpu(o.target_cpu).name,
+            "accuracy_budget": None
+            if o.max_accuracy_drop is None
+            else {"max_drop": o.max_accuracy_drop, "data": ctx.accuracy_validation().fingerprint()},
         }
 
     def outputs(self, ctx):
@@ -252,6 +255,7 @@ class Int8(Stage):
                 float_scopes=float_scopes_of(ctx),
                 target_cpu=o.target_cpu,
                 finish=stamp,
+                accuracy_budget=_budget(ctx),
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
@@ -271,6 +275,14 @@ class Int8(Stage):
             )
             for name in names
         ]
+
+
+def _budget(ctx):
+    if ctx.options.max_accuracy_drop is None:
+        return None
+    from edgecv.calibration.accuracy_budget import AccuracyBudget
+
+    return AccuracyBudget(ctx.options.max_accuracy_drop, ctx.accuracy_validation())
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------
@@ -298,11 +310,11 @@ class TensorRTPreflight(Stage):
 
     def run(self, ctx):
         from edgecv.tensorrt.preflight import check_tensorrt
-        from edgecv.tensorrt.run_folder_preflight import int8_stage_passed_rules
+        from edgecv.tensorrt.run_folder_preflight import int8_float_nodes, int8_stage_passed_rules
 
         files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
         int8 = ctx.result(Int8Result)
-        exempt = tuple(int8.excluded) if int8 is not None else ()
+        exempt = int8_float_nodes(int8.info) if int8 is not None else ()
         reports = {}
         warnings = []
         for name in files:
