@@ -132,7 +132,7 @@ def search_counts(drop_of: Callable[[int], float], layers: int, max_drop: float)
 
 
 def fit_float_set(
-    ranked: Sequence[str],
+    ranked: Callable[[], Sequence[str]],
     build: Callable[[list[str], Path], None],
     runner: Callable[[Path], RunFn],
     budget: AccuracyBudget,
@@ -142,19 +142,24 @@ def fit_float_set(
     *,
     method: str = "edgecv: sensitivity-ranked layers back to float",
 ) -> BudgetOutcome:
-    """Quantize with the first ``k`` of ``ranked`` in float (``build(extra float nodes, out)``) for
-    the ``k`` :func:`search_counts` picks, and copy that candidate to ``final``."""
+    """Quantize with the first ``k`` of ``ranked()`` in float (``build(extra float nodes, out)``)
+    for the ``k`` :func:`search_counts` picks, and copy that candidate to ``final``. The ranking is
+    asked for only when the artifact misses the budget as it is."""
     work_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[int, float] = {}
     files: dict[int, Path] = {}
+    order: list[str] = []
 
     def drop_of(k: int) -> float:
-        files[k] = work_dir / f"candidate-{k}.onnx"
-        build(list(ranked[:k]), files[k])
-        metrics[k] = budget.validation.score(runner(files[k]))
+        if k not in metrics:
+            files[k] = work_dir / f"candidate-{k}.onnx"
+            build(order[:k], files[k])
+            metrics[k] = budget.validation.score(runner(files[k]))
         return fp32 - metrics[k]
 
-    chosen = search_counts(drop_of, len(ranked), budget.max_drop)
+    if drop_of(0) > budget.max_drop:
+        order.extend(ranked())
+    chosen = search_counts(drop_of, len(order), budget.max_drop)
     shutil.copyfile(files[chosen], final)
     outcome = BudgetOutcome(
         method=method,
@@ -163,7 +168,7 @@ def fit_float_set(
         fp32=fp32,
         before=metrics[0],
         after=metrics[chosen],
-        reverted=list(ranked[:chosen]),
+        reverted=order[:chosen],
         trials=[{"reverted": k, "drop": round(fp32 - m, 4)} for k, m in metrics.items()],
     )
     if chosen:
@@ -174,7 +179,7 @@ def fit_float_set(
 def fit_flavour(
     quantize: Callable[[list[str], Path, dict[str, str]], dict[str, Any]],
     budget: AccuracyBudget,
-    ranking: Sequence[str],
+    ranking: Callable[[], Sequence[str]],
     excluded: Sequence[str],
     reasons: dict[str, str],
     fp32: float,
@@ -182,11 +187,14 @@ def fit_flavour(
     out: Path,
 ) -> tuple[dict[str, Any], BudgetOutcome]:
     """One ONNX flavour quantized (``quantize(float nodes, out, reasons)``) with the fewest layers
-    of ``ranking`` (most sensitive first) in float that hold ``budget``, starting from the flavour's
-    own float set ``excluded``; written to ``out``. Returns the quantizer's record and the outcome."""
+    of ``ranking()`` (most sensitive first) in float that hold ``budget``, starting from the
+    flavour's own float set ``excluded``; written to ``out``. Returns the quantizer's record and the
+    outcome."""
     from .runners import ort_runner
 
-    ranked = [n for n in ranking if n not in excluded]
+    def ranked() -> list[str]:
+        return [n for n in ranking() if n not in excluded]
+
     infos: dict[int, dict[str, Any]] = {}
     why = f"--max-accuracy-drop {budget.max_drop:g}: back in float to hold the drop"
 

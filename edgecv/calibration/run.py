@@ -237,21 +237,30 @@ def quantize_run(
 
         # A detector's decoding, softmax/sigmoid and NMS stay in float in every flavour.
         excluded = list(dict.fromkeys([*exclude, *in_scopes]))
-        ranking = None
-        if sensitivity or keep_fp32 or accuracy_budget is not None:
-            with clock.step("sensitivity"):
-                ranking = _rank(
-                    prepared,
-                    Path(tmp) / "ranking.int8.onnx",
-                    method,
-                    ranges_path,
-                    excluded,
-                    reference,
-                    holdout,
-                    sensitivity_inputs,
-                    progress,
-                )
-            excluded += [n for n in ranking.most_sensitive(len(ranking.layers)) if n not in excluded][:keep_fp32]
+        ranking: SensitivityReport | None = None
+        base = list(excluded)
+
+        def ranked() -> list[str]:
+            """The layers, most INT8-sensitive first; ranked once, when first asked for (a budget
+            that every artifact meets as it is never needs it)."""
+            nonlocal ranking
+            if ranking is None:
+                with clock.step("sensitivity"):
+                    ranking = _rank(
+                        prepared,
+                        Path(tmp) / "ranking.int8.onnx",
+                        method,
+                        ranges_path,
+                        base,
+                        reference,
+                        holdout,
+                        sensitivity_inputs,
+                        progress,
+                    )
+            return ranking.most_sensitive(len(ranking.layers))
+
+        if sensitivity or keep_fp32:
+            excluded += [n for n in ranked() if n not in excluded][:keep_fp32]
         reasons = {
             n: "--exclude" if n in exclude else f"--keep-fp32 {keep_fp32}: among the most INT8-sensitive layers"
             for n in excluded
@@ -274,7 +283,7 @@ def quantize_run(
                             prepared, path, flavour, method, ranges_path, floats, why, target
                         ),
                         accuracy_budget,
-                        ranking.most_sensitive(len(ranking.layers)),
+                        ranked,
                         excluded,
                         reasons,
                         fp32_metric(),

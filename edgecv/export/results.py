@@ -66,6 +66,10 @@ class Int8Result(StageResult):
         """Fidelity of one INT8 artifact against FP32 (empty when it was not made)."""
         return (self.info.get("fidelity") or {}).get(artifact, {})
 
+    def budget(self, artifact: str) -> dict[str, Any] | None:
+        """The artifact under ``--max-accuracy-drop``: drop before/after, layers reverted, latency."""
+        return ((self.info.get("accuracy_budget") or {}).get("artifacts") or {}).get(artifact)
+
     def made(self, artifact: str) -> bool:
         return artifact in (self.info.get("fidelity") or {})
 

@@ -267,14 +267,13 @@ class Int8(Stage):
     def artifacts(self, ctx, result):
         built_for = {"target_cpu": result.target_cpu} if result.target_cpu else {}
         names = ["onnx-int8", "onnx-int8-cpu"] + (["openvino-int8"] if result.made("openvino-int8") else [])
-        return [
-            artifact_kind(name).record(
-                fidelity=result.fidelity(name),
-                extra=dict(built_for) if name != "onnx-int8" else {},
-                **shape_of(ctx),
-            )
-            for name in names
-        ]
+        records = []
+        for name in names:
+            extra = dict(built_for) if name != "onnx-int8" else {}
+            if result.budget(name) is not None:
+                extra["accuracy_budget"] = result.budget(name)
+            records.append(artifact_kind(name).record(fidelity=result.fidelity(name), extra=extra, **shape_of(ctx)))
+        return records
 
 
 def _budget(ctx):
