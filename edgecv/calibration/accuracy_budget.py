@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import onnx
 
 from edgecv.errors import InvalidOptionError
+from edgecv.onnx_graph import OnnxGraph
 
 from .fidelity import RunFn
+from .sensitivity import LAYER_OPS
 
 TIMING_ROUNDS = 30
 
@@ -176,8 +179,26 @@ def fit_float_set(
     return outcome
 
 
+def float_closure(model: onnx.ModelProto, floats: Sequence[str]) -> list[str]:
+    """``floats`` and every node that is not a layer (:data:`~.sensitivity.LAYER_OPS`) and reads
+    only what float nodes produce: a layer's activation (Sigmoid and Mul of a SiLU, a Clip), a
+    residual Add or a Concat once all its branches are float. A reverted layer then hands the next
+    layer a float tensor rather than one quantized on its way out, and with every layer reverted
+    the whole graph is float, so a budget can always be reached."""
+    graph = OnnxGraph(model)
+    kept = dict.fromkeys(floats)
+    for node in graph.nodes:  # ONNX lists nodes in topological order
+        if node.name in kept or node.op_type in LAYER_OPS:
+            continue
+        sources = [graph.producer[i] for i in node.input if i in graph.producer and not graph.is_constant(i)]
+        if sources and all(src.name in kept for src in sources):
+            kept[node.name] = None
+    return list(kept)
+
+
 def fit_flavour(
     quantize: Callable[[list[str], Path, dict[str, str]], dict[str, Any]],
+    prepared: onnx.ModelProto,
     budget: AccuracyBudget,
     ranking: Callable[[], Sequence[str]],
     excluded: Sequence[str],
@@ -188,8 +209,9 @@ def fit_flavour(
 ) -> tuple[dict[str, Any], BudgetOutcome]:
     """One ONNX flavour quantized (``quantize(float nodes, out, reasons)``) with the fewest layers
     of ``ranking()`` (most sensitive first) in float that hold ``budget``, starting from the
-    flavour's own float set ``excluded``; written to ``out``. Returns the quantizer's record and the
-    outcome."""
+    flavour's own float set ``excluded``; written to ``out``. ``prepared``: the graph quantized,
+    for :func:`float_closure`. Returns the quantizer's record (``float_added``: every node the
+    budget put in float) and the outcome."""
     from .runners import ort_runner
 
     def ranked() -> list[str]:
@@ -198,13 +220,14 @@ def fit_flavour(
     infos: dict[int, dict[str, Any]] = {}
     why = f"--max-accuracy-drop {budget.max_drop:g}: back in float to hold the drop"
 
-    def build(extra: list[str], path: Path) -> None:
-        infos[len(extra)] = quantize([*excluded, *extra], path, {**reasons, **dict.fromkeys(extra, why)})
+    def build(layers: list[str], path: Path) -> None:
+        floats = float_closure(prepared, [*excluded, *layers])
+        added = [n for n in floats if n not in excluded]
+        infos[len(layers)] = quantize(floats, path, {**reasons, **dict.fromkeys(added, why)})
+        infos[len(layers)]["float_added"] = added
 
     outcome = fit_float_set(ranked, build, ort_runner, budget, fp32, work_dir, out)
-    info = infos[len(outcome.reverted)]
-    info["float_added"] = outcome.reverted
-    return info, outcome
+    return infos[len(outcome.reverted)], outcome
 
 
 def interleaved_latency(before: Path, after: Path, runner: Callable[[Path], RunFn]) -> dict[str, float]:

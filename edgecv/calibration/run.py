@@ -282,6 +282,7 @@ def quantize_run(
                         lambda floats, path, why, flavour=flavour: _quantize(
                             prepared, path, flavour, method, ranges_path, floats, why, target
                         ),
+                        onnx.load(str(prepared), load_external_data=False),
                         accuracy_budget,
                         ranked,
                         excluded,

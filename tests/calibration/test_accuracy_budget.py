@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgecv.calibration import quantize_run
-from edgecv.calibration.accuracy_budget import AccuracyBudget, search_counts
+from edgecv.calibration.accuracy_budget import AccuracyBudget, float_closure, search_counts
 from edgecv.errors import InvalidOptionError
 from edgecv.evaluate.validation import open_validation
 from edgecv.models.spec import InputSpec
@@ -123,8 +123,11 @@ def test_the_onnx_flavours_put_back_exactly_the_sensitive_layer(sensitive, budge
         producers = {o: n.op_type for n in graph.node for o in n.output}
         kept = next(n for n in graph.node if n.name == node)
         assert producers.get(kept.input[0]) != "DequantizeLinear"
+    ops = {n.name: n.op_type for n in onnx.load(str(run / "model.onnx")).graph.node}
     flavour = result.flavours["tensorrt"]
-    assert flavour["float_added"] == [node] and flavour["tensorrt_rules"] == "passed"
+    # The layer and what only it feeds (its ReLU, the pooling) up to the classifier.
+    assert flavour["float_added"][0] == node and flavour["tensorrt_rules"] == "passed"
+    assert {ops[n] for n in flavour["float_added"][1:]} <= {"Relu", "ReduceMean", "GlobalAveragePool"}
     assert any(k["node"] == node and "--max-accuracy-drop" in k["reason"] for k in flavour["kept_float"])
     report = json.loads((run / "calibration" / "report.json").read_text())
     assert report["accuracy_budget"]["data"]["metric"] == "top1"
@@ -174,3 +177,15 @@ def test_an_unreachable_budget_keeps_the_best_candidate_found():
 def test_a_negative_budget_is_refused(sensitive):
     with pytest.raises(InvalidOptionError, match="max-accuracy-drop"):
         AccuracyBudget(-1.0, sensitive[2])
+
+
+def test_the_float_closure_follows_a_layer_to_the_next_one(tiny_onnx):
+    """TinyNet: stem → ReLU6 → [block] + residual Add → head → pool → classifier."""
+    model = onnx.load(str(tiny_onnx))
+    graph = model.graph
+    ops = {n.name: n.op_type for n in graph.node}
+    layers = [n.name for n in graph.node if n.op_type in ("Conv", "Gemm")]
+    stem = float_closure(model, layers[:1])
+    assert stem[0] == layers[0] and {ops[n] for n in stem[1:]} == {"Clip"}  # not the Add: the block is INT8
+    everything = float_closure(model, layers)
+    assert set(everything) == set(ops) - {n.name for n in graph.node if not n.input or n.op_type == "Constant"}
