@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -92,8 +93,8 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgecv-budget-"))
     work.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
-    print(f"CPU: {machine.get('cpu_model')} flags {machine.get('cpu_flags')}", file=sys.stderr)
-    figures = {"machine": machine, "cases": {}}
+    print(f"CPU: {machine['cpu']}, flags {' '.join(machine['flags'])}; load {os.getloadavg()}")
+    figures = {"machine": machine, "load_before": os.getloadavg(), "cases": {}}
     for name in args.cases.split(","):
         options = CASES[name](work)
         model, out = options.pop("model"), options.pop("out")
@@ -108,6 +109,7 @@ def main() -> int:
             "artifacts": budget["artifacts"],
             "int8_stage_s": info["timings_s"],
             "wall_s": round(time.perf_counter() - start, 1),
+            "load_after": os.getloadavg(),
         }
         print(f"\n{name}: {model}, budget {budget['max_drop']:g} {budget['data']['metric']} points")
         print(f"{'artifact':15} {'FP32':>7} {'before':>7} {'after':>7} {'held':>5} {'reverted':>8}  latency ms")

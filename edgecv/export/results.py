@@ -55,10 +55,6 @@ class Int8Result(StageResult):
     """The INT8 stage's record (``quantize_run``'s report, the sensitivity ranking cut short)."""
 
     @property
-    def excluded(self) -> list[str]:
-        return list(self.info.get("excluded") or ())
-
-    @property
     def target_cpu(self) -> str:
         return self.info.get("target_cpu") or ""
 
