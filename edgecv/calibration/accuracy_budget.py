@@ -41,10 +41,9 @@ class Validation(Protocol):
     @property
     def metric(self) -> str: ...
 
-    @property
-    def batch(self) -> int: ...
-
     def __len__(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
     def score(self, run: RunFn, indices: Sequence[int] | None = None) -> float: ...
 
@@ -144,6 +143,7 @@ def fit_float_set(
     final: Path,
     *,
     method: str = "edgecv: sensitivity-ranked layers back to float",
+    note: Callable[[str], None] = lambda text: None,
 ) -> BudgetOutcome:
     """Quantize with the first ``k`` of ``ranked()`` in float (``build(extra float nodes, out)``)
     for the ``k`` :func:`search_counts` picks, and copy that candidate to ``final``. The ranking is
@@ -155,6 +155,7 @@ def fit_float_set(
 
     def drop_of(k: int) -> float:
         if k not in metrics:
+            note(f"accuracy budget: measuring {work_dir.name} with {k} layer(s) back in float")
             files[k] = work_dir / f"candidate-{k}.onnx"
             build(order[:k], files[k])
             metrics[k] = budget.validation.score(runner(files[k]))
@@ -206,6 +207,7 @@ def fit_flavour(
     fp32: float,
     work_dir: Path,
     out: Path,
+    note: Callable[[str], None] = lambda text: None,
 ) -> tuple[dict[str, Any], BudgetOutcome]:
     """One ONNX flavour quantized (``quantize(float nodes, out, reasons)``) with the fewest layers
     of ``ranking()`` (most sensitive first) in float that hold ``budget``, starting from the
@@ -226,7 +228,7 @@ def fit_flavour(
         infos[len(layers)] = quantize(floats, path, {**reasons, **dict.fromkeys(added, why)})
         infos[len(layers)]["float_added"] = added
 
-    outcome = fit_float_set(ranked, build, ort_runner, budget, fp32, work_dir, out)
+    outcome = fit_float_set(ranked, build, ort_runner, budget, fp32, work_dir, out, note=note)
     return infos[len(outcome.reverted)], outcome
 
 
@@ -272,6 +274,7 @@ def fit_openvino(
     budget: AccuracyBudget,
     work_dir: Path,
     final: Path,
+    note: Callable[[str], None] = lambda text: None,
 ) -> tuple[dict[str, Any], BudgetOutcome]:
     """The OpenVINO IR under the budget: NNCF's plain quantization (``quantize(out_xml, None)``),
     and, when its drop is over, NNCF's ``quantize_with_accuracy_control`` (``quantize(out_xml,
@@ -288,6 +291,7 @@ def fit_openvino(
     chosen, after, reverted = plain, before, []
     method = "NNCF quantize (the drop held without reverting)"
     if fp32 - before > budget.max_drop:
+        note("accuracy budget: NNCF's accuracy-controlled quantization of the OpenVINO IR")
         method = "NNCF quantize_with_accuracy_control (absolute drop), edgecv's validation"
         controlled = work_dir / "controlled.xml"
         control = AccuracyControl(validation.score, len(validation), budget.max_drop)

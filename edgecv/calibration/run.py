@@ -129,8 +129,9 @@ def quantize_run(
     Every file is written under a temporary name and renamed when complete; ``finish(artifact,
     temporary file)``, when given, runs on each INT8 artifact just before its rename.
     ``accuracy_budget``: keep the most sensitive layers of each artifact in float until its metric
-    drop against FP32 holds (:mod:`.accuracy_budget`; implies the sensitivity ranking). Raises :class:`InvalidOptionError` for bad options and
-    :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
+    drop against FP32 holds (:mod:`.accuracy_budget`; the layers are ranked when one misses it).
+    Raises :class:`InvalidOptionError` for bad options and :class:`StageError` when a tool fails or
+    the TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
     fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
@@ -238,6 +239,7 @@ def quantize_run(
                         fp32_metric(),
                         Path(tmp) / flavour.name,
                         out,
+                        note=lambda text: say(text, 0, None),
                     )
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
@@ -253,6 +255,7 @@ def quantize_run(
                 _finisher(finish, "openvino-int8"),
                 accuracy_budget,
                 outcomes,
+                say,
             )
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
@@ -376,6 +379,7 @@ def _openvino(
     finish: Callable[[Path], None] | None = None,
     budget: AccuracyBudget | None = None,
     outcomes: dict[str, BudgetOutcome] | None = None,
+    say: Progress | None = None,
 ) -> dict[str, Any]:
     from .openvino_int8 import quantize_openvino
 
@@ -394,7 +398,9 @@ def _openvino(
                 info = quantize(out)
             else:
                 with tempfile.TemporaryDirectory(prefix="edgecv-ov-budget-") as work:
-                    info, outcomes["openvino-int8"] = fit_openvino(quantize, fp32_xml, budget, Path(work), out)
+                    info, outcomes["openvino-int8"] = fit_openvino(
+                        quantize, fp32_xml, budget, Path(work), out, note=lambda text: _announcer(say)(text, 0, None)
+                    )
     except EdgecvError:
         raise
     except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses
