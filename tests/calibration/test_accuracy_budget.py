@@ -189,3 +189,34 @@ def test_the_float_closure_follows_a_layer_to_the_next_one(tiny_onnx):
     assert stem[0] == layers[0] and {ops[n] for n in stem[1:]} == {"Clip"}  # not the Add: the block is INT8
     everything = float_closure(model, layers)
     assert set(everything) == set(ops) - {n.name for n in graph.node if not n.input or n.op_type == "Constant"}
+
+
+class _NeverCloseEnough:
+    """A validation on which FP32 (scored first) gets 100 points and every INT8 candidate 50."""
+
+    metric = "top1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __len__(self):
+        return 1
+
+    def describe(self):
+        return {"kind": "fake", "metric": self.metric, "images": 1}
+
+    def score(self, run, indices=None):
+        self.calls += 1
+        return 100.0 if self.calls == 1 else 50.0
+
+
+def test_an_unreachable_budget_keeps_the_best_found_and_says_so(sensitive, tmp_path):
+    run, calib, _, _ = sensitive
+    (tmp_path / "model.onnx").write_bytes((run / "model.onnx").read_bytes())
+    budget = AccuracyBudget(1.0, _NeverCloseEnough())
+    result = quantize_run(tmp_path / "model.onnx", tmp_path, calib, flavours=("cpu",), accuracy_budget=budget)
+    outcome = result.accuracy_budget["artifacts"]["onnx-int8-cpu"]
+    assert outcome["reached"] is False and outcome["drop_after"] == 50.0
+    # Every count tried up to all three layers, and the smallest of the equal drops kept.
+    assert [t["reverted"] for t in outcome["trials"]] == [0, 1, 2, 3] and outcome["reverted"] == []
+    assert any("over --max-accuracy-drop 1" in w and "kept the best found" in w for w in result.warnings)
