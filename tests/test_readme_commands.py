@@ -61,7 +61,7 @@ COMMANDS = readme_commands()
 
 def test_the_readme_has_commands_to_check():
     names = {argv[1] for argv in COMMANDS}
-    assert {"export", "benchmark", "eval", "data", "check", "bundle", "predict", "report"} <= names
+    assert {"export", "benchmark", "eval", "data", "check", "bundle", "predict", "report", "sweep"} <= names
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a[1:4]) for a in COMMANDS])

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import io
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +43,8 @@ from .fidelity import collect, compare
 from .float_scopes import float_feeders, float_summary, name_unnamed_nodes, nodes_in_scopes
 from .int8_report import Int8Result
 from .passes import bypass_input_qdq, dedicate_qdq_pairs
-from .quantize_onnx import TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
+from .precision import CostSource, plan_cpu_flavour
+from .quantize_onnx import CPU, TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
 from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_layers
@@ -119,6 +121,8 @@ def quantize_run(
     float_scopes: Sequence[str] = (),
     target_cpu: str = "auto",
     finish: Callable[[str, Path], None] | None = None,
+    speed_plan: bool | CostSource = False,
+    threads: int | None = None,
     accuracy_budget: AccuracyBudget | None = None,
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
@@ -127,11 +131,15 @@ def quantize_run(
     layers in float (implies the sensitivity ranking). ``target_cpu``: the CPU the ONNX Runtime CPU
     flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
     Every file is written under a temporary name and renamed when complete; ``finish(artifact,
-    temporary file)``, when given, runs on each INT8 artifact just before its rename.
-    ``accuracy_budget``: keep the most sensitive layers of each artifact in float until its metric
-    drop against FP32 holds (:mod:`.accuracy_budget`; the layers are ranked when one misses it).
-    Raises :class:`InvalidOptionError` for bad options and :class:`StageError` when a tool fails or
-    the TensorRT flavour breaks TensorRT's rules."""
+    temporary file)``, when given, runs on each INT8 artifact just before its rename. ``speed_plan``:
+    keep in float the blocks of the CPU flavour that make the whole graph faster that way, measured
+    here with ``threads`` ONNX Runtime threads (default: this machine's cores; see
+    :mod:`edgecv.calibration.precision`; a :class:`CostSource` in its place answers instead of
+    measuring). ``accuracy_budget``: then keep the most sensitive layers of each artifact in float
+    until its metric drop against FP32 holds, starting from the float set the flavour already has
+    (:mod:`.accuracy_budget`; the layers are ranked when one misses it). Raises
+    :class:`InvalidOptionError` for bad options and :class:`StageError` when a tool fails or the
+    TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
     fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
@@ -215,18 +223,31 @@ def quantize_run(
             for n in excluded
         }
 
+        cpu_plan = None
         for i, name in enumerate(flavours):
             flavour = flavour_of(name)
             say(f"quantizing the {flavour.name} flavour", i + 1, len(flavours))
+            plan = None
+            if speed_plan and flavour is CPU:
+                with clock.step("precision_plan_cpu"):
+                    plan = cpu_plan = plan_cpu_flavour(
+                        prepared,
+                        Path(tmp),
+                        lambda out, nodes: _quantize(
+                            prepared, out, CPU, method, ranges_path, [*excluded, *nodes], reasons, target
+                        ),
+                        excluded,
+                        threads,
+                        say,
+                        costs=None if speed_plan is True else speed_plan,
+                    )
             with (
                 clock.step(f"quantize_{flavour.name}"),
                 atomic_path(out_dir / flavour.filename, finish=_finisher(finish, flavour.artifact)) as out,
             ):
-                if accuracy_budget is None:
-                    flavour_info[flavour.name] = _quantize(
-                        prepared, out, flavour, method, ranges_path, excluded, reasons, target
-                    )
-                else:
+                if accuracy_budget is not None:
+                    # The flavour's own float set (the speed plan's, on the CPU flavour) is the start.
+                    own = [*excluded, *(n for n in (plan.float_nodes if plan else []) if n not in excluded)]
                     flavour_info[flavour.name], outcomes[flavour.artifact] = fit_flavour(
                         lambda floats, path, why, flavour=flavour: _quantize(
                             prepared, path, flavour, method, ranges_path, floats, why, target
@@ -234,13 +255,22 @@ def quantize_run(
                         onnx.load(str(prepared), load_external_data=False),
                         accuracy_budget,
                         ranked,
-                        excluded,
-                        reasons,
+                        own,
+                        {**reasons, **(plan.reasons if plan else {})},
                         fp32_metric(),
                         Path(tmp) / flavour.name,
                         out,
                         note=lambda text: say(text, 0, None),
                     )
+                    if plan is not None:
+                        flavour_info[flavour.name]["precision_plan"] = plan.to_dict()
+                elif plan is None:
+                    flavour_info[flavour.name] = _quantize(
+                        prepared, out, flavour, method, ranges_path, excluded, reasons, target
+                    )
+                else:
+                    shutil.copyfile(plan.choice.path, out)
+                    flavour_info[flavour.name] = plan.flavour_info()
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
     if openvino_xml is not None:
@@ -266,7 +296,7 @@ def quantize_run(
             say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
-    warnings = list(calib.report.warnings)
+    warnings = list(calib.report.warnings) + ([cpu_plan.warning] if cpu_plan is not None and cpu_plan.warning else [])
     if accuracy_budget is not None:
         warnings += [budget_warning(name, o) for name, o in outcomes.items() if not o.reached]
     result = Int8Result(

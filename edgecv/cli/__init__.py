@@ -8,6 +8,6 @@ reaches the user unless ``EDGECV_DEBUG=1`` is set.
 
 # The order of these imports is the order `edgecv --help` lists the commands in.
 from edgecv.cli.common import app, main  # isort: skip
-from edgecv.cli import models, export, benchmark, deploy, predict, data, evaluate  # isort: skip  # noqa: E402
+from edgecv.cli import models, export, benchmark, deploy, predict, data, evaluate, sweep  # isort: skip  # noqa: E402
 
 __all__ = ["app", "main"]

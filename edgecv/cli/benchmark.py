@@ -15,10 +15,12 @@ from edgecv.cli.common import (
     guarded,
     out_console,
     parse_batches,
+    parse_counts,
     parse_flag,
     print_notes,
     split_list,
 )
+from edgecv.errors import InvalidOptionError
 
 
 @app.command("benchmark", cls=PlainUsage)
@@ -37,7 +39,17 @@ def benchmark_cmd(
         None, "--batch", "-b", metavar="B[,B...]", help="batch size or sweep, e.g. 1,4,8 (default: the scenario's)"
     ),
     threads: Optional[str] = typer.Option(
-        None, "--threads", metavar="N", help="CPU threads per backend (default: each backend's own)"
+        None,
+        "--threads",
+        metavar="N[,N...]",
+        help="CPU threads per backend, or a sweep, e.g. 1,2,4: every CPU artifact at each (default: each backend's own)",
+    ),
+    max_accuracy_drop: Optional[str] = typer.Option(
+        None,
+        "--max-accuracy-drop",
+        metavar="D",
+        help="accuracy budget in points (top-1, or mAP@[.5:.95] for detectors) against FP32 for the recommended "
+        "artifact, judged on `edgecv eval` figures (default: the budget the export recorded, else none)",
     ),
     shape: Optional[str] = typer.Option(
         None,
@@ -82,9 +94,17 @@ def benchmark_cmd(
 
     def run() -> None:
         from edgecv.cli.progress import BenchmarkBars
-        from edgecv.cli.tables import results_table
+        from edgecv.cli.tables import recommendation_text, results_table
         from edgecv.report import write_report
+        from edgecv.report.recommend import add_recommendation, check_budget, recorded_budget
         from edgecv.runtime.benchmark import BenchSettings, PlanOptions, benchmark_target
+
+        budget, source = None, None
+        if max_accuracy_drop is not None:
+            budget, source = (
+                check_budget(parse_flag(max_accuracy_drop, float, "--max-accuracy-drop", "a number")),
+                "flag",
+            )
 
         settings = BenchSettings(
             warmup=parse_flag(warmup, int, "--warmup", "an integer"),
@@ -96,7 +116,7 @@ def benchmark_cmd(
         )
         plan = PlanOptions(
             batches=parse_batches(batch),
-            threads=parse_flag(threads, int, "--threads", "an integer"),
+            threads=parse_threads(threads),
             backends=split_list(backend) or None,
             precision=precision,
             isolate=not in_process,
@@ -107,6 +127,10 @@ def benchmark_cmd(
         from edgecv.evaluate.records import attach_accuracy
 
         doc = attach_accuracy(result.to_dict())  # figures `edgecv eval` recorded in the run folder
+        if budget is None:
+            budget = recorded_budget(target)
+            source = "manifest" if budget is not None else None
+        add_recommendation(doc, budget, source)
         written = write_report(doc, report) if report is not None else {}
         if as_json:
             emit_json(doc)
@@ -114,10 +138,17 @@ def benchmark_cmd(
             out_console.print(results_table(doc))
             # The table points at these ("see notes"); the report files hold them too.
             print_notes(result.results)
+            out_console.print(recommendation_text(doc["recommendation"]))
         for name, path in written.items():
             console.print(f"{name}: {path}", markup=False)
 
     guarded(run)
+
+
+def parse_threads(text: Optional[str]) -> int | tuple[int, ...] | None:
+    """``--threads 2`` → 2; ``--threads 1,2,4`` → a sweep."""
+    counts = parse_counts(text, "--threads")
+    return counts[0] if counts and len(counts) == 1 else counts
 
 
 @app.command("report", cls=PlainUsage)
@@ -125,7 +156,7 @@ def report_cmd(
     results: list[Path] = typer.Argument(
         ...,
         metavar="RESULTS",
-        help="results.json files (or the folders holding them) of `edgecv benchmark --report`; the first is the reference",
+        help="results.json files (or the folders holding them) of `edgecv benchmark --report`, or two or more `edgecv sweep` folders; the first is the reference",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", metavar="DIR", help="write the report (one file) or comparison (several) to DIR"
@@ -135,13 +166,25 @@ def report_cmd(
     """Re-render one benchmark run, or merge several and compare them with the first."""
 
     def run() -> None:
-        from edgecv.cli.tables import comparison_table, results_table
-        from edgecv.report import compare_files, read_results, write_comparison, write_report
+        from rich.console import Group
 
+        from edgecv.cli.tables import comparison_table, recommendation_text, results_table
+        from edgecv.report import compare_files, read_results, write_comparison, write_report
+        from edgecv.report.recommend import recommendation_of
+        from edgecv.report.sweep_compare import sweep_path
+
+        sweeps = [sweep_path(p) is not None for p in results]
+        if any(sweeps):
+            if not all(sweeps) or len(results) < 2:
+                raise InvalidOptionError(
+                    "compare two or more sweeps (their folders or sweep.json), or results.json files"
+                )
+            return _report_sweeps(results, out, as_json)
         if len(results) == 1:
             doc = read_results(results[0])
+            doc["recommendation"] = recommendation_of(doc)  # computed for files written before it was recorded
             written = write_report(doc, out) if out is not None else {}
-            document, table = doc, results_table(doc)
+            document, table = doc, Group(results_table(doc), recommendation_text(doc["recommendation"]))
         else:
             comparison = compare_files(results)
             written = write_comparison(comparison, out) if out is not None else {}
@@ -154,3 +197,23 @@ def report_cmd(
             console.print(f"{name}: {path}", markup=False)
 
     guarded(run)
+
+
+def _report_sweeps(paths: list[Path], out: Optional[Path], as_json: bool) -> None:
+    from edgecv.cli.tables import FittedTable
+    from edgecv.report import write_sweep_comparison
+    from edgecv.report.sweep_compare import compare_sweeps, sweep_comparison_rows
+
+    comparison = compare_sweeps(paths)
+    written = write_sweep_comparison(comparison, out) if out is not None else {}
+    if as_json:
+        emit_json(comparison)
+    else:
+        columns, cells = sweep_comparison_rows(comparison)
+        for s in comparison["sweeps"]:
+            console.print(f"{s['label']}: {s['machine']}", markup=False, soft_wrap=True)
+        out_console.print(
+            FittedTable(columns=columns, rows=cells, keys=("point",), right=frozenset(k for k, _ in columns[2:]))
+        )
+    for name, path in written.items():
+        console.print(f"{name}: {path}", markup=False)

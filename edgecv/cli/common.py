@@ -131,19 +131,24 @@ def quiet_library_warnings() -> None:
         pass
 
 
-def parse_batches(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    """``"1,4,8"`` → ``(1, 4, 8)``; ``None`` or empty → ``None`` (the scenario's batch)."""
+def parse_counts(text: Optional[str], flag: str) -> Optional[tuple[int, ...]]:
+    """``"1,4,8"`` → ``(1, 4, 8)`` (repeats dropped); ``None`` or empty → ``None``."""
     if text is None or not text.strip():
         return None
-    batches = []
+    counts = []
     for part in text.split(","):
         try:
-            batches.append(int(part.strip()))
+            counts.append(int(part.strip()))
         except ValueError:
-            raise InvalidOptionError(f"--batch takes positive integers separated by commas, got {text!r}") from None
-    if any(b < 1 for b in batches):
-        raise InvalidOptionError(f"--batch takes positive integers separated by commas, got {text!r}")
-    return tuple(dict.fromkeys(batches))
+            raise InvalidOptionError(f"{flag} takes positive integers separated by commas, got {text!r}") from None
+    if any(c < 1 for c in counts):
+        raise InvalidOptionError(f"{flag} takes positive integers separated by commas, got {text!r}")
+    return tuple(dict.fromkeys(counts))
+
+
+def parse_batches(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``--batch``: one size or a sweep; ``None``: the scenario's batch."""
+    return parse_counts(text, "--batch")
 
 
 def split_list(text: Optional[str]) -> tuple[str, ...]:

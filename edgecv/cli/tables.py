@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from edgecv.report.compare import comparison_rows, difference_rows, numeric_columns, speedup_note
-from edgecv.report.format import machine_line, results_columns, stability_notes
+from edgecv.report.format import machine_line, results_columns, stability_notes, swept_threads
 from edgecv.report.markdown import NUMERIC
+from edgecv.report.recommendation_text import recommendation_lines
 
 # Per column: one space of padding either side and its right border; plus the table's left border.
 _COLUMN_FRAME = 3
@@ -127,13 +128,19 @@ def results_table(doc: dict[str, Any]) -> FittedTable:
     return FittedTable(
         columns=columns,
         rows=rows,
-        keys=("artifact", "batch"),
+        keys=("artifact", "batch", "threads") if swept_threads(doc["results"]) else ("artifact", "batch"),
         priority=RESULTS_PRIORITY,
         right=frozenset(NUMERIC),
         title=f"{target} · {scenario}",
         caption=machine_line(doc),
         notes=stability_notes(doc["results"]),
     )
+
+
+def recommendation_text(rec: dict[str, Any]) -> Text:
+    """The recommendation under the results table: each pick, its alternatives indented, then the
+    INT8 verdicts."""
+    return Text("recommendation:\n" + "\n".join(f"  {line}" for line in recommendation_lines(rec)))
 
 
 def comparison_table(comparison: dict[str, Any]) -> Group:

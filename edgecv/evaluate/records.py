@@ -240,7 +240,9 @@ def merge_into_results(doc: dict[str, Any], report: EvalReport) -> dict[str, Any
             seen.add(r.artifact)
     fresh = report.results_document()
     doc["results"] += [row for row in fresh["results"] if row["artifact"] not in seen]
-    return doc
+    from edgecv.report.recommend import refresh_recommendation
+
+    return refresh_recommendation(doc)  # the accuracy it was picked without is here now
 
 
 def write_eval_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:

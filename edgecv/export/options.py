@@ -244,6 +244,26 @@ class ExportOptions:
             help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights",
         ),
     )
+    # The CPU flavour keeps in float what runs slower in INT8 at `threads` (see calibration.precision).
+    int8_speed: bool = field(
+        default=True,
+        metadata=_flag(
+            "--no-int8-speed",
+            type=bool,
+            default=False,
+            parse=lambda off: not off,
+            help="INT8: quantize every layer of the ONNX Runtime CPU flavour, even those measured slower in "
+            "INT8 than in float here",
+        ),
+    )
+    threads: int | None = field(
+        default=None,
+        metadata=_flag(
+            "--threads",
+            type=int,
+            help="INT8: ONNX Runtime threads the CPU flavour's speed is measured at (default: this machine's cores)",
+        ),
+    )
     backends: tuple[str, ...] = field(
         default=("onnxruntime", "openvino"),
         metadata=_flag(
@@ -310,6 +330,8 @@ class ExportOptions:
             raise InvalidOptionError(f"--target-cpu must be one of {', '.join(TARGET_CPUS)}, got {self.target_cpu!r}")
         if self.keep_fp32 < 0:
             raise InvalidOptionError(f"--keep-fp32 must be ≥ 0, got {self.keep_fp32}")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidOptionError(f"--threads must be ≥ 1, got {self.threads}")
         for name, value in (("atol", self.atol), ("rtol", self.rtol)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise InvalidOptionError(f"--{name} must be a finite number ≥ 0, got {value}")
@@ -339,11 +361,17 @@ class ExportOptions:
             or self.keep_fp32
             or self.exclude
             or self.target_cpu != "auto"
+            or self.threads is not None
+            or not self.int8_speed
             or self.max_accuracy_drop is not None
         ):
             raise InvalidOptionError(
-                "--calib, --sensitivity, --keep-fp32, --exclude, --target-cpu and --max-accuracy-drop only apply "
-                "with --int8"
+                "--calib, --sensitivity, --keep-fp32, --exclude, --target-cpu, --threads, --no-int8-speed and "
+                "--max-accuracy-drop only apply with --int8"
+            )
+        if self.threads is not None and not self.int8_speed:
+            raise InvalidOptionError(
+                "--threads sets what --int8's speed plan measures: it does nothing with --no-int8-speed"
             )
         self._validate_budget()
 

@@ -216,6 +216,8 @@ class Int8(Stage):
             "accuracy_budget": None
             if o.max_accuracy_drop is None
             else {"max_drop": o.max_accuracy_drop, "data": ctx.accuracy_validation().fingerprint()},
+            # The CPU flavour's float blocks are measured here at this many threads.
+            "speed_plan": {"threads": _plan_threads(o), "cpu": ctx.machine.get("cpu")} if o.int8_speed else None,
         }
 
     def outputs(self, ctx):
@@ -255,6 +257,8 @@ class Int8(Stage):
                 float_scopes=float_scopes_of(ctx),
                 target_cpu=o.target_cpu,
                 finish=stamp,
+                speed_plan=o.int8_speed,
+                threads=_plan_threads(o) if o.int8_speed else None,
                 accuracy_budget=_budget(ctx),
             )
         info = result.to_dict()
@@ -262,6 +266,12 @@ class Int8(Stage):
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
+        cpu = info["flavours"].get("cpu", {})
+        if "precision_plan" in cpu:
+            # So does the speed plan's per-block profile; its decision and times are all here.
+            plan = cpu["precision_plan"]
+            cpu = {**cpu, "precision_plan": {**plan, "losing_blocks": plan["losing_blocks"][:10]}}
+            info["flavours"] = {**info["flavours"], "cpu": cpu}
         return Int8Result(info)
 
     def artifacts(self, ctx, result):
@@ -282,6 +292,12 @@ def _budget(ctx):
     from edgecv.calibration.accuracy_budget import AccuracyBudget
 
     return AccuracyBudget(ctx.options.max_accuracy_drop, ctx.accuracy_validation())
+
+
+def _plan_threads(options) -> int:
+    from edgecv.runtime.onnxruntime import default_intra_threads
+
+    return options.threads or default_intra_threads()
 
 
 # --- TensorRT engines ---------------------------------------------------------------------------

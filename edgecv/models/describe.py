@@ -13,7 +13,7 @@ from typing import Any
 
 from edgecv.errors import InvalidOptionError
 
-from .complexity import count_complexity, structure_only
+from .complexity import Complexity, count_complexity, structure_only
 from .registry import (
     ModelEntry,
     apply_alias,
@@ -60,17 +60,9 @@ def describe_model(name: str, width_mult: float | None = None, resolution: int |
             resolution = None
     note = "; ".join(notes) or None
     options = resolve_options(name, width_mult=width_mult, resolution=resolution)
-    # Counting needs the structure only: no random weights, no BatchNorm pass over them.
-    with structure_only():
-        model = create_model(
-            entry.name,
-            num_classes=options.num_classes,
-            width_mult=options.width_mult,
-            resolution=options.resolution,
-            settle_batchnorm=False,
-            **options.variant,
-        )
-    complexity = count_complexity(model)
+    model, complexity = sized_model(
+        entry.name, options.num_classes, options.width_mult, options.resolution, **options.variant
+    )
     config = model.model_config
     return {
         "name": entry.name,
@@ -93,6 +85,23 @@ def describe_model(name: str, width_mult: float | None = None, resolution: int |
         "default_boxes": getattr(model, "num_anchors", None),
         "note": note,
     }
+
+
+def sized_model(
+    name: str, num_classes: int, width_mult: float, resolution: Any, **variant: Any
+) -> tuple[Any, Complexity]:
+    """The model's structure (no weights) and its parameter and MAC counts."""
+    # Counting needs the structure only: no random weights, no BatchNorm pass over them.
+    with structure_only():
+        model = create_model(
+            name,
+            num_classes=num_classes,
+            width_mult=width_mult,
+            resolution=resolution,
+            settle_batchnorm=False,
+            **variant,
+        )
+    return model, count_complexity(model)
 
 
 def _allowed(entry: ModelEntry) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "read_results",
     "validate_results",
     "write_comparison",
+    "write_sweep_comparison",
     "write_report",
 ]
 
@@ -70,6 +71,19 @@ def compare_files(paths: Sequence[str | Path]) -> dict[str, Any]:
 
     docs = [read_results(p) for p in paths]
     return compare_runs(list(zip(run_labels(paths, docs), docs)))
+
+
+def write_sweep_comparison(comparison: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``sweep-comparison.json`` and ``sweep-comparison.md`` (``edgecv report SWEEP SWEEP``)."""
+    from .sweep_compare import render_sweep_comparison_markdown
+
+    return _write(
+        {
+            "sweep-comparison.json": json.dumps(comparison, indent=1, default=str) + "\n",
+            "sweep-comparison.md": render_sweep_comparison_markdown(comparison),
+        },
+        out_dir,
+    )
 
 
 def write_comparison(comparison: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

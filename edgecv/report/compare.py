@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import plots
-from .format import DASH, fmt, machine_line
+from .format import DASH, fmt, machine_line, threads_text
 from .html import esc, figure, html_table, page
 from .markdown import md_escape, md_table
 from .schema import COMPARISON_SCHEMA
@@ -49,7 +49,7 @@ def _setting_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "scenario": s.get("scenario"),
         "batch": ", ".join(map(str, s["batches"])) if s.get("batches") else "scenario's",
-        "threads": s.get("threads") or "backend default",
+        "threads": threads_text(s.get("threads")),
         "precision hint": s.get("precision_hint") or "backend default",
         "shape": s.get("shape"),
         "timed calls": loop,
@@ -119,7 +119,7 @@ def source_sha256(result: dict[str, Any], doc: dict[str, Any]) -> str | None:
 
 
 def _new_row(n: int, key: tuple, source: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"_key": key, "_source": source, "batch": key[3], "scenario": key[2]}
+    row: dict[str, Any] = {"_key": key, "_source": source, "batch": key[3], "scenario": key[2], "threads": key[4]}
     for field in ("artifacts", "backends", "medians", "p90s", "throughputs", "precisions"):
         row[field] = [None] * n
     return row
@@ -141,7 +141,7 @@ def _place(rows: list[dict[str, Any]], n: int, j: int, key: tuple, source: str |
     for row in rows:
         if row["_key"] == key and row["artifacts"][j] is None:
             return row
-    same = [] if j == 0 or source is None else [r for r in rows if r["_source"] == source and r["batch"] == key[3]]
+    same = [] if j == 0 or source is None else [r for r in rows if r["_source"] == source and r["_key"][3:] == key[3:]]
     same = [r for r in same if r["artifacts"][0] is not None]
     # Where a third run has the same engines, each goes to the row of its namesake.
     for row in sorted(same, key=lambda r: key[0] not in r["artifacts"]):
@@ -189,8 +189,10 @@ def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     by_throughput = headline(runs) == "throughput"
     rows: list[dict[str, Any]] = []
     for j, (_, doc) in enumerate(runs):
+        # A thread sweep's rows are told apart by their thread count; other runs' are not.
+        swept = isinstance((doc.get("settings") or {}).get("threads"), list)
         for r in doc["results"]:
-            key = (r["artifact"], r["backend"], r["scenario"], r["batch"])
+            key = (r["artifact"], r["backend"], r["scenario"], r["batch"], r.get("threads") if swept else None)
             source = source_sha256(r, doc)
             row = _place(rows, len(runs), j, key, source)
             _fill(row, j, r)
@@ -204,7 +206,8 @@ def compare_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         row["backend"] = next(b for b in row["backends"] if b is not None)
         row.setdefault("matched_by", "artifact")
         _speedups(row, by_throughput)
-        row["label"] = f"{' ↔ '.join(dict.fromkeys(names))} · b{row['batch']}"
+        threads = f" · {row['threads']}t" if row["threads"] is not None else ""
+        row["label"] = f"{' ↔ '.join(dict.fromkeys(names))} · b{row['batch']}{threads}"
     tools = sorted({k for _, doc in runs for k in (doc.get("versions") or {})})
     differing = {
         k: [(doc.get("versions") or {}).get(k) for _, doc in runs]
@@ -243,7 +246,8 @@ def _cells(row: dict[str, Any], by_throughput: bool) -> dict[str, str]:
     cells = {
         "artifact": " ↔ ".join(dict.fromkeys(a for a in row["artifacts"] if a is not None)),
         "backend": " ↔ ".join(dict.fromkeys(b for b in row["backends"] if b is not None)),
-        "batch": str(row["batch"]),
+        # A thread sweep's rows: the thread count next to the batch.
+        "batch": str(row["batch"]) + (f" · {row['threads']}t" if row.get("threads") is not None else ""),
     }
     marker = " (median)" if row["statistic"] == "median" else ""
     for j, (value, speedup) in enumerate(zip(row["values"], row["speedups"])):

@@ -104,12 +104,14 @@ UNSTABLE_MARK = "(unstable)"
 def stability_notes(results: list[dict[str, Any]]) -> list[str]:
     """What a row marked unstable means, one note per such row."""
     notes = []
+    swept = swept_threads(results)
     for r in results:
         lat = r.get("latency") or {}
         if not lat.get("unstable"):
             continue
+        at = f"batch {r.get('batch')}" + (f", {threads_words(r.get('threads'))}" if swept else "")
         notes.append(
-            f"{r['artifact']} (batch {r.get('batch')}): unstable timing, p90 {lat['p90_ms']:.3f} ms is "
+            f"{r['artifact']} ({at}): unstable timing, p90 {lat['p90_ms']:.3f} ms is "
             f"{lat.get('p90_over_median', float('nan')):.1f}× the median {lat['median_ms']:.3f} ms "
             f"(std/mean {lat.get('cv', float('nan')):.0%}): the machine was busy, throttled or changing "
             "frequency; rerun on an idle machine with more --iterations before trusting these figures"
@@ -131,6 +133,7 @@ def result_row(result: dict[str, Any]) -> dict[str, str]:
         "backend": str(result["backend"]),
         "precision": precision_label(result),
         "batch": str(result["batch"]),
+        "threads": fmt(result.get("threads"), "d"),
         "size_mb": fmt(size / 1e6 if size else None, ".2f"),
         "median_ms": fmt(latency["median_ms"], ".3f"),
         "p90_ms": fmt(latency["p90_ms"], ".3f") + (f" {UNSTABLE_MARK}" if latency.get("unstable") else ""),
@@ -164,6 +167,7 @@ def detail_row(result: dict[str, Any]) -> dict[str, str]:
     return {
         "artifact": str(result["artifact"]),
         "batch": str(result["batch"]),
+        "threads": fmt(result.get("threads"), "d"),
         "load_s": fmt(result.get("load_s"), ".3f"),
         "first_ms": fmt(result.get("first_infer_ms"), ".2f"),
         "peak_rss": fmt(memory.get("peak_rss_mb"), ".0f"),
@@ -174,6 +178,36 @@ def detail_row(result: dict[str, Any]) -> dict[str, str]:
         "outliers": fmt(latency.get("outliers", latency.get("outliers_low", 0) + latency.get("outliers_high", 0)), "d"),
         "calls": str(latency["count"]),
     }
+
+
+def swept_threads(results: list[dict[str, Any]]) -> bool:
+    """Whether the rows were timed at more than one thread count (then each table shows it)."""
+    return len({r.get("threads") for r in results}) > 1
+
+
+def with_threads(columns: tuple[tuple[str, str], ...], results: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """``columns`` with a threads column after the batch where the rows were timed at several."""
+    if not swept_threads(results):
+        return columns
+    at = [k for k, _ in columns].index("batch") + 1
+    return columns[:at] + (("threads", "threads"),) + columns[at:]
+
+
+def detail_columns(results: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return with_threads(DETAIL_COLUMNS, results)
+
+
+def threads_words(threads: int | None) -> str:
+    """``1 thread``, ``4 threads``; None: the backends' defaults."""
+    return "each backend's default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
+
+
+def threads_text(threads: Any) -> Any:
+    """A results document's ``settings.threads`` as reports show it: one count as it is, a sweep (a
+    list) joined, none given in words."""
+    if isinstance(threads, (list, tuple)):
+        return ", ".join(map(str, threads)) or "backend default"
+    return threads or "backend default"
 
 
 def machine_line(doc: dict[str, Any]) -> str:
@@ -196,7 +230,7 @@ def versions_line(doc: dict[str, Any]) -> str:
 def settings_line(doc: dict[str, Any]) -> str:
     s = doc.get("settings") or {}
     loop = f"{s['iterations']} calls" if s.get("iterations") else f"{s.get('duration')} s"
-    threads = s.get("threads") or "backend default"
+    threads = threads_text(s.get("threads"))
     hint = s.get("precision_hint") or "backend default"
     return (
         f"scenario {s.get('scenario')}, warmup {s.get('warmup')}, {loop} per batch, threads {threads}, "
@@ -222,9 +256,10 @@ def accuracy_cells(result: dict[str, Any]) -> dict[str, str]:
 
 def results_columns(results: list[dict[str, Any]]) -> tuple[tuple[tuple[str, str], ...], list[dict[str, str]]]:
     """The results table's columns and rows, with the accuracy columns where there is accuracy."""
+    columns = with_threads(COLUMNS, results)
     if not any((r.get("accuracy") or {}).get("value") is not None for r in results):
-        return COLUMNS, [result_row(r) for r in results]
-    return COLUMNS + ACCURACY_COLUMNS, [{**result_row(r), **accuracy_cells(r)} for r in results]
+        return columns, [result_row(r) for r in results]
+    return columns + ACCURACY_COLUMNS, [{**result_row(r), **accuracy_cells(r)} for r in results]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Sequence
 
 from . import plots
 from .format import (
-    DETAIL_COLUMNS,
     accuracy_note,
+    detail_columns,
     detail_row,
     machine_line,
     result_notes,
@@ -22,6 +22,8 @@ from .format import (
     versions_line,
 )
 from .markdown import MEMORY_NOTE, NUMERIC
+from .recommend import recommendation_of
+from .recommendation_text import recommendation_lines
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -66,6 +68,21 @@ def page(title: str, body: str) -> str:
     )
 
 
+def recommendation_html(rec: dict[str, Any]) -> str:
+    """One item per pick with its alternatives in a nested list, then the INT8 verdicts."""
+    items: list[tuple[str, list[str]]] = []
+    for line in recommendation_lines(rec):
+        if line.startswith("  ") and items:
+            items[-1][1].append(line.strip())
+        else:
+            items.append((line, []))
+    body = "".join(
+        f"<li>{esc(head)}" + ("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in subs) + "</ul>" if subs else "") + "</li>"
+        for head, subs in items
+    )
+    return f"<ul>{body}</ul>"
+
+
 def render_html(doc: dict[str, Any]) -> str:
     target = (doc.get("target") or {}).get("path", "")
     results = doc["results"]
@@ -77,6 +94,8 @@ def render_html(doc: dict[str, Any]) -> str:
         f'<p class="meta"><b>Settings:</b> {esc(settings_line(doc))}</p>',
         html_table(*results_columns(results)),
         *([f'<p class="note">{esc(accuracy_note(doc))}</p>'] if accuracy_note(doc) else []),
+        "<h2>Recommendation</h2>",
+        recommendation_html(recommendation_of(doc)),
         "<h2>Latency distribution</h2>",
         figure(
             plots.latency_distribution(results),
@@ -94,7 +113,7 @@ def render_html(doc: dict[str, Any]) -> str:
             "the precision that was verified (OpenVINO verifies in f32: benchmark with --precision f32).",
         ),
         "<h2>Cold start, memory and spread</h2>",
-        html_table(DETAIL_COLUMNS, (detail_row(r) for r in results)),
+        html_table(detail_columns(results), (detail_row(r) for r in results)),
         f'<p class="meta">{esc(MEMORY_NOTE)}</p>',
     ]
     accuracy_png = plots.latency_vs_accuracy(results)

@@ -1,4 +1,5 @@
-"""``report.md``: the results table, then cold start, memory and spread, then what was skipped."""
+"""``report.md``: the results table, the recommendation, then cold start, memory and spread, then what was
+skipped."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import html
 from typing import Any, Iterable, Sequence
 
 from .format import (
-    DETAIL_COLUMNS,
     accuracy_note,
+    detail_columns,
     detail_row,
     machine_line,
     pareto_line,
@@ -16,6 +17,8 @@ from .format import (
     settings_line,
     versions_line,
 )
+from .recommend import recommendation_of
+from .recommendation_text import recommendation_lines
 
 
 def md_escape(text: Any) -> str:
@@ -57,6 +60,14 @@ MEMORY_NOTE = (
 )
 
 
+def recommendation_markdown(rec: dict[str, Any]) -> list[str]:
+    """One bullet per pick, its alternatives nested under it, then the INT8 verdicts."""
+    return [
+        ("  - " + md_escape(line.strip())) if line.startswith("  ") else f"- {md_escape(line)}"
+        for line in recommendation_lines(rec)
+    ]
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     target = doc.get("target") or {}
     results = doc["results"]
@@ -74,7 +85,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "## Cold start, memory and spread",
         "",
-        md_table(DETAIL_COLUMNS, (detail_row(r) for r in results), NUMERIC),
+        md_table(detail_columns(results), (detail_row(r) for r in results), NUMERIC),
         "",
         MEMORY_NOTE,
     ]
@@ -88,6 +99,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines[
             lines.index("## Cold start, memory and spread") - 1 : lines.index("## Cold start, memory and spread") - 1
         ] = ["", md_escape(front)]
+    at = lines.index("## Cold start, memory and spread")
+    lines[at:at] = ["## Recommendation", "", *(recommendation_markdown(recommendation_of(doc))), ""]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {md_escape(s['artifact'])}: {md_escape(s['reason'])}" for s in skipped]

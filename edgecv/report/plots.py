@@ -192,3 +192,8 @@ def latency_vs_accuracy(results: list[dict[str, Any]]) -> bytes | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _png(fig)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """A figure drawn elsewhere (the sweep report's) as the PNG bytes every report embeds."""
+    return _png(fig)

@@ -11,8 +11,15 @@
                   mean_ms, median_ms, p90_ms, p95_ms, p99_ms, max_ms, std_ms, outliers, ...},
                   throughput_ips, samples_ms, precision, artifact_precision, load_s,
                   first_infer_ms, memory, size_bytes, fidelity, verification, speedup_vs_torch, ...],
-      "skipped": [{"artifact", "reason"}]
+      "skipped": [{"artifact", "reason"}],
+      "recommendation": edgecv.report.recommend.recommend(): {"budget", "accuracy_measured_for",
+                  "groups": [{batch, scenario, device, threads, basis, pick, alternatives,
+                  fp32_fallback}], "int8": [{artifact, at: [per thread count], pays_at, loses_at, note}]}
     }
+
+``settings.threads`` is one count, or a list when the benchmark swept several; each row's
+``threads`` then tells its count (rows of one artifact differ by it). Files without a
+``recommendation`` get one computed from their rows when read for a report.
 
 A new field is added without changing the version; removing or changing the meaning of one
 bumps it, and readers refuse versions they do not know rather than misreading them.

@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 from edgecv.errors import BackendUnavailableError, InvalidOptionError
 from edgecv.progress import Observer
+from edgecv.report.format import threads_words
 
 from . import load
 from .base import Runtime
-from .job import run_job, tensorrt_flavour_on_ort
+from .job import run_job
 from .plan import BASELINE_LABEL, BenchJob, PlanOptions, plan_jobs
 from .registry import BACKENDS, backend_name, is_installed
 from .timing import (
@@ -94,7 +95,8 @@ def _run_in_process(job: BenchJob, settings: BenchSettings, observer: "BenchObse
 
 def bench_task(job: BenchJob, batch: int | None) -> str:
     """The progress task of one artifact at one batch."""
-    return f"{job.label} ({job.backend}, batch {'auto' if batch is None else batch})"
+    threads = f", {threads_words(job.threads)}" if job.threads is not None else ""
+    return f"{job.label} ({job.backend}, batch {'auto' if batch is None else batch}{threads})"
 
 
 class BenchObserver(Observer):
@@ -143,48 +145,23 @@ class BenchReport:
         }
 
 
-def add_speedups(results: list[BenchResult]) -> None:
-    """Speed-up over PyTorch eager at the same batch and scenario (median against median)."""
-    torch_median = {(r.batch, r.scenario): r.latency.median_ms for r in results if r.backend == "torch"}
+def add_speedups(results: list[BenchResult], by_threads: bool = False) -> None:
+    """Speed-up over PyTorch eager at the same batch and scenario (median against median) and, in a
+    thread sweep, at the same thread count. Without a sweep the counts are not compared: each
+    backend's default may differ, and the row records what it read back."""
+
+    def key(r: BenchResult) -> tuple:
+        return r.batch, r.scenario, r.threads if by_threads else None
+
+    torch_median = {key(r): r.latency.median_ms for r in results if r.backend == "torch"}
     for r in results:
-        base = torch_median.get((r.batch, r.scenario))
+        base = torch_median.get(key(r))
+        # In a sweep, a backend without a thread count (TensorRT) compares with a baseline only
+        # where there is one.
+        same = {v for k, v in torch_median.items() if k[:2] == (r.batch, r.scenario)}
+        if base is None and r.threads is None and len(same) == 1:
+            base = same.pop()
         r.speedup_vs_torch = base / r.latency.median_ms if base and r.latency.median_ms > 0 else None
-
-
-def note_slow_int8(results: list[BenchResult]) -> None:
-    """An INT8 artifact no faster than its backend's FP32 artifact says so, and names the fastest
-    artifact at that batch: whether INT8 pays depends on the network and the CPU (ONNX Runtime's
-    integer depthwise convolutions, for one, are slower than its float ones), and a table that only
-    lists figures lets a user ship the slower engine."""
-
-    def group(r: BenchResult) -> tuple:
-        return r.batch, r.scenario, str(r.device or "cpu").lower()
-
-    def cost(r: BenchResult) -> float:
-        """Lower is faster: latency as it is, throughput negated."""
-        _, value, unit = r.headline
-        return value if unit == "ms" else -value
-
-    def shown(r: BenchResult) -> str:
-        figure, value, unit = r.headline
-        return f"{figure} {value:.2f} {unit}"
-
-    # The TensorRT flavour on ONNX Runtime is a reference figure and has its own note.
-    deployable = [r for r in results if r.backend != "torch" and not tensorrt_flavour_on_ort(r)]
-    for r in deployable:
-        if r.artifact_precision != "int8":
-            continue
-        baselines = [
-            b for b in deployable if b.backend == r.backend and group(b) == group(r) and b.artifact_precision == "fp32"
-        ]
-        if not baselines or any(cost(r) < cost(b) for b in baselines):
-            continue
-        best = min((p for p in deployable if group(p) == group(r)), key=cost)
-        tail = f"; the fastest artifact here is {best.artifact} ({shown(best)})" if best is not r else ""
-        r.notes.append(
-            f"{r.artifact}: INT8 no faster than {baselines[0].artifact} on this machine ({shown(r)} against "
-            f"{shown(baselines[0])}){tail}"
-        )
 
 
 def benchmark_target(
@@ -223,9 +200,10 @@ def benchmark_target(
         baseline=plan.baseline,
         device=plan.device,
     )
+    single = len({job.label for job in jobs}) == 1  # one artifact, perhaps at several thread counts
     for job in list(jobs):
         if not is_installed(job.backend):
-            if job.backend in explicit or len(jobs) == 1:
+            if job.backend in explicit or single:
                 raise BackendUnavailableError(
                     job.backend,
                     next(iter(BACKENDS[job.backend].packages.values())),
@@ -246,15 +224,14 @@ def benchmark_target(
             job_results = run(job, settings, observer)
         except BackendUnavailableError as exc:
             # A device missing here (TensorRT engine, no GPU) only skips that artifact, unless asked for.
-            if job.backend in explicit or job.device is not None or len(jobs) == 1:
+            if job.backend in explicit or job.device is not None or single:
                 raise
             skipped.append({"artifact": job.label, "reason": str(exc)})
             observer.skipped(job.label, str(exc))
             continue
         results.extend(job_results)
         observer.job_end(job, job_results)
-    add_speedups(results)
-    note_slow_int8(results)
+    add_speedups(results, by_threads=isinstance(plan.threads, tuple))
     machine = machine_info()
     machine["openvino_default_precision"] = openvino_default_precision()
     return BenchReport(
@@ -262,7 +239,7 @@ def benchmark_target(
         settings={
             **asdict(settings),
             "batches": list(plan.batches) if plan.batches else None,
-            "threads": plan.threads,
+            "threads": list(plan.threads) if isinstance(plan.threads, tuple) else plan.threads,
             "precision_hint": plan.precision,
             "device": plan.device,
             "backends": sorted(explicit) or None,

@@ -45,7 +45,8 @@ class PlanOptions:
     one settings object a benchmark takes."""
 
     batches: Sequence[int] | None = None
-    threads: int | None = None
+    # One thread count, or several to sweep: every CPU artifact is timed at each.
+    threads: int | Sequence[int] | None = None
     backends: Sequence[str] | None = None
     precision: str | None = None
     baseline: bool = True  # time the PyTorch model a run folder was exported from
@@ -56,14 +57,31 @@ class PlanOptions:
     def __post_init__(self) -> None:
         if self.device is not None:
             parse_devices(self.device)
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise InvalidOptionError(f"threads must be a positive integer, got {self.threads!r}")
+        self.threads = check_threads(self.threads)
         self.precision = normalize_precision(self.precision)
         if self.batches:
             self.batches = [check_batch_value(b) for b in self.batches]
         self.backends = list(self.backends) if self.backends else None
+
+
+def check_threads(threads: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+    """``threads`` as given (one count) or as a tuple without repeats (a sweep); a value that is not
+    a positive integer raises :class:`InvalidOptionError`."""
+    counts = [threads] if threads is None or isinstance(threads, int) else list(threads)
+    for count in counts:
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+            raise InvalidOptionError(f"threads must be a positive integer, got {count!r}")
+    if threads is None or isinstance(threads, int):
+        return threads
+    if not counts:
+        raise InvalidOptionError("threads: give at least one thread count")
+    return tuple(dict.fromkeys(counts))
+
+
+def thread_counts(threads: int | Sequence[int] | None) -> list[int | None]:
+    """The thread counts a plan runs at: ``[None]`` for each backend's default."""
+    checked = check_threads(threads)
+    return [checked] if checked is None or isinstance(checked, int) else list(checked)
 
 
 def parse_devices(text: str) -> dict[str | None, str]:
@@ -112,27 +130,36 @@ def plan_jobs(
     *,
     batches: Sequence[int] | None,
     backends: Iterable[str] | None,
-    threads: int | None,
+    threads: int | Sequence[int] | None,
     precision: str | None,
     scenario: str,
     baseline: bool = True,
     device: str | None = None,
 ) -> tuple[dict[str, Any], list[BenchJob], list[dict[str, str]]]:
-    """What to run for ``target``: (target description, jobs, skipped artifacts with reasons)."""
+    """What to run for ``target``: (target description, jobs, skipped artifacts with reasons).
+
+    With several thread counts each CPU artifact (the baseline too) is one job per count, grouped
+    by count; an artifact whose backend takes no thread count (TensorRT) runs once."""
     wanted = wanted_backends(backends)
     devices = parse_devices(device) if device is not None else {}
     resolved = resolve_target(target, wanted)
     manifest = resolved.manifest or {}
     input_spec = manifest.get("input_spec") if isinstance(manifest.get("input_spec"), dict) else None
 
-    def job_for(artifact: Artifact, job_batches: list[int | None]) -> BenchJob:
+    counts = thread_counts(threads)
+
+    def jobs_for(artifact: Artifact, job_batches: list[int | None]) -> list[BenchJob]:
+        entry = BACKENDS[artifact.backend]
+        return [job_for(artifact, job_batches, count) for count in (counts if entry.cpu_threads else [None])]
+
+    def job_for(artifact: Artifact, job_batches: list[int | None], count: int | None) -> BenchJob:
         entry = BACKENDS[artifact.backend]
         return BenchJob(
             label=artifact.label,
             source=artifact.source,
             backend=artifact.backend,
             batches=job_batches,
-            threads=threads if entry.cpu_threads else None,
+            threads=count,
             precision=precision if entry.precision_hint else None,
             record=artifact.record,
             device=device_for(devices, artifact.backend),
@@ -146,7 +173,7 @@ def plan_jobs(
         for artifact in resolved.artifacts:
             if batches:
                 _check_record_batches(artifact.label, artifact.record, batches)
-            jobs.append(job_for(artifact, list(batches) if batches else [_planned_batch(artifact.record, scenario)]))
+            jobs += jobs_for(artifact, list(batches) if batches else [_planned_batch(artifact.record, scenario)])
         model = resolved.model or {}
         if baseline and (wanted is None or "torch" in wanted):
             if model.get("custom"):
@@ -156,11 +183,14 @@ def plan_jobs(
             else:
                 planned = sorted({b for job in jobs for b in job.batches if b is not None}) or [None]
                 torch = Artifact(BASELINE_LABEL, str(path), "torch", {"precision": "fp32"})
-                jobs.insert(0, job_for(torch, list(batches or planned)))
+                jobs = jobs_for(torch, list(batches or planned)) + jobs
         if not jobs:
             raise InvalidOptionError(
                 f"nothing to benchmark in {path}" + (f" for backend {', '.join(sorted(wanted))}" if wanted else "")
             )
+        # One thread count at a time, every artifact at it, so a sweep's rows read count by count.
+        order = {count: i for i, count in enumerate(counts)}
+        jobs.sort(key=lambda job: order.get(job.threads, 0))
         return {"path": str(path), "kind": "run-folder", "model": model}, jobs, resolved.skipped
 
     [artifact] = resolved.artifacts
@@ -169,8 +199,8 @@ def plan_jobs(
     if batches and artifact.record:
         _check_record_batches(path.name, artifact.record, batches, single_file=True)
     model = resolved.model if resolved.kind == "artifact" else {"name": str(target)}
-    job = job_for(artifact, list(batches) if batches else [None])
-    return {"path": str(target), "kind": resolved.kind, "model": model}, [job], resolved.skipped
+    jobs = jobs_for(artifact, list(batches) if batches else [None])
+    return {"path": str(target), "kind": resolved.kind, "model": model}, jobs, resolved.skipped
 
 
 def _check_record_batches(

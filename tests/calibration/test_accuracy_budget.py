@@ -220,3 +220,40 @@ def test_an_unreachable_budget_keeps_the_best_found_and_says_so(sensitive, tmp_p
     # Every count tried up to all three layers, and the smallest of the equal drops kept.
     assert [t["reverted"] for t in outcome["trials"]] == [0, 1, 2, 3] and outcome["reverted"] == []
     assert any("over --max-accuracy-drop 1" in w and "kept the best found" in w for w in result.warnings)
+
+
+class _FirstCandidateShort(_NeverCloseEnough):
+    """FP32 100 points, the flavour as it comes 50, every candidate after it 100."""
+
+    def score(self, run, indices=None):
+        self.calls += 1
+        return 50.0 if self.calls == 2 else 100.0
+
+
+def test_the_budget_starts_from_the_speed_plans_float_set(tiny_onnx, tiny_calib, tmp_path):
+    from tests.calibration.test_precision_plan import DW, DW_BLOCK, FP32_MS, INT8_MS, WHOLE, TableCosts
+
+    (tmp_path / "model.onnx").write_bytes(tiny_onnx.read_bytes())
+    costs = TableCosts(FP32_MS, INT8_MS, WHOLE["depthwise only"][0])  # the plan keeps the depthwise block float
+    result = quantize_run(
+        tmp_path / "model.onnx",
+        tmp_path,
+        tiny_calib,
+        flavours=("cpu",),
+        speed_plan=costs,
+        accuracy_budget=AccuracyBudget(1.0, _FirstCandidateShort()),
+        sensitivity_inputs=8,
+    )
+    cpu = result.flavours["cpu"]
+    outcome = result.accuracy_budget["artifacts"]["onnx-int8-cpu"]
+    assert sorted(cpu["precision_plan"]["float_nodes"]) == sorted(DW_BLOCK)
+    # One more layer went back to float, never one the plan already kept there.
+    assert len(outcome["reverted"]) == 1 and outcome["reverted"][0] != DW and outcome["reached"]
+    assert not set(cpu["float_added"]) & set(DW_BLOCK) and cpu["float_added"][0] == outcome["reverted"][0]
+    graph = onnx.load(str(result.artifacts["onnx-int8-cpu"])).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    for node in (DW, outcome["reverted"][0]):
+        data = next(n for n in graph.node if n.name == node).input[0]
+        assert producers.get(data) != "DequantizeLinear", node
+    reasons = {k["node"]: k["reason"] for k in cpu["kept_float"]}
+    assert reasons[DW].startswith("slower in INT8") and "--max-accuracy-drop" in reasons[outcome["reverted"][0]]

@@ -116,6 +116,8 @@ def test_benchmark_report_shows_eval_accuracy(digits):
         "onnxruntime",
         "--report",
         tmp / "bench",
+        "--max-accuracy-drop",
+        "100",  # wide: which artifact wins is this CPU's business, that eval's figures judge it is not
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
@@ -123,3 +125,8 @@ def test_benchmark_report_shows_eval_accuracy(digits):
     with_acc = [r for r in doc["results"] if r.get("accuracy")]
     assert {r["artifact"] for r in with_acc} >= {"onnx-fp32"}
     assert "accuracy" in (tmp / "bench" / "report.md").read_text()
+    # The recommendation is judged on the figures eval recorded: every ONNX Runtime artifact it scored.
+    rec = doc["recommendation"]
+    assert rec["budget"]["source"] == "flag" and "onnx-int8-cpu" in rec["accuracy_measured_for"]
+    [group] = rec["groups"]
+    assert group["basis"] == "accuracy budget" and group["pick"]["drop_pts"] is not None

@@ -18,9 +18,10 @@ from edgecv.export.options import ExportOptions
 from tests.conftest import assert_user_error_in_process, invoke_cli
 
 SIDE = 32
-# ONNX Runtime only: NNCF's path is tested on the network built for it, and is the slow half here.
+# ONNX Runtime only and no speed plan: NNCF's path and the budget's start from a plan are tested in
+# tests/calibration, and they are the slow part here.
 ARGS = ("mobilenetv2", "--width-mult", "0.35", "--resolution", str(SIDE), "--num-classes", "10", "--int8")
-ARGS += ("--backend", "onnxruntime")
+ARGS += ("--backend", "onnxruntime", "--no-int8-speed")
 
 
 @pytest.fixture(scope="module")

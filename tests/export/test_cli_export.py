@@ -75,6 +75,9 @@ def test_export_human_output_shows_stages_and_table(cli, tmp_path):
         (["mobilenetv2", "--batch", "2", "--dynamic-batch"], ["exclude"]),
         (["mobilenetv2", "--int8", "--target-cpu", "riscv"], ["--target-cpu must be one of auto, x86-vnni"]),
         (["mobilenetv2", "--target-cpu", "x86-avx2"], ["only apply with --int8"]),
+        (["mobilenetv2", "--threads", "2"], ["only apply with --int8"]),
+        (["mobilenetv2", "--int8", "--threads", "0"], ["--threads must be ≥ 1"]),
+        (["mobilenetv2", "--int8", "--no-int8-speed", "--threads", "2"], ["--no-int8-speed"]),
     ],
 )
 def test_bad_input_exits_2(tmp_path, args, fragments):

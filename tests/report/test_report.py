@@ -274,3 +274,18 @@ def test_html_opens_in_headless_chromium_without_console_errors(results_doc, tmp
     assert console == []
     page = parse(proc.stdout)
     assert len(page.tables[0]) == len(results_doc["results"]) + 1 and len(page.images) == 2
+
+
+def test_thread_sweeps_compare_count_by_count():
+    def sweep(*rows):
+        return {**_doc(*rows), "settings": {"scenario": "single-stream", "threads": [1, 4]}}
+
+    before = sweep(_row("onnx-fp32", 8.0, 9.0, threads=1), _row("onnx-fp32", 4.0, 4.5, threads=4))
+    # The second run lists its counts the other way round: rows still line up by thread count.
+    after = sweep(_row("onnx-fp32", 2.0, 2.25, threads=4), _row("onnx-fp32", 6.0, 6.0, threads=1))
+    comparison = _compare(before, after)
+    assert [(r["threads"], r["speedups"][1]) for r in comparison["rows"]] == [(1, 1.5), (4, 2.0)]
+    assert [r["label"] for r in comparison["rows"]] == ["onnx-fp32 · b1 · 1t", "onnx-fp32 · b1 · 4t"]
+    from edgecv.report.compare import comparison_rows
+
+    assert [c["batch"] for c in comparison_rows(comparison)[1]] == ["1 · 1t", "1 · 4t"]

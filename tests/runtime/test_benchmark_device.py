@@ -1,9 +1,11 @@
 """`edgecv benchmark --device`: one device for every backend or one per backend, checked against what
-each backend takes, carried to each artifact's load and recorded in results.json."""
+each backend takes, carried to each artifact's load and recorded in results.json; and the plan of a
+`--threads` sweep."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -153,3 +155,50 @@ def test_onnxruntime_falling_back_to_the_cpu_is_an_error_when_a_device_was_asked
     with pytest.raises(BackendUnavailableError, match="fell back to CPUExecutionProvider"):
         OnnxRuntimeRuntime._check_provider(asked, "CUDAExecutionProvider", "CPUExecutionProvider")
     OnnxRuntimeRuntime._check_provider(SimpleNamespace(device=None), "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def test_a_thread_sweep_plans_every_cpu_artifact_at_each_count_and_an_engine_once(static_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(static_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "tensorrt").mkdir()
+    (run / "tensorrt" / "model.fp16.engine").write_bytes(b"\0" * 8)
+    manifest["artifacts"].append(
+        {
+            "name": "tensorrt-fp16",
+            "path": "tensorrt/model.fp16.engine",
+            "format": "tensorrt",
+            "backend": "tensorrt",
+            "precision": "fp16",
+            "batch": 1,
+        }
+    )
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    _, jobs, _ = plan_jobs(run, batches=None, backends=None, threads=(4, 1), precision=None, scenario="single-stream")
+    assert [(j.label, j.threads) for j in jobs] == [
+        ("pytorch", 4), ("onnx-fp32", 4), ("openvino-fp32", 4), ("onnx-int8-cpu", 4), ("tensorrt-fp16", None),
+        ("pytorch", 1), ("onnx-fp32", 1), ("openvino-fp32", 1), ("onnx-int8-cpu", 1),
+    ]  # fmt: skip
+    assert PlanOptions(threads=[2, 2]).threads == (2,) and PlanOptions(threads=3).threads == 3
+    for bad in ([1, 0], [], ["2"]):
+        with pytest.raises(InvalidOptionError, match="threads"):
+            PlanOptions(threads=bad)
+
+
+def test_a_sweep_compares_each_row_with_pytorch_at_its_own_thread_count():
+    from edgecv.runtime.benchmark import BenchResult, add_speedups
+    from edgecv.runtime.stats import LatencyStats
+
+    def timed(artifact, backend, ms, threads):
+        stats = LatencyStats.from_ns([int(ms * 1e6)] * 5)
+        return BenchResult(artifact, backend, "single-stream", 1, stats, 1000 / ms, [ms] * 5, 1, threads=threads)
+
+    rows = [timed("pytorch", "torch", 8.0, 1), timed("pytorch", "torch", 4.0, 2)]
+    rows += [timed("onnx-fp32", "onnxruntime", 2.0, 1), timed("onnx-fp32", "onnxruntime", 2.0, 2)]
+    rows += [timed("tensorrt-fp16", "tensorrt", 0.5, None)]
+    add_speedups(rows, by_threads=True)
+    assert [r.speedup_vs_torch for r in rows] == [1.0, 1.0, 4.0, 2.0, None]  # no one baseline for the engine
+    # Without a sweep each backend's default count is whatever it read back: one baseline for all.
+    rows = [timed("pytorch", "torch", 8.0, 16), timed("onnx-fp32", "onnxruntime", 2.0, 2), rows[-1]]
+    add_speedups(rows)
+    assert [r.speedup_vs_torch for r in rows] == [1.0, 4.0, 16.0]

@@ -1,0 +1,21 @@
+"""Precision planning: which layers of an INT8 artifact stay in float, by measured speed (see
+:mod:`.plan`)."""
+
+from .blocks import Block, attribute, group_blocks
+from .measure import CostSource, OrtCosts
+from .plan import ALL_INT8, FP32, Candidate, PrecisionPlan, plan_cpu_flavour, plan_precision, propose
+
+__all__ = [
+    "ALL_INT8",
+    "FP32",
+    "Block",
+    "Candidate",
+    "CostSource",
+    "OrtCosts",
+    "PrecisionPlan",
+    "attribute",
+    "group_blocks",
+    "plan_cpu_flavour",
+    "plan_precision",
+    "propose",
+]
