@@ -7,7 +7,7 @@ before and after ``--max-accuracy-drop``, which layers went back to float, and w
 - shapes: the committed YOLOX-nano trained on `edgecv data shapes` (the `make demo` export at 160),
   calibrated on the training pictures, budget 1.0 mAP@[.5:.95] points on the validation pictures.
 
-    python benchmarks/int8_accuracy_budget.py [--cases digits,shapes] [--keep DIR] [--json out.json]
+    python benchmarks/int8_accuracy_budget.py [--cases digits,shapes] [--keep DIR] [--json out.json] [--no-int8-speed]
 
 The latency figures are medians of interleaved runs of each artifact before and after reverting,
 on this machine under its current load: read the ratio, not the milliseconds.
@@ -84,6 +84,7 @@ def main() -> int:
     parser.add_argument("--cases", default="digits,shapes")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--no-int8-speed", action="store_true", help="the CPU flavour starts all-INT8 (no speed plan)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -100,7 +101,7 @@ def main() -> int:
         model, out = options.pop("model"), options.pop("out")
         variant = options.pop("variant", {})
         start = time.perf_counter()
-        result = export(model, out=out, int8=True, variant=variant, **options)
+        result = export(model, out=out, int8=True, variant=variant, int8_speed=not args.no_int8_speed, **options)
         info = result.manifest["stages"]["int8"]["info"]
         budget = info["accuracy_budget"]
         figures["cases"][name] = {
