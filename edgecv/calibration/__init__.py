@@ -20,11 +20,12 @@ _EXPORTS = {
     "CalibrationReport": "data",
     "CalibrationWarning": "data",
     "quantize_run": "run",
-    "Int8Result": "run",
+    "Int8Result": "int8_report",
     "FidelityReport": "fidelity",
     "rank_layers": "sensitivity",
     "SensitivityReport": "sensitivity",
     "quantize_openvino": "openvino_int8",
+    "AccuracyBudget": "accuracy_budget",
     "CALIB_METHODS": "ranges",
     "DEFAULT_METHOD": "ranges",
 }
@@ -32,11 +33,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .accuracy_budget import AccuracyBudget
     from .data import CalibrationData, CalibrationReport, CalibrationWarning, load_calibration
     from .fidelity import FidelityReport
+    from .int8_report import Int8Result
     from .openvino_int8 import quantize_openvino
     from .ranges import CALIB_METHODS, DEFAULT_METHOD
-    from .run import Int8Result, quantize_run
+    from .run import quantize_run
     from .sensitivity import SensitivityReport, rank_layers
 
 

@@ -15,7 +15,8 @@ within 0.4 dB, and these were the fastest to calibrate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import numpy as np
 from edgecv.errors import InvalidOptionError
 from edgecv.int8_kernels import target_cpu
 from edgecv.preprocess import wrapped_batches
+
+from .runners import compiled_runner
 
 
 def openvino_names_for(onnx_nodes: Sequence[str], ov_model) -> tuple[list[str], list[str]]:
@@ -49,12 +52,14 @@ def quantize_openvino(
     bias_correction: bool = False,
     overflow_fix: str | None = None,
     target: str = "auto",
+    accuracy_control: "AccuracyControl | None" = None,
 ) -> dict[str, Any]:
     """Quantize the IR at ``fp32_xml`` with NNCF on ``samples`` ((C, H, W) tensors) and save the
     INT8 IR to ``out_xml`` (its ``.bin`` beside it). ``exclude`` names ONNX nodes to keep in float.
     ``activation_ranges``: ``minmax`` or NNCF's ``mean_minmax`` / ``histogram``. ``overflow_fix``:
     NNCF's ``enable`` / ``first_layer_only`` / ``disable``; by default what the CPU ``target`` (an
-    ``--target-cpu`` value) needs (:data:`edgecv.int8_kernels.TARGETS`)."""
+    ``--target-cpu`` value) needs (:data:`edgecv.int8_kernels.TARGETS`). ``accuracy_control``: NNCF's
+    ``quantize_with_accuracy_control`` instead of ``quantize``, with the same settings."""
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import OverflowFix
@@ -94,7 +99,11 @@ def quantize_openvino(
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
     # nncf.Dataset iterates its source once per statistics pass: a re-iterable, lazy source keeps
     # memory at one batch (a generator would be exhausted after the first pass).
-    quantized = nncf.quantize(model, nncf.Dataset(_Reiterable(batches, n_batches)), **kwargs)
+    dataset = nncf.Dataset(_Reiterable(batches, n_batches))
+    if accuracy_control is None:
+        quantized = nncf.quantize(model, dataset, **kwargs)
+    else:
+        quantized = accuracy_control.quantize(model, dataset, kwargs)
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     return {
         "nncf": nncf.__version__,
@@ -106,6 +115,51 @@ def quantize_openvino(
         "excluded": list(exclude),
         "excluded_not_found": missing,
     }
+
+
+@dataclass(frozen=True)
+class AccuracyControl:
+    """NNCF's accuracy-controlled quantization with edgecv's validation: ``score(run, indices)``
+    is the metric in points over those pictures (``edgecv.evaluate.validation``), ``max_drop`` the
+    absolute drop allowed in the same points."""
+
+    score: Callable[[Callable[[np.ndarray], dict[str, np.ndarray]], Sequence[int]], float]
+    size: int  # pictures the validation holds
+    max_drop: float
+
+    def validate(self, compiled, indices: Iterable[int]) -> float:
+        return self.score(compiled_runner(compiled), list(indices))
+
+    def quantize(self, model, calibration, kwargs: dict[str, Any]):
+        import nncf
+
+        # The same settings as nncf.quantize, under this function's names for them.
+        settings = dict(kwargs)
+        settings["advanced_quantization_parameters"] = settings.pop("advanced_parameters", None)
+        return nncf.quantize_with_accuracy_control(
+            model,
+            calibration,
+            nncf.Dataset(list(range(self.size))),
+            self.validate,
+            max_drop=self.max_drop,
+            drop_type=nncf.DropType.ABSOLUTE,
+            **settings,
+        )
+
+
+LAYER_TYPES = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+
+
+def quantized_layer_names(xml: str | Path) -> set[str]:
+    """ONNX names of the layers of an INT8 IR whose data input comes through a FakeQuantize (a
+    Conv's OpenVINO name is ``<onnx name>/WithoutBiases``)."""
+    import openvino as ov
+
+    names = set()
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        if op.get_type_name() in LAYER_TYPES and op.input_value(0).get_node().get_type_name() == "FakeQuantize":
+            names.add(op.get_friendly_name().removesuffix("/WithoutBiases"))
+    return names
 
 
 class _Reiterable:

@@ -14,13 +14,13 @@ TensorRT one only if it passes :func:`check_tensorrt_qdq`); NNCF for OpenVINO; f
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,13 @@ from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_
 from edgecv.runtime.memory import peak_rss_mb
 from edgecv.tensorrt.rules import check_tensorrt_qdq
 
-from .data import CalibrationData, CalibrationReport
+from .accuracy_budget import AccuracyBudget, BudgetOutcome, budget_warning, fit_flavour, fit_openvino
+from .data import CalibrationData
 from .detection_fidelity import compare_detections as detection_compare
 from .detection_fidelity import is_detection_output
-from .fidelity import FidelityReport, collect, compare
+from .fidelity import collect, compare
 from .float_scopes import float_feeders, float_summary, name_unnamed_nodes, nodes_in_scopes
+from .int8_report import Int8Result
 from .passes import bypass_input_qdq, dedicate_qdq_pairs
 from .precision import CostSource, plan_cpu_flavour
 from .quantize_onnx import CPU, TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
@@ -49,55 +51,6 @@ from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_laye
 
 REPORT_FILE = INT8_REPORT_FILE
 OPENVINO_INT8 = OV_INT8_XML
-REPORT_SCHEMA = "edgecv.int8-report/1"
-
-
-@dataclass
-class Int8Result:
-    out_dir: Path
-    method: str
-    artifacts: dict[str, Path]  # artifact name ("onnx-int8", "onnx-int8-cpu", "openvino-int8") → file
-    fidelity: dict[str, FidelityReport]
-    calibration: CalibrationReport
-    ranges: dict[str, Any]  # cache path, key, whether it was reused, time
-    flavours: dict[str, dict[str, Any]]
-    excluded: list[str]
-    sensitivity: SensitivityReport | None
-    timings_s: dict[str, float]
-    peak_rss_mb: float | None  # the process's peak so far (includes what ran before this call)
-    warnings: list[str] = field(default_factory=list)
-    target_cpu: str = ""  # the CPU the CPU flavour and the OpenVINO IR were built for
-    kept_float: dict[str, Any] = field(default_factory=dict)  # see float_summary
-
-    def fidelity_inputs(self) -> str:
-        """Where the fidelity figures come from, in words a reader of the manifest cannot misread."""
-        n = self.calibration.holdout
-        if self.calibration.holdout_in_sample:
-            return f"in-sample: {n} of the calibration inputs (too few to hold any out; optimistic)"
-        return f"held out: {n} inputs not used for calibration"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": REPORT_SCHEMA,
-            "method": self.method,
-            "artifacts": {k: v.relative_to(self.out_dir).as_posix() for k, v in self.artifacts.items()},
-            "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
-            "calibration": self.calibration.to_dict(),
-            "ranges": self.ranges,
-            "flavours": self.flavours,
-            "excluded": self.excluded,
-            "sensitivity": (
-                {**self.sensitivity.to_dict(), "in_sample": self.calibration.holdout_in_sample}
-                if self.sensitivity
-                else None
-            ),
-            "fidelity_inputs": self.fidelity_inputs(),
-            "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
-            "peak_rss_mb": None if self.peak_rss_mb is None else round(self.peak_rss_mb, 1),
-            "warnings": self.warnings,
-            "target_cpu": self.target_cpu,
-            "kept_float": self.kept_float,
-        }
 
 
 class _Clock:
@@ -170,6 +123,7 @@ def quantize_run(
     finish: Callable[[str, Path], None] | None = None,
     speed_plan: bool | CostSource = False,
     threads: int | None = None,
+    accuracy_budget: AccuracyBudget | None = None,
 ) -> Int8Result:
     """Write the INT8 artifacts of ``fp32_onnx`` (the simplified FP32 graph) into ``out_dir``.
 
@@ -181,8 +135,11 @@ def quantize_run(
     keep in float the blocks of the CPU flavour that make the whole graph faster that way, measured
     here with ``threads`` ONNX Runtime threads (default: this machine's cores; see
     :mod:`edgecv.calibration.precision`; a :class:`CostSource` in its place answers instead of
-    measuring). Raises :class:`InvalidOptionError` for bad options and
-    :class:`StageError` when a tool fails or the TensorRT flavour breaks TensorRT's rules."""
+    measuring). ``accuracy_budget``: then keep the most sensitive layers of each artifact in float
+    until its metric drop against FP32 holds, starting from the float set the flavour already has
+    (:mod:`.accuracy_budget`; the layers are ranked when one misses it). Raises
+    :class:`InvalidOptionError` for bad options and :class:`StageError` when a tool fails or the
+    TensorRT flavour breaks TensorRT's rules."""
     _check_options(method, flavours, keep_fp32, sensitivity_inputs)
     target = cpu_target(target_cpu).name
     fp32_onnx, out_dir = Path(fp32_onnx), Path(out_dir)
@@ -190,6 +147,8 @@ def quantize_run(
     say = _announcer(progress)
     artifacts: dict[str, Path] = {}
     flavour_info: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, BudgetOutcome] = {}
+    fp32_metric = functools.cache(lambda: accuracy_budget.validation.score(ort_runner(fp32_onnx)))
     with tempfile.TemporaryDirectory(prefix="edgecv-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         say("preparing the graph (ONNX Runtime pre-processing)", 0, None)
@@ -235,21 +194,30 @@ def quantize_run(
 
         # A detector's decoding, softmax/sigmoid and NMS stay in float in every flavour.
         excluded = list(dict.fromkeys([*exclude, *in_scopes]))
-        ranking = None
+        ranking: SensitivityReport | None = None
+        base = list(excluded)
+
+        def ranked() -> list[str]:
+            """The layers, most INT8-sensitive first; ranked once, when first asked for (a budget
+            that every artifact meets as it is never needs it)."""
+            nonlocal ranking
+            if ranking is None:
+                with clock.step("sensitivity"):
+                    ranking = _rank(
+                        prepared,
+                        Path(tmp) / "ranking.int8.onnx",
+                        method,
+                        ranges_path,
+                        base,
+                        reference,
+                        holdout,
+                        sensitivity_inputs,
+                        progress,
+                    )
+            return ranking.most_sensitive(len(ranking.layers))
+
         if sensitivity or keep_fp32:
-            with clock.step("sensitivity"):
-                ranking = _rank(
-                    prepared,
-                    Path(tmp) / "ranking.int8.onnx",
-                    method,
-                    ranges_path,
-                    excluded,
-                    reference,
-                    holdout,
-                    sensitivity_inputs,
-                    progress,
-                )
-            excluded += [n for n in ranking.most_sensitive(len(ranking.layers)) if n not in excluded][:keep_fp32]
+            excluded += [n for n in ranked() if n not in excluded][:keep_fp32]
         reasons = {
             n: "--exclude" if n in exclude else f"--keep-fp32 {keep_fp32}: among the most INT8-sensitive layers"
             for n in excluded
@@ -277,7 +245,26 @@ def quantize_run(
                 clock.step(f"quantize_{flavour.name}"),
                 atomic_path(out_dir / flavour.filename, finish=_finisher(finish, flavour.artifact)) as out,
             ):
-                if plan is None:
+                if accuracy_budget is not None:
+                    # The flavour's own float set (the speed plan's, on the CPU flavour) is the start.
+                    own = [*excluded, *(n for n in (plan.float_nodes if plan else []) if n not in excluded)]
+                    flavour_info[flavour.name], outcomes[flavour.artifact] = fit_flavour(
+                        lambda floats, path, why, flavour=flavour: _quantize(
+                            prepared, path, flavour, method, ranges_path, floats, why, target
+                        ),
+                        onnx.load(str(prepared), load_external_data=False),
+                        accuracy_budget,
+                        ranked,
+                        own,
+                        {**reasons, **(plan.reasons if plan else {})},
+                        fp32_metric(),
+                        Path(tmp) / flavour.name,
+                        out,
+                        note=lambda text: say(text, 0, None),
+                    )
+                    if plan is not None:
+                        flavour_info[flavour.name]["precision_plan"] = plan.to_dict()
+                elif plan is None:
                     flavour_info[flavour.name] = _quantize(
                         prepared, out, flavour, method, ranges_path, excluded, reasons, target
                     )
@@ -290,7 +277,15 @@ def quantize_run(
         say("quantizing the OpenVINO IR with NNCF", 0, None)
         with clock.step("nncf_openvino"):
             flavour_info["openvino"] = _openvino(
-                Path(openvino_xml), out_dir / OPENVINO_INT8, calib, excluded, target, _finisher(finish, "openvino-int8")
+                Path(openvino_xml),
+                out_dir / OPENVINO_INT8,
+                calib,
+                excluded,
+                target,
+                _finisher(finish, "openvino-int8"),
+                accuracy_budget,
+                outcomes,
+                say,
             )
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
@@ -302,6 +297,8 @@ def quantize_run(
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
     warnings = list(calib.report.warnings) + ([cpu_plan.warning] if cpu_plan is not None and cpu_plan.warning else [])
+    if accuracy_budget is not None:
+        warnings += [budget_warning(name, o) for name, o in outcomes.items() if not o.reached]
     result = Int8Result(
         out_dir=out_dir,
         method=method,
@@ -317,6 +314,13 @@ def quantize_run(
         warnings=warnings,
         target_cpu=target,
         kept_float=float_summary(op_types, excluded, in_scopes),
+        accuracy_budget=None
+        if accuracy_budget is None
+        else {
+            "max_drop": accuracy_budget.max_drop,
+            "data": accuracy_budget.validation.describe(),
+            "artifacts": {name: o.to_dict() for name, o in outcomes.items()},
+        },
     )
     write_json_atomic(out_dir / REPORT_FILE, result.to_dict())
     return result
@@ -403,8 +407,16 @@ def _openvino(
     excluded: list[str],
     target: str,
     finish: Callable[[Path], None] | None = None,
+    budget: AccuracyBudget | None = None,
+    outcomes: dict[str, BudgetOutcome] | None = None,
+    say: Progress | None = None,
 ) -> dict[str, Any]:
     from .openvino_int8 import quantize_openvino
+
+    def quantize(out: Path, control=None) -> dict[str, Any]:
+        return quantize_openvino(
+            fp32_xml, out, calib.calibration, exclude=excluded, target=target, accuracy_control=control
+        )
 
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
@@ -412,7 +424,13 @@ def _openvino(
             atomic_path(final, companions=(".bin",), finish=finish) as out,
             contextlib.redirect_stdout(io.StringIO()),
         ):
-            info = quantize_openvino(fp32_xml, out, calib.calibration, exclude=excluded, target=target)
+            if budget is None:
+                info = quantize(out)
+            else:
+                with tempfile.TemporaryDirectory(prefix="edgecv-ov-budget-") as work:
+                    info, outcomes["openvino-int8"] = fit_openvino(
+                        quantize, fp32_xml, budget, Path(work), out, note=lambda text: _announcer(say)(text, 0, None)
+                    )
     except EdgecvError:
         raise
     except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses

@@ -49,10 +49,14 @@ def openvino_runner(xml: str | Path, threads: int | None = None) -> RunFn:
     config = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = ov.Core().compile_model(str(xml), "CPU", config)
-    request = compiled.create_infer_request()
+    return compiled_runner(ov.Core().compile_model(str(xml), "CPU", config))
+
+
+def compiled_runner(compiled) -> RunFn:
+    """An OpenVINO compiled model as a runner."""
     from edgecv.runtime.openvino import port_name
 
+    request = compiled.create_infer_request()
     names = [port_name(o) for o in compiled.outputs]
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:

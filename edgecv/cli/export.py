@@ -82,7 +82,7 @@ def export_cmd(
     def run() -> None:
         import warnings
 
-        from edgecv.cli.export_tables import artifact_table, sensitivity_table
+        from edgecv.cli.export_tables import artifact_table, budget_table, sensitivity_table
         from edgecv.cli.progress import RichReporter
         from edgecv.export.pipeline import export
 
@@ -100,6 +100,9 @@ def export_cmd(
             ranking = sensitivity_table(result)
             if ranking is not None:
                 out_console.print(ranking)
+            budget = budget_table(result)
+            if budget is not None:
+                out_console.print(budget)
             if options.get("int8"):
                 from edgecv.int8_kernels import describe_target
 

@@ -139,3 +139,36 @@ def sensitivity_table(result: ExportResult, rows: int = 10) -> Table | None:
         figures = [show(layer[key]) for show, key in zip(formats, keys)]
         table.add_row(str(i), Text(layer["node"]), layer["op_type"], *figures, "yes" if layer["node"] in kept else "")
     return table
+
+
+def budget_table(result: ExportResult) -> Table | None:
+    """Each INT8 artifact under ``--max-accuracy-drop``: its drop before and after, the layers put
+    back in float, and what they cost in latency; None without a budget."""
+    info = result.manifest.get("stages", {}).get("int8", {}).get("info", {})
+    budget = info.get("accuracy_budget")
+    if not budget:
+        return None
+    data = budget.get("data") or {}
+    metric = "top-1" if data.get("metric") == "top1" else "mAP@[.5:.95]"
+    table = Table(
+        title=f"INT8 accuracy budget: at most {budget['max_drop']:g} {metric} points below FP32 on "
+        f"{data.get('images', '?')} images of {data.get('path', '?')}",
+        title_justify="left",
+    )
+    for col in ("artifact", "FP32", "drop before", "drop after", "held", "layers in float", "latency ms"):
+        table.add_column(col, justify="left" if col in ("artifact", "layers in float") else "right")
+    for name, o in budget["artifacts"].items():
+        latency = o.get("latency_ms")
+        cost = "—" if not latency else f"{latency['before']:.3f} → {latency['after']:.3f} ({latency['ratio']:.2f}×)"
+        reverted = o["reverted"]
+        shown = ", ".join(reverted[:3]) + (f" (+{len(reverted) - 3})" if len(reverted) > 3 else "")
+        table.add_row(
+            name,
+            f"{o['fp32']:.2f}",
+            f"{o['drop_before']:+.2f}",
+            f"{o['drop_after']:+.2f}",
+            "yes" if o["reached"] else "NO: best found",
+            Text(f"{len(reverted)}: {shown}" if reverted else "0"),
+            cost,
+        )
+    return table

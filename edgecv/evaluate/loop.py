@@ -31,7 +31,7 @@ CONF_WARN = 0.05
 PREPROCESS_CACHE_BYTES = 1 << 30
 
 
-class _Inputs:
+class PreparedInputs:
     """Preprocessed tensors (and the transforms back to the pictures), computed once and kept
     while they fit in memory, so every artifact sees identical inputs."""
 
@@ -72,7 +72,7 @@ class _Inputs:
         return value
 
 
-def _output(outputs: dict[str, np.ndarray], spec: InputSpec, meaning: str) -> np.ndarray:
+def named_output(outputs: dict[str, np.ndarray], spec: InputSpec, meaning: str) -> np.ndarray:
     out = spec.output(meaning)
     if out is not None and out.name in outputs:
         return outputs[out.name]
@@ -83,11 +83,36 @@ def _output(outputs: dict[str, np.ndarray], spec: InputSpec, meaning: str) -> np
     raise ArtifactError(f"the model has no '{meaning}' output (outputs: {', '.join(outputs)})")
 
 
+def image_detections(
+    outputs: dict[str, np.ndarray],
+    spec: InputSpec,
+    j: int,
+    nms: NmsSettings | None,
+    image_id: int,
+    transform: Any,
+    mapping: CategoryMapping,
+) -> tuple[list[dict[str, Any]], int]:
+    """The COCO result dicts of row ``j`` of a detector's outputs (its in-graph NMS, or ours over
+    ``--no-nms`` outputs), in original-image pixels; also how many labels had no category."""
+    if nms is None:
+        n = int(np.asarray(named_output(outputs, spec, "num_dets")).reshape(-1)[j])
+        boxes = named_output(outputs, spec, "boxes")[j, :n]
+        scores = named_output(outputs, spec, "scores")[j, :n]
+        labels = named_output(outputs, spec, "labels")[j, :n]
+        keep = labels >= 0
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    else:
+        boxes, scores, labels = nms_numpy(
+            named_output(outputs, spec, "boxes")[j], named_output(outputs, spec, "class_scores")[j], nms
+        )
+    return coco_results(image_id, transform.boxes_to_original(boxes), scores, labels, mapping)
+
+
 def _evaluate_item(
     item: EvalItem,
     runtime: Any,
     spec: InputSpec,
-    inputs: _Inputs,
+    inputs: PreparedInputs,
     *,
     mapping: CategoryMapping | None,
     nms: NmsSettings | None,
@@ -113,7 +138,7 @@ def _evaluate_item(
         outputs = runtime.infer(x)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
         if spec.task == "classification":
-            logits = _output(outputs, spec, "logits")
+            logits = named_output(outputs, spec, "logits")
             logits = logits.reshape(logits.shape[0], -1)[: len(idx)]
             if isinstance(dataset, NpzDataset):
                 labels = dataset.labels[idx]
@@ -123,21 +148,7 @@ def _evaluate_item(
         else:
             assert mapping is not None
             for j, i in enumerate(idx):
-                transform = got[j][1]
-                if nms is None:
-                    n = int(np.asarray(_output(outputs, spec, "num_dets")).reshape(-1)[j])
-                    boxes = _output(outputs, spec, "boxes")[j, :n]
-                    scores = _output(outputs, spec, "scores")[j, :n]
-                    labels = _output(outputs, spec, "labels")[j, :n]
-                    keep = labels >= 0
-                    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-                else:
-                    boxes, scores, labels = nms_numpy(
-                        _output(outputs, spec, "boxes")[j], _output(outputs, spec, "class_scores")[j], nms
-                    )
-                dets, missed = coco_results(
-                    dataset.image_ids[i], transform.boxes_to_original(boxes), scores, labels, mapping
-                )
+                dets, missed = image_detections(outputs, spec, j, nms, dataset.image_ids[i], got[j][1], mapping)
                 detections += dets
                 unmapped += missed
         observer.advance(item.label, idx[-1] + 1)
@@ -228,7 +239,7 @@ def evaluate(
     if spec is not None:
         check_task(spec, dataset, items[0].label)
     results: list[EvalResult] = []
-    inputs: _Inputs | None = None
+    inputs: PreparedInputs | None = None
     mapping: CategoryMapping | None = None
     nms: NmsSettings | None = None
     postprocess = model_info.get("postprocess") if isinstance(model_info.get("postprocess"), dict) else None
@@ -279,7 +290,7 @@ def evaluate(
             if spec is None:
                 spec = item_spec
             if inputs is None:
-                inputs = _Inputs(dataset, item_spec)
+                inputs = PreparedInputs(dataset, item_spec)
             if item_spec.task == "detection" and mapping is None:
                 assert isinstance(dataset, CocoDataset)
                 background = background_class(item_spec, model_info, runtime)

@@ -211,6 +211,28 @@ class ExportOptions:
         default=(),
         metadata=_flag("--exclude", type=str, parse=_split, help="comma-separated node names to keep in float"),
     )
+    # The accuracy budget: each INT8 artifact keeps its most sensitive layers in float until its
+    # drop against FP32 on --eval-data holds (top-1 points for classifiers, mAP@[.5:.95] points for detectors).
+    max_accuracy_drop: float | None = field(
+        default=None,
+        metadata=_flag(
+            "--max-accuracy-drop",
+            type=float,
+            metavar="POINTS",
+            help="INT8: keep the most sensitive layers in float until each artifact loses at most this many "
+            "top-1 (classifiers) or mAP@[.5:.95] (detectors) points against FP32 on --eval-data",
+        ),
+    )
+    eval_data: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--eval-data",
+            type=str,
+            metavar="DATA",
+            help="labelled data for --max-accuracy-drop, as `edgecv eval --data` takes it: an ImageFolder, "
+            "a .npz of inputs and labels, or COCO (an annotation .json, or a folder holding it and the images)",
+        ),
+    )
     # The CPU the INT8 artifacts will run on (auto: this one); see edgecv.int8_kernels.
     target_cpu: str = field(
         default="auto",
@@ -341,15 +363,28 @@ class ExportOptions:
             or self.target_cpu != "auto"
             or self.threads is not None
             or not self.int8_speed
+            or self.max_accuracy_drop is not None
         ):
             raise InvalidOptionError(
-                "--calib, --sensitivity, --keep-fp32, --exclude, --target-cpu, --threads and --no-int8-speed "
-                "only apply with --int8"
+                "--calib, --sensitivity, --keep-fp32, --exclude, --target-cpu, --threads, --no-int8-speed and "
+                "--max-accuracy-drop only apply with --int8"
             )
         if self.threads is not None and not self.int8_speed:
             raise InvalidOptionError(
                 "--threads sets what --int8's speed plan measures: it does nothing with --no-int8-speed"
             )
+        self._validate_budget()
+
+    def _validate_budget(self) -> None:
+        drop = self.max_accuracy_drop
+        if drop is not None and (isinstance(drop, bool) or not math.isfinite(drop) or drop < 0):
+            raise InvalidOptionError(f"--max-accuracy-drop must be a number of points ≥ 0, got {drop}")
+        if drop is not None and not self.eval_data:
+            raise InvalidOptionError(
+                "--max-accuracy-drop needs --eval-data: labelled data to measure the drop on (what `edgecv eval` takes)"
+            )
+        if self.eval_data and drop is None:
+            raise InvalidOptionError("--eval-data goes with --max-accuracy-drop (to evaluate a run, use `edgecv eval`)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -68,6 +68,7 @@ class ExportContext:
     _inputs: VerificationInputs | None = None
     _reference: list | None = None
     _calibration: Any = None
+    _validation: Any = None
     results: dict[str, StageResult] = field(default_factory=dict)  # by stage name, as they finish
 
     def result(self, kind: type[R]) -> R | None:
@@ -103,6 +104,17 @@ class ExportContext:
             for message in self._calibration.report.warnings:
                 self.reporter.warn(message)
         return self._calibration
+
+    def accuracy_validation(self):
+        """``--eval-data`` prepared for this model (:mod:`edgecv.evaluate.validation`); None
+        without ``--max-accuracy-drop``. Data that does not fit the model is refused here."""
+        if self._validation is None and self.options.max_accuracy_drop is not None:
+            from edgecv.evaluate.validation import open_validation
+
+            o = self.options
+            batch = 1 if o.dynamic_batch else o.batch
+            self._validation = open_validation(o.eval_data, self.spec, self.model_info, batch=batch)
+        return self._validation
 
     def reference_outputs(self) -> list[dict]:
         if self._reference is None:
@@ -161,6 +173,7 @@ def _int8_summary(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any] | N
     return {
         "method": info.get("method"),
         "excluded": info.get("excluded", []),
+        "accuracy_budget": info.get("accuracy_budget"),
         "timings_s": info.get("timings_s", {}),
         "peak_rss_mb": info.get("peak_rss_mb"),
         "report": str(run_dir / INT8_REPORT_FILE),
@@ -283,6 +296,7 @@ def _export(
     if opts.int8:
         # Bad calibration data is the user's to fix: refuse it before the run folder is even made.
         ctx.calibration_data()
+        ctx.accuracy_validation()
     if model_info.get("custom"):
         # Your own module: outputs it returns but does not declare are refused before anything is written.
         ctx.reference_outputs()

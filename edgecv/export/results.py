@@ -55,16 +55,16 @@ class Int8Result(StageResult):
     """The INT8 stage's record (``quantize_run``'s report, the sensitivity ranking cut short)."""
 
     @property
-    def excluded(self) -> list[str]:
-        return list(self.info.get("excluded") or ())
-
-    @property
     def target_cpu(self) -> str:
         return self.info.get("target_cpu") or ""
 
     def fidelity(self, artifact: str) -> dict[str, Any]:
         """Fidelity of one INT8 artifact against FP32 (empty when it was not made)."""
         return (self.info.get("fidelity") or {}).get(artifact, {})
+
+    def budget(self, artifact: str) -> dict[str, Any] | None:
+        """The artifact under ``--max-accuracy-drop``: drop before/after, layers reverted, latency."""
+        return ((self.info.get("accuracy_budget") or {}).get("artifacts") or {}).get(artifact)
 
     def made(self, artifact: str) -> bool:
         return artifact in (self.info.get("fidelity") or {})

@@ -213,6 +213,9 @@ class Int8(Stage):
             # 7-bit weights (ORT reduce_range, NNCF's overflow fix) depend on the CPU built for:
             # with `auto`, a rerun on another kind of CPU rebuilds.
             "target_cpu": target_cpu(o.target_cpu).name,
+            "accuracy_budget": None
+            if o.max_accuracy_drop is None
+            else {"max_drop": o.max_accuracy_drop, "data": ctx.accuracy_validation().fingerprint()},
             # The CPU flavour's float blocks are measured here at this many threads.
             "speed_plan": {"threads": _plan_threads(o), "cpu": ctx.machine.get("cpu")} if o.int8_speed else None,
         }
@@ -256,6 +259,7 @@ class Int8(Stage):
                 finish=stamp,
                 speed_plan=o.int8_speed,
                 threads=_plan_threads(o) if o.int8_speed else None,
+                accuracy_budget=_budget(ctx),
             )
         info = result.to_dict()
         info["target_cpu_requested"] = o.target_cpu
@@ -273,14 +277,21 @@ class Int8(Stage):
     def artifacts(self, ctx, result):
         built_for = {"target_cpu": result.target_cpu} if result.target_cpu else {}
         names = ["onnx-int8", "onnx-int8-cpu"] + (["openvino-int8"] if result.made("openvino-int8") else [])
-        return [
-            artifact_kind(name).record(
-                fidelity=result.fidelity(name),
-                extra=dict(built_for) if name != "onnx-int8" else {},
-                **shape_of(ctx),
-            )
-            for name in names
-        ]
+        records = []
+        for name in names:
+            extra = dict(built_for) if name != "onnx-int8" else {}
+            if result.budget(name) is not None:
+                extra["accuracy_budget"] = result.budget(name)
+            records.append(artifact_kind(name).record(fidelity=result.fidelity(name), extra=extra, **shape_of(ctx)))
+        return records
+
+
+def _budget(ctx):
+    if ctx.options.max_accuracy_drop is None:
+        return None
+    from edgecv.calibration.accuracy_budget import AccuracyBudget
+
+    return AccuracyBudget(ctx.options.max_accuracy_drop, ctx.accuracy_validation())
 
 
 def _plan_threads(options) -> int:
@@ -314,11 +325,11 @@ class TensorRTPreflight(Stage):
 
     def run(self, ctx):
         from edgecv.tensorrt.preflight import check_tensorrt
-        from edgecv.tensorrt.run_folder_preflight import int8_stage_passed_rules
+        from edgecv.tensorrt.run_folder_preflight import int8_float_nodes, int8_stage_passed_rules
 
         files = [f for f in (ONNX, INT8_ONNX) if (ctx.run_dir / f).is_file()]
         int8 = ctx.result(Int8Result)
-        exempt = tuple(int8.excluded) if int8 is not None else ()
+        exempt = int8_float_nodes(int8.info) if int8 is not None else ()
         reports = {}
         warnings = []
         for name in files:

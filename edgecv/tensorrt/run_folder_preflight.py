@@ -66,8 +66,15 @@ def _int8_info(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def kept_in_float(manifest: dict[str, Any]) -> tuple[str, ...]:
     """Nodes the INT8 stage kept in float on purpose (--exclude, --keep-fp32, a detector's decoding
-    and NMS): not INT8 by choice, so not a fault of the Q/DQ graph."""
-    return tuple(_int8_info(manifest).get("excluded") or ())
+    and NMS, the layers an accuracy budget put back): not INT8 by choice, so not a fault of the Q/DQ graph."""
+    return int8_float_nodes(_int8_info(manifest))
+
+
+def int8_float_nodes(int8_info: dict[str, Any]) -> tuple[str, ...]:
+    """The nodes the INT8 stage's record (its manifest ``info``) says the TensorRT flavour keeps in
+    float: those kept in every flavour and those that flavour added (``--max-accuracy-drop``)."""
+    added = ((int8_info.get("flavours") or {}).get("tensorrt") or {}).get("float_added") or ()
+    return tuple(dict.fromkeys([*(int8_info.get("excluded") or ()), *added]))
 
 
 def int8_stage_passed_rules(int8_info: dict[str, Any]) -> bool:
