@@ -32,6 +32,19 @@ def headline(row: dict[str, Any]) -> tuple[str, float, str]:
     return "p90", float(row["latency"]["p90_ms"]), "ms"
 
 
+def headline_name(row: dict[str, Any]) -> str:
+    return "throughput" if row.get("scenario") in ("throughput", "offline") else "p90"
+
+
+def has_headline(row: dict[str, Any]) -> bool:
+    """Whether the row has its scenario's headline figure (a TensorRT 8.0–8.5 log gives p99 only)."""
+    try:
+        headline(row)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
 def cost(row: dict[str, Any]) -> float:
     """Lower is faster: latency as it is, throughput negated."""
     _, value, unit = headline(row)
@@ -189,7 +202,7 @@ def int8_verdicts(rows: Iterable[dict[str, Any]], by_threads: bool = True) -> li
     fastest FP32 (ties lose: INT8 costs accuracy)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
-        if deployable(row):
+        if deployable(row) and has_headline(row):
             groups.setdefault(_group_key(row, by_threads), []).append(row)
     verdicts: dict[tuple, dict[str, Any]] = {}
     for key, members in groups.items():
@@ -243,9 +256,14 @@ def recommend(
     default thread count instead of telling them apart."""
     budget = None if max_drop_pts is None else check_budget(max_drop_pts)
     groups: dict[tuple, list[dict[str, Any]]] = {}
+    unranked = []
     for row in rows:
-        if deployable(row):
+        if not deployable(row):
+            continue
+        if has_headline(row):
             groups.setdefault(_group_key(row, by_threads), []).append(row)
+        else:
+            unranked.append({"artifact": row.get("artifact"), "why": f"no {headline_name(row)} figure to rank it by"})
     metrics = sorted(
         {str((r.get("accuracy") or {}).get("metric")) for r in rows if (r.get("accuracy") or {}).get("metric")}
     )
@@ -261,6 +279,7 @@ def recommend(
         },
         "accuracy_measured_for": measured,
         "groups": [_group(groups[k], k, budget) for k in order],
+        "not_ranked": unranked,
         "int8": int8_verdicts(rows, by_threads),
     }
 

@@ -127,5 +127,6 @@ def recommendation_lines(rec: dict[str, Any]) -> list[str]:
     budget = rec["budget"].get("max_drop_pts")
     if budget is None and measured:
         lines.append(f"accuracy figures from edgecv eval: {', '.join(measured)}; --max-accuracy-drop D picks by them")
+    lines += [f"not ranked: {u['artifact']} ({u['why']})" for u in rec.get("not_ranked") or []]
     lines += [f"int8: {v['note']}" for v in rec.get("int8") or []]
     return lines

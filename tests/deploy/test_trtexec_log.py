@@ -127,6 +127,8 @@ def test_report_of_an_old_log_shows_dashes_not_none(tmp_path):
     assert "None" not in md and "GPU GPU" not in md
     detail = next(line for line in md.splitlines() if line.startswith("| tensorrt-fp16") and "/" in line)
     assert detail.rstrip(" |").split(" | ")[-2] == "—"  # outliers: trtexec counts none
+    # With p99 only there is no p90 to rank the engine by: the recommendation says so.
+    assert "not ranked: tensorrt-fp16" in md and "no p90 figure" in md
 
 
 def test_each_row_keeps_its_own_tensorrt_version_and_gpu():
