@@ -1,5 +1,6 @@
-"""Speed-aware precision for the ONNX Runtime CPU flavour: which blocks stay in float because the
-whole graph runs faster that way, at the thread count the artifact is for.
+"""Speed-aware precision for the ONNX Runtime CPU flavour and the OpenVINO INT8 IR (each with its
+engine's cost source: :mod:`.measure`, :mod:`.measure_openvino`): which blocks stay in float because the whole graph runs
+faster that way, at the thread count the artifact is for.
 
 ONNX Runtime's integer kernels lose to its float ones in places (a depthwise convolution costs a
 fixed ~9 ns per output pixel whatever its channel count; integer Add/Mul hardly use a second
@@ -64,6 +65,7 @@ class PrecisionPlan:
     unattributed_ms: dict[str, float] = field(default_factory=dict)
     spent_s: dict[str, float] = field(default_factory=dict)  # profiling, building and timing candidates
     clock: str = "wall"
+    engine: str = "onnxruntime"
 
     @property
     def choice(self) -> Candidate:
@@ -100,10 +102,11 @@ class PrecisionPlan:
         """Said when even the chosen INT8 graph ran slower than FP32 here."""
         if FP32 not in self.times or self.ms(self.chosen) <= self.ms(FP32):
             return None
+        artifact, instead = SLOWER_THAN_FP32.get(self.engine, SLOWER_THAN_FP32["onnxruntime"])
         return (
-            f"the ONNX Runtime CPU flavour ran slower than FP32 at {self.threads} thread(s) here even with "
+            f"{artifact} ran slower than FP32 at {self.threads} thread(s) here even with "
             f"{len(self.choice.blocks)} block(s) in float ({self.ms(self.chosen):.2f} ms against "
-            f"{self.ms(FP32):.2f} ms): run model.onnx or the OpenVINO INT8 IR on this CPU"
+            f"{self.ms(FP32):.2f} ms): {instead}"
         )
 
     def flavour_info(self) -> dict[str, Any]:
@@ -111,14 +114,17 @@ class PrecisionPlan:
         and this plan's record under ``precision_plan``."""
         info = dict(self.choice.info)
         reasons = self.reasons
-        info["kept_float"] = [{**k, "reason": reasons.get(k["node"], k["reason"])} for k in info.get("kept_float", [])]
+        if "kept_float" in info:
+            info["kept_float"] = [{**k, "reason": reasons.get(k["node"], k["reason"])} for k in info["kept_float"]]
+        else:  # a flavour whose builder does not list its float nodes (NNCF's)
+            info["kept_float"] = [{"node": n, "reason": why} for n, why in reasons.items()]
         info["precision_plan"] = self.to_dict()
         return info
 
     def to_dict(self) -> dict[str, Any]:
         losing = [b for b in self.blocks if _losing(b)]
         return {
-            "measured_on": {"cpu": self.cpu, "threads": self.threads, "engine": "onnxruntime", "clock": self.clock},
+            "measured_on": {"cpu": self.cpu, "threads": self.threads, "engine": self.engine, "clock": self.clock},
             "chosen": self.chosen,
             "float_nodes": self.float_nodes,
             "float_blocks": list(self.choice.blocks),
@@ -139,6 +145,13 @@ class PrecisionPlan:
             "unattributed_ms": {k: round(v, 4) for k, v in self.unattributed_ms.items()},
             "spent_s": {k: round(v, 2) for k, v in self.spent_s.items()},
         }
+
+
+# Per engine: which artifact a plan is for, and what to run instead when even its best is slower than FP32.
+SLOWER_THAN_FP32 = {
+    "onnxruntime": ("the ONNX Runtime CPU flavour", "run model.onnx or the OpenVINO INT8 IR on this CPU"),
+    "openvino": ("the OpenVINO INT8 IR", "run the FP32 IR (openvino/model.xml) on this CPU"),
+}
 
 
 def _losing(block: Block) -> bool:
@@ -180,16 +193,18 @@ def plan_precision(
     fixed: Collection[str] = (),
     cpu: str = "",
     progress: Callable[[str, int, int | None], None] | None = None,
+    graph: Path | None = None,
 ) -> PrecisionPlan:
-    """Plan the float blocks of the CPU flavour quantized from ``fp32`` (the graph that was quantized,
-    whose node names the plan uses). ``all_int8``: that flavour with only ``fixed`` in float;
+    """Plan the float blocks of the INT8 artifact quantized from ``fp32`` (the model that was
+    quantized; ``graph``: the ONNX graph it came from, whose node names the plan uses, when ``fp32``
+    is not that graph itself). ``all_int8``: that artifact with only ``fixed`` in float;
     ``build(name, float_nodes)`` quantizes it again with ``float_nodes`` also in float. ``costs``
-    measures (see :class:`~.measure.OrtCosts`)."""
+    measures (see :class:`~.measure.OrtCosts`, :class:`~.measure_openvino.OpenVinoCosts`)."""
     say = progress or (lambda *_: None)
     clock = time.perf_counter
     spent: dict[str, float] = {}
     start = clock()
-    model = onnx.load(str(fp32), load_external_data=False)
+    model = onnx.load(str(graph or fp32), load_external_data=False)
     blocks = group_blocks(model, fixed=fixed)
     say("profiling FP32 and INT8 kernels", 0, 2)
     fp32_nodes, fp32_rest = attribute(costs.kernel_times(fp32, FP32), model)
@@ -233,7 +248,43 @@ def plan_precision(
         unattributed_ms={FP32: fp32_rest, "int8": int8_rest},
         spent_s=spent,
         clock=getattr(costs, "clock", "wall"),
+        engine=getattr(costs, "engine", "onnxruntime"),
     )
+
+
+def plan_artifact(
+    fp32: Path,
+    work: Path,
+    quantize: Callable[[Path, list[str]], dict[str, Any]],
+    fixed: list[str],
+    costs: CostSource | Callable[[], CostSource],
+    what: str,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    graph: Path | None = None,
+) -> PrecisionPlan:
+    """:func:`plan_precision` for an artifact that ``quantize(out, float_nodes)`` writes with
+    ``float_nodes`` in float besides ``fixed``, its candidates written under ``work`` with
+    ``fp32``'s suffix. ``costs``: a cost source, or what opens one (closed afterwards). ``what``
+    names the artifact in the error raised when a tool fails."""
+    from edgecv.errors import EdgecvError, StageError
+    from edgecv.sysinfo import machine_info
+
+    def build(name: str, nodes: list[str]) -> Candidate:
+        path = work / ("plan-" + re.sub(r"[^\w.-]", "_", name) + fp32.suffix)
+        return Candidate(name, path, nodes, info=quantize(path, nodes))
+
+    try:
+        with contextlib.ExitStack() as stack:
+            if callable(costs):
+                costs = stack.enter_context(costs())
+            cpu = machine_info()["cpu"]
+            return plan_precision(
+                fp32, build(ALL_INT8, []), build, costs, fixed=fixed, cpu=cpu, progress=progress, graph=graph
+            )
+    except EdgecvError:
+        raise
+    except Exception as exc:  # the engine's sessions, profiler or quantizer on an odd graph
+        raise StageError("int8", f"planning {what}'s precision failed: {type(exc).__name__}: {exc}") from exc
 
 
 def plan_cpu_flavour(
@@ -248,24 +299,9 @@ def plan_cpu_flavour(
     """The CPU flavour's plan, measured with ONNX Runtime at ``threads`` threads (default: this
     machine's cores) unless ``costs`` is given. ``quantize(out, float_nodes)`` writes the flavour
     with ``float_nodes`` in float besides ``fixed``; candidates are written under ``tmp``."""
-    from edgecv.errors import EdgecvError, StageError
     from edgecv.runtime.onnxruntime import default_intra_threads
-    from edgecv.sysinfo import machine_info
 
     from .measure import OrtCosts
 
-    def build(name: str, nodes: list[str]) -> Candidate:
-        path = tmp / ("plan-" + re.sub(r"[^\w.-]", "_", name) + ".onnx")
-        return Candidate(name, path, nodes, info=quantize(path, nodes))
-
-    try:
-        with contextlib.ExitStack() as stack:
-            if costs is None:
-                costs = stack.enter_context(OrtCosts(threads or default_intra_threads()))
-            return plan_precision(
-                prepared, build(ALL_INT8, []), build, costs, fixed=fixed, cpu=machine_info()["cpu"], progress=progress
-            )
-    except EdgecvError:
-        raise
-    except Exception as exc:  # ONNX Runtime's sessions and profiler on an odd graph
-        raise StageError("int8", f"planning the CPU flavour's precision failed: {type(exc).__name__}: {exc}") from exc
+    source = costs if costs is not None else (lambda: OrtCosts(threads or default_intra_threads()))
+    return plan_artifact(prepared, tmp, quantize, fixed, source, "the CPU flavour", progress)
