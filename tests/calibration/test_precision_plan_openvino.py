@@ -148,3 +148,27 @@ def test_a_lucky_first_timing_is_not_enough(tmp_path):
     )
     assert costs.calls == 2 and plan.chosen == ALL_INT8 and plan.float_nodes == []
     assert plan.to_dict()["confirmation"]["float-1"]["typical_ms"] == 9.9
+
+
+class _Flat(dict):
+    def __missing__(self, key):
+        return 10.0
+
+
+def test_an_openvino_plan_builds_two_candidates_at_most(tiny_onnx):
+    """Each OpenVINO candidate is an NNCF quantization: the plan builds the first two proposals."""
+    from edgecv.calibration.precision import Candidate, plan_precision
+    from edgecv.calibration.run import OPENVINO_CANDIDATES
+
+    # The depthwise block and the head lose; so do convolutions as a kind, the stem too: three proposals.
+    costs = TableCosts({DW: 1.0, HEAD: 1.0, STEM: 2.0}, {DW: 5.0, HEAD: 2.0, STEM: 1.9}, _Flat())
+    built = []
+
+    def build(name, nodes):
+        built.append(name)
+        return Candidate(name, tiny_onnx, nodes)
+
+    plan = plan_precision(tiny_onnx, Candidate(ALL_INT8, tiny_onnx), build, costs, most=OPENVINO_CANDIDATES)
+    assert built == ["float-1", "float-2"] == list(plan.candidates)[2:]
+    unlimited = plan_precision(tiny_onnx, Candidate(ALL_INT8, tiny_onnx), build, costs)
+    assert list(unlimited.candidates)[2:] == ["float-1", "float-2", "kinds:Conv+DepthwiseConv"]

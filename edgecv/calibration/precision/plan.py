@@ -197,12 +197,14 @@ def plan_precision(
     cpu: str = "",
     progress: Callable[[str, int, int | None], None] | None = None,
     graph: Path | None = None,
+    most: int | None = None,
 ) -> PrecisionPlan:
     """Plan the float blocks of the INT8 artifact quantized from ``fp32`` (the model that was
     quantized; ``graph``: the ONNX graph it came from, whose node names the plan uses, when ``fp32``
     is not that graph itself). ``all_int8``: that artifact with only ``fixed`` in float;
     ``build(name, float_nodes)`` quantizes it again with ``float_nodes`` also in float. ``costs``
-    measures (see :class:`~.measure.OrtCosts`, :class:`~.measure_openvino.OpenVinoCosts`)."""
+    measures (see :class:`~.measure.OrtCosts`, :class:`~.measure_openvino.OpenVinoCosts`). ``most``:
+    build at most this many candidates (the first :func:`propose` makes)."""
     say = progress or (lambda *_: None)
     clock = time.perf_counter
     spent: dict[str, float] = {}
@@ -217,7 +219,7 @@ def plan_precision(
     spent["profile_s"], start = clock() - start, clock()
 
     candidates = {FP32: Candidate(FP32, fp32), ALL_INT8: all_int8}
-    proposals = propose(blocks)
+    proposals = dict(list(propose(blocks).items())[:most])
     if sum(max(b.loss_ms, 0.0) for b in blocks) < MIN_GAIN * sum(int8_nodes.values()):
         proposals = {}  # the most float could win is below what whole-graph timing resolves
     for i, (name, chosen) in enumerate(proposals.items()):
@@ -279,6 +281,7 @@ def plan_artifact(
     what: str,
     progress: Callable[[str, int, int | None], None] | None = None,
     graph: Path | None = None,
+    most: int | None = None,
 ) -> PrecisionPlan:
     """:func:`plan_precision` for an artifact that ``quantize(out, float_nodes)`` writes with
     ``float_nodes`` in float besides ``fixed``, its candidates written under ``work`` with
@@ -297,7 +300,7 @@ def plan_artifact(
                 costs = stack.enter_context(costs())
             cpu = machine_info()["cpu"]
             return plan_precision(
-                fp32, build(ALL_INT8, []), build, costs, fixed=fixed, cpu=cpu, progress=progress, graph=graph
+                fp32, build(ALL_INT8, []), build, costs, fixed=fixed, cpu=cpu, progress=progress, graph=graph, most=most
             )
     except EdgecvError:
         raise
