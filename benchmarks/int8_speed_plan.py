@@ -66,29 +66,22 @@ def time_graphs(paths: dict[str, Path], threads: int, rounds: int, iterations: i
     (:func:`edgecv.calibration.precision.measure.typical_ms`), on the clock a plan uses: at 1
     thread the calling thread's CPU time (ONNX Runtime computes on it; other work on the machine
     does not inflate it), at more wall time."""
+    import functools
+
     import numpy as np
 
-    from edgecv.calibration.precision.measure import summarize
+    from edgecv.calibration.precision.measure import interleaved_times
     from edgecv.calibration.runners import ort_session
 
     clock = time.thread_time if threads == 1 else time.perf_counter
-    sessions = {k: ort_session(p, threads) for k, p in paths.items()}
-    feeds = {}
-    for k, session in sessions.items():
+    runs = {}
+    for k, path in paths.items():
+        session = ort_session(path, threads)
         arg = session.get_inputs()[0]
-        feeds[k] = {arg.name: np.random.default_rng(0).random(arg.shape, dtype=np.float32)}
-        session.run(None, feeds[k])
-    samples: dict[str, list[list[float]]] = {k: [] for k in sessions}
-    names = list(sessions)
-    for r in range(rounds):
-        for k in names[r % len(names) :] + names[: r % len(names)]:
-            runs = []
-            for _ in range(iterations):
-                start = clock()
-                sessions[k].run(None, feeds[k])
-                runs.append((clock() - start) * 1e3)
-            samples[k].append(runs)
-    return {k: summarize(v) for k, v in samples.items()}
+        feed = {arg.name: np.random.default_rng(0).random(arg.shape, dtype=np.float32)}
+        runs[k] = functools.partial(session.run, None, feed)
+    # Every round runs: a benchmark drops no graph early.
+    return interleaved_times(runs, rounds, iterations, min_rounds=rounds, margin=float("inf"), now=clock)
 
 
 def run_model(name: str, folder: Path, threads: list[int], rounds: int, iterations: int, calib_size: int) -> dict:

@@ -33,6 +33,7 @@ from edgecv.onnx_graph import first_input
 from edgecv.progress import StepProgress as Progress
 from edgecv.runfolder import INT8_REPORT_FILE, OV_INT8_XML, RANGES_FILE, atomic_path, write_json_atomic
 from edgecv.runtime.memory import peak_rss_mb
+from edgecv.runtime.onnxruntime import default_intra_threads
 from edgecv.tensorrt.rules import check_tensorrt_qdq
 
 from .accuracy_budget import AccuracyBudget, BudgetOutcome, budget_warning, fit_flavour, fit_openvino
@@ -43,7 +44,7 @@ from .fidelity import collect, compare
 from .float_scopes import float_feeders, float_summary, name_unnamed_nodes, nodes_in_scopes
 from .int8_report import Int8Result
 from .passes import bypass_input_qdq, dedicate_qdq_pairs
-from .precision import CostSource, plan_cpu_flavour
+from .precision import CostSource, OpenVinoCosts, plan_artifact, plan_cpu_flavour
 from .quantize_onnx import CPU, TENSORRT, flavour_of, prepare_for_quantization, quantize_flavour
 from .ranges import CALIB_METHODS, DEFAULT_METHOD, cached_ranges
 from .runners import fixed_batch, openvino_runner, ort_runner
@@ -51,6 +52,7 @@ from .sensitivity import DEFAULT_INPUTS, LAYER_OPS, SensitivityReport, rank_laye
 
 REPORT_FILE = INT8_REPORT_FILE
 OPENVINO_INT8 = OV_INT8_XML
+OPENVINO_CANDIDATES = 2  # candidate IRs an OpenVINO speed plan builds besides all-INT8
 
 
 class _Clock:
@@ -121,7 +123,7 @@ def quantize_run(
     float_scopes: Sequence[str] = (),
     target_cpu: str = "auto",
     finish: Callable[[str, Path], None] | None = None,
-    speed_plan: bool | CostSource = False,
+    speed_plan: bool | CostSource | dict[str, CostSource] = False,
     threads: int | None = None,
     accuracy_budget: AccuracyBudget | None = None,
 ) -> Int8Result:
@@ -132,10 +134,10 @@ def quantize_run(
     flavour and the OpenVINO IR are built for (``auto``: this one; see :mod:`edgecv.int8_kernels`).
     Every file is written under a temporary name and renamed when complete; ``finish(artifact,
     temporary file)``, when given, runs on each INT8 artifact just before its rename. ``speed_plan``:
-    keep in float the blocks of the CPU flavour that make the whole graph faster that way, measured
-    here with ``threads`` ONNX Runtime threads (default: this machine's cores; see
-    :mod:`edgecv.calibration.precision`; a :class:`CostSource` in its place answers instead of
-    measuring). ``accuracy_budget``: then keep the most sensitive layers of each artifact in float
+    keep in float the blocks of the CPU flavour and of the OpenVINO IR that make the whole graph
+    faster that way, measured here on ONNX Runtime and OpenVINO at ``threads`` threads (default:
+    this machine's cores; see :mod:`edgecv.calibration.precision`; a :class:`CostSource` in its
+    place answers instead of measuring, or ``{"cpu": …, "openvino": …}`` one per artifact). ``accuracy_budget``: then keep the most sensitive layers of each artifact in float
     until its metric drop against FP32 holds, starting from the float set the flavour already has
     (:mod:`.accuracy_budget`; the layers are ranked when one misses it). Raises
     :class:`InvalidOptionError` for bad options and :class:`StageError` when a tool fails or the
@@ -239,7 +241,7 @@ def quantize_run(
                         excluded,
                         threads,
                         say,
-                        costs=None if speed_plan is True else speed_plan,
+                        costs=_costs(speed_plan, "cpu"),
                     )
             with (
                 clock.step(f"quantize_{flavour.name}"),
@@ -273,10 +275,11 @@ def quantize_run(
                     flavour_info[flavour.name] = plan.flavour_info()
             artifacts[flavour.artifact] = out_dir / flavour.filename
 
+    ov_plan = None
     if openvino_xml is not None:
         say("quantizing the OpenVINO IR with NNCF", 0, None)
         with clock.step("nncf_openvino"):
-            flavour_info["openvino"] = _openvino(
+            flavour_info["openvino"], ov_plan = _openvino(
                 Path(openvino_xml),
                 out_dir / OPENVINO_INT8,
                 calib,
@@ -286,6 +289,7 @@ def quantize_run(
                 accuracy_budget,
                 outcomes,
                 say,
+                plan=None if not speed_plan else (fp32_onnx, threads, _costs(speed_plan, "openvino"), clock),
             )
         artifacts["openvino-int8"] = out_dir / OPENVINO_INT8
 
@@ -296,7 +300,7 @@ def quantize_run(
             say(f"fidelity of {name} against FP32", i + 1, len(artifacts))
             outputs = collect(_runner(path), holdout)
             fidelity[name] = score(reference, outputs, artifact=name, in_sample=calib.report.holdout_in_sample)
-    warnings = list(calib.report.warnings) + ([cpu_plan.warning] if cpu_plan is not None and cpu_plan.warning else [])
+    warnings = list(calib.report.warnings) + [p.warning for p in (cpu_plan, ov_plan) if p is not None and p.warning]
     if accuracy_budget is not None:
         warnings += [budget_warning(name, o) for name, o in outcomes.items() if not o.reached]
     result = Int8Result(
@@ -396,6 +400,13 @@ def _rank(
     return rank_layers(full, {k: v[:rows] for k, v in reference.items()}, batches, progress=progress)
 
 
+def _costs(speed_plan: bool | CostSource | dict[str, CostSource], artifact: str) -> CostSource | None:
+    """The cost source the speed plan of ``artifact`` ("cpu" or "openvino") uses; None: measure."""
+    if speed_plan is True:
+        return None
+    return speed_plan.get(artifact) if isinstance(speed_plan, dict) else speed_plan
+
+
 def _finisher(finish: Callable[[str, Path], None] | None, artifact: str) -> Callable[[Path], None] | None:
     return None if finish is None else (lambda tmp: finish(artifact, tmp))
 
@@ -410,32 +421,66 @@ def _openvino(
     budget: AccuracyBudget | None = None,
     outcomes: dict[str, BudgetOutcome] | None = None,
     say: Progress | None = None,
-) -> dict[str, Any]:
+    plan: tuple[Path, int | None, CostSource | None, _Clock] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """The OpenVINO INT8 IR at ``final`` and its report entry; with ``plan`` (the FP32 ONNX graph
+    the IR came from, the threads, a cost source or None to measure, the stage's clock) its speed
+    plan first, whose float set the accuracy budget then starts from."""
     from .openvino_int8 import quantize_openvino
 
-    def quantize(out: Path, control=None) -> dict[str, Any]:
+    def quantize(out: Path, control=None, floats: Sequence[str] = excluded) -> dict[str, Any]:
         return quantize_openvino(
-            fp32_xml, out, calib.calibration, exclude=excluded, target=target, accuracy_control=control
+            fp32_xml, out, calib.calibration, exclude=floats, target=target, accuracy_control=control
         )
 
+    speed = None
     try:
         # NNCF draws progress bars on stdout, which belongs to `--json` output.
         with (
             atomic_path(final, companions=(".bin",), finish=finish) as out,
             contextlib.redirect_stdout(io.StringIO()),
+            tempfile.TemporaryDirectory(prefix="edgecv-ov-") as work,
         ):
-            if budget is None:
-                info = quantize(out)
-            else:
-                with tempfile.TemporaryDirectory(prefix="edgecv-ov-budget-") as work:
-                    info, outcomes["openvino-int8"] = fit_openvino(
-                        quantize, fp32_xml, budget, Path(work), out, note=lambda text: _announcer(say)(text, 0, None)
+            floats = excluded
+            if plan is not None:
+                graph, threads, costs, clock = plan
+                # Each candidate is one NNCF quantization (as long as the IR's plain quantization):
+                # two keep the INT8 stage within twice its time without the plan.
+                with clock.step("precision_plan_openvino"):
+                    speed = plan_artifact(
+                        fp32_xml,
+                        Path(work),
+                        lambda path, nodes: quantize(path, floats=[*excluded, *nodes]),
+                        excluded,
+                        costs or (lambda: OpenVinoCosts(threads or default_intra_threads())),
+                        "the OpenVINO IR",
+                        _announcer(say),
+                        graph=graph,
+                        most=OPENVINO_CANDIDATES,
                     )
+                floats = [*excluded, *(n for n in speed.float_nodes if n not in excluded)]
+            if budget is not None:
+                info, outcomes["openvino-int8"] = fit_openvino(
+                    lambda path, control: quantize(path, control, floats),
+                    fp32_xml,
+                    budget,
+                    Path(work) / "budget",
+                    out,
+                    note=lambda text: _announcer(say)(text, 0, None),
+                )
+                if speed is not None:
+                    info["precision_plan"] = speed.to_dict()
+            elif speed is not None:
+                for suffix in (".xml", ".bin"):
+                    shutil.copyfile(speed.choice.path.with_suffix(suffix), out.with_suffix(suffix))
+                info = speed.flavour_info()
+            else:
+                info = quantize(out)
     except EdgecvError:
         raise
     except Exception as exc:  # NNCF and OpenVINO raise their own RuntimeError subclasses
         raise _stage_error("NNCF quantization for OpenVINO", exc) from exc
-    return info
+    return info, speed
 
 
 def _runner(path: Path):

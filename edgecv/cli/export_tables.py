@@ -98,13 +98,14 @@ def _float_parts(info: dict[str, Any]) -> list[str]:
         convs = kept["by_design_layers"]
         with_convs = f", with {convs} prediction layer(s)" if convs else ""
         parts.append(f"decode/NMS kept in float by design ({kept['by_design_nodes']} nodes{with_convs})")
-    plan = ((info.get("flavours") or {}).get("cpu") or {}).get("precision_plan")
-    if plan:
-        on = plan["measured_on"]
-        parts.append(
-            f"CPU flavour: {len(plan['float_blocks'])} block(s) faster in float at {on['threads']} thread(s), "
-            f"{plan['speedup_vs_all_int8']:.2f}× all-INT8"
-        )
+    for flavour, label in (("cpu", "CPU flavour"), ("openvino", "OpenVINO IR")):
+        plan = ((info.get("flavours") or {}).get(flavour) or {}).get("precision_plan")
+        if plan:
+            on = plan["measured_on"]
+            parts.append(
+                f"{label}: {len(plan['float_blocks'])} block(s) faster in float at {on['threads']} thread(s), "
+                f"{plan['speedup_vs_all_int8']:.2f}× all-INT8"
+            )
     return parts
 
 

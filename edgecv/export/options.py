@@ -244,7 +244,8 @@ class ExportOptions:
             help="CPU the INT8 artifacts will run on (auto: this one); x86-avx2 uses 7-bit weights",
         ),
     )
-    # The CPU flavour keeps in float what runs slower in INT8 at `threads` (see calibration.precision).
+    # The CPU flavour and the OpenVINO IR keep in float what runs slower in INT8 at `threads`
+    # (see calibration.precision).
     int8_speed: bool = field(
         default=True,
         metadata=_flag(
@@ -252,8 +253,8 @@ class ExportOptions:
             type=bool,
             default=False,
             parse=lambda off: not off,
-            help="INT8: quantize every layer of the ONNX Runtime CPU flavour, even those measured slower in "
-            "INT8 than in float here",
+            help="INT8: quantize every layer of the ONNX Runtime CPU flavour and the OpenVINO IR, even those "
+            "measured slower in INT8 than in float here",
         ),
     )
     threads: int | None = field(
@@ -261,7 +262,8 @@ class ExportOptions:
         metadata=_flag(
             "--threads",
             type=int,
-            help="INT8: ONNX Runtime threads the CPU flavour's speed is measured at (default: this machine's cores)",
+            help="INT8: threads the CPU flavour's (ONNX Runtime) and the OpenVINO IR's speed is measured at "
+            "(default: this machine's cores)",
         ),
     )
     backends: tuple[str, ...] = field(

@@ -216,7 +216,7 @@ class Int8(Stage):
             "accuracy_budget": None
             if o.max_accuracy_drop is None
             else {"max_drop": o.max_accuracy_drop, "data": ctx.accuracy_validation().fingerprint()},
-            # The CPU flavour's float blocks are measured here at this many threads.
+            # The CPU flavour's and the OpenVINO IR's float blocks are measured here at this many threads.
             "speed_plan": {"threads": _plan_threads(o), "cpu": ctx.machine.get("cpu")} if o.int8_speed else None,
         }
 
@@ -266,12 +266,12 @@ class Int8(Stage):
         if result.sensitivity is not None:
             # The full ranking lives in calibration/report.json; the manifest keeps the top of it.
             info["sensitivity"] = {**info["sensitivity"], "layers": info["sensitivity"]["layers"][:10]}
-        cpu = info["flavours"].get("cpu", {})
-        if "precision_plan" in cpu:
-            # So does the speed plan's per-block profile; its decision and times are all here.
-            plan = cpu["precision_plan"]
-            cpu = {**cpu, "precision_plan": {**plan, "losing_blocks": plan["losing_blocks"][:10]}}
-            info["flavours"] = {**info["flavours"], "cpu": cpu}
+        for name, flavour in info["flavours"].items():
+            if "precision_plan" in flavour:
+                # So does each speed plan's per-block profile; its decision and times are all here.
+                plan = flavour["precision_plan"]
+                flavour = {**flavour, "precision_plan": {**plan, "losing_blocks": plan["losing_blocks"][:10]}}
+                info["flavours"] = {**info["flavours"], name: flavour}
         return Int8Result(info)
 
     def artifacts(self, ctx, result):

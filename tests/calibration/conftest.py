@@ -111,3 +111,14 @@ def write_image(path: Path, seed: int, size=(40, 30)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path
+
+
+def min_cosine_to_fp32(fp32_onnx: Path, runner, calib) -> float:
+    """The lowest cosine similarity, over the held-out inputs, of ``runner``'s logits to FP32's."""
+    from edgecv.calibration.fidelity import collect
+    from edgecv.calibration.runners import ort_runner
+
+    holdout = list(calib.holdout.batches(1))
+    ref = collect(ort_runner(fp32_onnx), holdout)["logits"]
+    out = collect(runner, holdout)["logits"]
+    return float((np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))).min())

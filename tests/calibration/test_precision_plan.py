@@ -14,9 +14,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgecv.calibration import quantize_run
-from edgecv.calibration.fidelity import collect
 from edgecv.calibration.precision import ALL_INT8, FP32, Block, attribute, group_blocks, propose
 from edgecv.calibration.runners import ort_runner
+
+from .conftest import min_cosine_to_fp32
 
 DW = "/block/block.1/block.1.0/Conv"
 DW_BLOCK = [DW, "/block/block.1/block.1.2/Clip"]
@@ -109,7 +110,8 @@ class TableCosts:
         return {f"{node}_token_7": ms for node, ms in self.tables[label].items()}
 
     def graph_times(self, candidates):
-        self.timed = list(candidates)
+        # What the first call timed: every candidate (a second one confirms the fastest).
+        self.timed = self.timed or list(candidates)
         out = {}
         for name, c in candidates.items():
             ms = FP32_WHOLE_MS if name == FP32 else self.whole[frozenset(c.float_nodes)]
@@ -180,11 +182,7 @@ def test_a_forced_plan_keeps_its_blocks_in_float(case, ranged_run, tiny_calib, t
     artifact = result.artifacts["onnx-int8-cpu"]
     reads_float = _float_inputs(onnx.load(str(artifact)))
     assert {n for n, f in reads_float.items() if f} == {n for n in expected if n in reads_float}
-    holdout = list(tiny_calib.holdout.batches(1))
-    ref = collect(ort_runner(run / "model.onnx"), holdout)["logits"]
-    out = collect(ort_runner(artifact), holdout)["logits"]
-    cosine = np.sum(ref * out, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1))
-    assert cosine.min() > 0.99
+    assert min_cosine_to_fp32(run / "model.onnx", ort_runner(artifact), tiny_calib) > 0.99
 
 
 def test_a_measured_plan_records_what_it_measured(ranged_run, tiny_calib, tmp_path):

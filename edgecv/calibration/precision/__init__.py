@@ -3,7 +3,8 @@
 
 from .blocks import Block, attribute, group_blocks
 from .measure import CostSource, OrtCosts
-from .plan import ALL_INT8, FP32, Candidate, PrecisionPlan, plan_cpu_flavour, plan_precision, propose
+from .measure_openvino import OpenVinoCosts
+from .plan import ALL_INT8, FP32, Candidate, PrecisionPlan, plan_artifact, plan_cpu_flavour, plan_precision, propose
 
 __all__ = [
     "ALL_INT8",
@@ -11,11 +12,13 @@ __all__ = [
     "Block",
     "Candidate",
     "CostSource",
+    "OpenVinoCosts",
     "OrtCosts",
     "PrecisionPlan",
     "attribute",
     "group_blocks",
     "plan_cpu_flavour",
+    "plan_artifact",
     "plan_precision",
     "propose",
 ]

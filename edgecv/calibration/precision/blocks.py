@@ -76,7 +76,9 @@ def group_blocks(model: onnx.ModelProto, fixed: Collection[str] = ()) -> list[Bl
         if node.name in fixed or node.op_type in SHAPE_OPS or node.name in owner:
             continue
         if node.op_type in ACTIVATION_OPS:
-            sources = {owner.get(graph.producer[i].name) for i in node.input if i in graph.producer}
+            # Constant nodes (a Clip's bounds before ONNX Runtime's pre-processing folds them) are no source.
+            made = [i for i in node.input if i in graph.producer and not graph.is_constant(i)]
+            sources = {owner.get(graph.producer[i].name) for i in made}
             if len(sources) == 1 and None not in sources and not all(graph.is_constant(i) for i in node.input):
                 block = sources.pop()
                 if block.op_type in LAYER_OPS or block.op_type == "DepthwiseConv":

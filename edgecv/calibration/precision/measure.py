@@ -13,11 +13,12 @@ A plan takes any object with the same two methods (:class:`CostSource`), so test
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,9 +31,11 @@ WARMUP_RUNS = 3
 class CostSource(Protocol):
     threads: int
     clock: str  # what graph_times measures: "wall", or "thread CPU time" at one thread
+    # engine: str, when present, names the engine measured ("onnxruntime" when absent)
 
     def kernel_times(self, model: Path, label: str) -> dict[str, float]:
-        """ms per run of each kernel ONNX Runtime ran for ``model`` (``label``: "fp32" or "int8")."""
+        """ms per run of each kernel (ONNX Runtime) or layer (OpenVINO) the engine ran for ``model``
+        (``label``: "fp32" or "int8"), named as the engine names it."""
 
     def graph_times(self, candidates: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         """Whole-graph time of each candidate (a :class:`~.plan.Candidate`, whose ``path`` is the
@@ -115,24 +118,44 @@ class OrtCosts:
 
     def graph_times(self, candidates: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         runs = {name: self._session(Path(c.path)) for name, c in candidates.items()}
-        for session, feed in runs.values():
-            session.run(None, feed)
-        rounds: dict[str, list[list[float]]] = {name: [] for name in runs}
-        alive = list(runs)
-        for r in range(self.rounds):
-            for name in alive[r % len(alive) :] + alive[: r % len(alive)]:
-                session, feed = runs[name]
-                times = []
-                for _ in range(self.iterations):
-                    start = self._now()
-                    session.run(None, feed)
-                    times.append((self._now() - start) * 1e3)
-                rounds[name].append(times)
-            if r + 1 >= self.min_rounds:
-                alive = _still_close(alive, rounds, self.margin)
-                if len(alive) == 1:
-                    break
-        return {name: summarize(r) for name, r in rounds.items()}
+        return interleaved_times(
+            {name: functools.partial(session.run, None, feed) for name, (session, feed) in runs.items()},
+            self.rounds,
+            self.iterations,
+            self.min_rounds,
+            self.margin,
+            self._now,
+        )
+
+
+def interleaved_times(
+    runs: Mapping[str, Callable[[], Any]],
+    rounds: int,
+    iterations: int,
+    min_rounds: int,
+    margin: float,
+    now: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, float]]:
+    """Each of ``runs`` (one inference each) timed in at most ``rounds`` rounds of ``iterations``
+    runs, the order rotating each round; after ``min_rounds`` rounds a graph ``margin`` slower than
+    the best is timed no more (:func:`summarize` per graph)."""
+    for run in runs.values():
+        run()
+    timed: dict[str, list[list[float]]] = {name: [] for name in runs}
+    alive = list(runs)
+    for r in range(rounds):
+        for name in alive[r % len(alive) :] + alive[: r % len(alive)]:
+            times = []
+            for _ in range(iterations):
+                start = now()
+                runs[name]()
+                times.append((now() - start) * 1e3)
+            timed[name].append(times)
+        if r + 1 >= min_rounds:
+            alive = _still_close(alive, timed, margin)
+            if len(alive) == 1:
+                break
+    return {name: summarize(r) for name, r in timed.items()}
 
 
 def typical_ms(rounds: list[list[float]]) -> float:
