@@ -11,6 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker and the commands it
+    starts run PyTorch on one thread, so that the workers do not run twice as many PyTorch threads
+    as there are cores. ONNX Runtime and OpenVINO sessions keep their defaults."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `edgecv` command in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
