@@ -22,6 +22,15 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the files that hold a test marked slow go first (in their collected order,
+    as do the rest): ``make test`` hands whole files to the workers in collection order, and a long
+    file started last would leave one core idle while it finishes."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow_files)
+
+
 def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `edgecv` command in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
