@@ -38,8 +38,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check edgecv tests benchmarks
 	$(PY) -m ruff format --check edgecv tests benchmarks
 
+# One worker per core (pytest-xdist). --dist loadfile keeps a file's tests on one worker, so a
+# module's shared export is made once; --no-loadscope-reorder hands files out in collection order
+# (tests/conftest.py puts the slow ones first) instead of the files with most tests first.
+# TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 benchmark: $(STAMP)
 	$(PY) -m pytest -q -m benchmark -p no:cacheprovider

@@ -11,6 +11,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker and the commands it
+    starts run PyTorch on one thread, so that the workers do not run twice as many PyTorch threads
+    as there are cores. ONNX Runtime and OpenVINO sessions keep their defaults."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the files that hold a test marked slow go first (in their collected order,
+    as do the rest): ``make test`` hands whole files to the workers in collection order, and a long
+    file started last would leave one core idle while it finishes."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow_files)
+
+
 def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `edgecv` command in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}

@@ -1,5 +1,6 @@
 """``edgecv check --target tensorrt``: graphs built to break each rule are reported with their node
-names and the right severity; the exit code says whether a build would fail."""
+names and the right severity; the exit code says whether a build would fail. The command runs as a
+real subprocess for a passing check and for option errors, in this process otherwise."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from edgecv.tensorrt.operators import UNSUPPORTED_OPS
 from edgecv.tensorrt.preflight import check_tensorrt
 from edgecv.tensorrt.run_folder_preflight import check_target
 from tests.calibration.test_tensorrt_rules import qdq_model
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, assert_user_error_in_process, invoke_cli, run_cli
 
 
 def graph(nodes, inputs, outputs, inits=(), opset=17):
@@ -168,18 +169,18 @@ def test_cli_exit_codes_and_json(tmp_path, onnx_files):
     passed = run_cli("check", onnx_files["int8"], "--target", "tensorrt", "--trt-version", "10.3")
     assert passed.returncode == 0, passed.stderr
     assert "0 error(s)" in passed.stdout
-    failed = run_cli("check", onnx_files["ort_uint8"], "--target", "tensorrt", "--json")
+    failed = invoke_cli("check", onnx_files["ort_uint8"], "--target", "tensorrt", "--json")
     assert failed.returncode == 1, failed.stderr
     doc = json.loads(failed.stdout)
     assert doc["would_build"] is False and doc["reports"][0]["errors"] > 0
     assert {"severity", "rule", "node", "message", "source"} <= set(doc["reports"][0]["findings"][0])
     onnx.save(qdq_model(add_without_dq=True), tmp_path / "slow.onnx")
-    warned = run_cli("check", tmp_path / "slow.onnx", "--target", "tensorrt")
+    warned = invoke_cli("check", tmp_path / "slow.onnx", "--target", "tensorrt")
     assert warned.returncode == 0 and "warning: [qdq-residual-add] residual_add" in warned.stdout
 
 
 def test_cli_checks_every_tensorrt_onnx_of_a_run_folder(run_folder):
-    proc = run_cli("check", run_folder, "--target", "tensorrt", "--json")
+    proc = invoke_cli("check", run_folder, "--target", "tensorrt", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [r["artifact"] for r in json.loads(proc.stdout)["reports"]] == ["model.onnx", "model.int8.onnx"]
 
@@ -194,8 +195,8 @@ def test_cli_user_errors(onnx_files, args, fragment):
 
 def test_cli_not_onnx(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"garbage")
-    assert_user_error(run_cli("check", tmp_path / "x.onnx"), "not a readable ONNX")
-    assert_user_error(run_cli("check", tmp_path / "absent.onnx"), "does not exist")
+    assert_user_error_in_process("check", tmp_path / "x.onnx", fragments=("not a readable ONNX",))
+    assert_user_error_in_process("check", tmp_path / "absent.onnx", fragments=("does not exist",))
 
 
 # --- a file and its run folder read the same -----------------------------------------------------
@@ -215,8 +216,8 @@ def _run_with_float_add(tmp_path, onnx_files):
 
 def test_a_file_and_its_run_folder_get_the_same_findings(tmp_path, onnx_files):
     run = _run_with_float_add(tmp_path, onnx_files)
-    folder = json.loads(run_cli("check", run, "--json").stdout)["reports"]
-    as_file = json.loads(run_cli("check", run / "model.int8.onnx", "--json").stdout)["reports"]
+    folder = json.loads(invoke_cli("check", run, "--json").stdout)["reports"]
+    as_file = json.loads(invoke_cli("check", run / "model.int8.onnx", "--json").stdout)["reports"]
     by_name = {r["artifact"]: r["findings"] for r in folder}
     assert as_file[0]["findings"] == by_name["model.int8.onnx"]
     assert "qdq-residual-add" not in {f["rule"] for f in as_file[0]["findings"]}
@@ -239,11 +240,11 @@ def test_a_flavour_for_another_engine_says_so_first(tmp_path, onnx_files):
         }
     )
     (run / "manifest.json").write_text(json.dumps(manifest))
-    proc = run_cli("check", run / "model.int8.cpu.onnx")
+    proc = invoke_cli("check", run / "model.int8.cpu.onnx")
     assert proc.returncode == 1  # it still would not build
     first = proc.stdout.splitlines()[0]
     assert first.startswith("note:") and "onnxruntime" in first and str(run / "model.int8.onnx") in first
-    assert "note:" not in run_cli("check", run / "model.int8.onnx").stdout
+    assert "note:" not in invoke_cli("check", run / "model.int8.onnx").stdout
 
 
 def test_the_note_comes_from_the_artifact_metadata_outside_a_run_folder(tmp_path, onnx_files):

@@ -1,6 +1,7 @@
 """`edgecv eval` end to end on a detector exported by edgecv (boxes mapped back to the original
 pictures, labels through the annotation file's category ids), and its refusals of bad input
-(exit 2, one line)."""
+(exit 2, one line). One evaluation and one refusal run as real subprocesses; the rest run the same
+command in this process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import edgecv
 from edgecv.models.detection import DetectionOptions, Detector
 from edgecv.models.spec import InputSpec, detection_outputs
 from tests.calibration.conftest import TinyNet
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, assert_user_error_in_process, invoke_cli, run_cli
 
 RES = 64
 # The detector sees every picture resized to 64×64 and always predicts this box (input pixels).
@@ -128,7 +129,7 @@ def test_detector_eval_maps_boxes_and_categories(runs):
     results = json.loads((runs / "rep" / "results.json").read_text())
     assert results["results"][0]["accuracy"]["metric"] == "map"
     # A mapping that sends the label elsewhere scores 0: the category ids really are used.
-    proc = run_cli(
+    proc = invoke_cli(
         "eval",
         runs / "det" / "model.onnx",
         "--data",
@@ -153,16 +154,20 @@ def test_annotation_json_that_is_not_coco(runs, tmp_path):
 
 
 def test_missing_images(runs, tmp_path):
-    assert_user_error(
-        run_cli("eval", runs / "det", "--data", runs / "coco" / "annotations.json", "--images", tmp_path),
-        "3 of the 3 images",
-        "0.png",
+    assert_user_error_in_process(
+        "eval",
+        runs / "det",
+        "--data",
+        runs / "coco" / "annotations.json",
+        "--images",
+        tmp_path,
+        fragments=("3 of the 3 images", "0.png"),
     )
 
 
 def test_imagefolder_without_class_folders(runs, tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "loose.png")
-    assert_user_error(run_cli("eval", runs / "cls", "--data", tmp_path), "no class folders")
+    assert_user_error_in_process("eval", runs / "cls", "--data", tmp_path, fragments=("no class folders",))
 
 
 def test_class_count_differs_from_head(runs):
@@ -170,16 +175,18 @@ def test_class_count_differs_from_head(runs):
     for name in ("a", "b", "c", "d"):
         (runs / "folder4" / name).mkdir(exist_ok=True)
         Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(runs / "folder4" / name / "0.png")
-    assert_user_error(run_cli("eval", runs / "cls", "--data", runs / "folder4"), "4 classes", "has 3")
+    assert_user_error_in_process("eval", runs / "cls", "--data", runs / "folder4", fragments=("4 classes", "has 3"))
 
 
 def test_detection_data_to_classifier_and_reverse(runs):
-    assert_user_error(run_cli("eval", runs / "cls", "--data", runs / "coco"), "classifier", "COCO")
-    assert_user_error(run_cli("eval", runs / "det", "--data", runs / "folder"), "detector", "COCO annotation")
+    assert_user_error_in_process("eval", runs / "cls", "--data", runs / "coco", fragments=("classifier", "COCO"))
+    assert_user_error_in_process(
+        "eval", runs / "det", "--data", runs / "folder", fragments=("detector", "COCO annotation")
+    )
 
 
 def test_classifier_eval_on_imagefolder(runs):
-    proc = run_cli("eval", runs / "cls", "--data", runs / "folder", "--json")
+    proc = invoke_cli("eval", runs / "cls", "--data", runs / "folder", "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)["results"][0]
     assert row["metrics"]["images"] == 3 and row["metrics"]["top5"] is None

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import edgecv
-from tests.conftest import assert_user_error, assert_user_error_in_process
+from tests.conftest import assert_user_error, assert_user_error_in_process, invoke_cli
 
 # With TensorRT importable `--backend tensorrt` is no error (it builds, or fails later for want of a GPU).
 TENSORRT_INSTALLED = importlib.util.find_spec("tensorrt") is not None
@@ -44,7 +44,7 @@ def test_export_human_output_shows_stages_and_table(cli, tmp_path):
     for stage in ("export", "simplify", "openvino"):
         assert stage in proc.stderr
     assert "onnx-fp32" in proc.stdout and "openvino-fp32" in proc.stdout
-    again = cli("export", "shufflenetv2", "--width-mult", "0.5", "--resolution", "64", "--out", tmp_path)
+    again = invoke_cli("export", "shufflenetv2", "--width-mult", "0.5", "--resolution", "64", "--out", tmp_path)
     assert again.returncode == 0 and "reused" in again.stderr
 
 

@@ -1,6 +1,7 @@
-"""`edgecv export --int8` through the real command line: the three INT8 artifacts with their
-fidelity, the sensitivity ranking, --keep-fp32, a rerun that reuses the calibration ranges, and
---target-cpu (recorded in the manifest and the artifacts, noted by the benchmark on another CPU)."""
+"""`edgecv export --int8` through the command line (the shared export a real subprocess, the
+reruns on copies of it in this process): the three INT8 artifacts with their fidelity, the
+sensitivity ranking, --keep-fp32, a rerun that reuses the calibration ranges, and --target-cpu
+(recorded in the manifest and the artifacts, noted by the benchmark on another CPU)."""
 
 from __future__ import annotations
 
@@ -84,15 +85,15 @@ def test_keep_fp32_leaves_the_top_ranked_layers_in_float(int8_run):
     assert report["flavours"]["openvino"]["excluded_not_found"] == []
 
 
-def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, cli, tmp_path):
+def test_rerun_reuses_ranges_and_a_new_exclusion_requantizes(int8_run, tmp_path):
     out = own_copy(int8_run, tmp_path)
-    again = cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out)
+    again = invoke_cli("export", *ARGS, "--sensitivity", "--keep-fp32", "2", "--out", out)
     assert again.returncode == 0, again.stderr
     assert "INT8 sensitivity" in again.stdout
     assert f"INT8 built for {cpu_int8_target()} (this machine's CPU: " in again.stdout
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(stages, "reused")
-    changed = cli("export", *ARGS, "--keep-fp32", "1", "--out", out, "--json")
+    changed = invoke_cli("export", *ARGS, "--keep-fp32", "1", "--out", out, "--json")
     assert changed.returncode == 0, changed.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     info = manifest["stages"]["int8"]["info"]
