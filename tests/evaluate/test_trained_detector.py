@@ -40,8 +40,9 @@ EVAL_SEED = DATA_SEED + 1
 MIN_FP32_MAP50 = 0.80
 MAX_DROP_MAP50 = 0.02
 # mAP@[.5:.95] is reported; its bound only catches gross breakage (measured drops up to 3.2 points,
-# the symmetric TensorRT-flavour activations costing box precision most).
-MAX_DROP_MAP = 0.04
+# the symmetric TensorRT-flavour activations costing box precision most; another calibration sample
+# gave 2.2, so a point of sampling noise is in the figure). A broken INT8 detector loses tens of points.
+MAX_DROP_MAP = 0.05
 INT8_ARTIFACTS = {"onnx-int8", "onnx-int8-cpu", "openvino-int8"}
 
 
