@@ -228,6 +228,11 @@ def _fill_export_options(points: Iterable[Point], spec: GridSpec) -> None:
                 options["calib"] = spec.calib
             if spec.calib_size is not None:
                 options["calib_size"] = spec.calib_size
+            counts = [t for t in spec.threads if t is not None]
+            # INT8's speed plan keeps in float what is slower at a thread count: the one the sweep
+            # times, when it times one (with several, the export's default, this machine's cores).
+            if len(counts) == 1 and spec.export.get("int8_speed", True) and "threads" not in spec.export:
+                options["threads"] = counts[0]
         try:
             ExportOptions(**options).validate()
         except TypeError as exc:

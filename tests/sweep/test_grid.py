@@ -29,6 +29,13 @@ def test_points_share_one_export_per_run_folder():
     assert "mobilenetv2-w0.35-r64-int8" in {q.key for q in p.points}
 
 
+@pytest.mark.parametrize(("threads", "planned_at"), [("1", 1), ("2", 2), ("1,2", None), (None, None)])
+def test_int8_speed_plan_measures_at_the_thread_count_the_sweep_times(threads, planned_at):
+    settings = {"threads": threads} if threads else {}
+    p = plan(width_mult="0.35", resolution="32", precision="fp32,int8", **settings)
+    assert all(q.export_options.get("threads") == planned_at for q in p.points)
+
+
 def test_weights_template_names_a_file_per_point(tmp_path):
     (tmp_path / "mobilenetv2_a0.5.pth").write_bytes(b"x")
     p = plan(width_mult="0.35,0.5", resolution="32", weights=str(tmp_path / "{model}_a{width_mult}.pth"))
