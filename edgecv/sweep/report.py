@@ -104,7 +104,8 @@ def _notes(doc: dict[str, Any]) -> list[str]:
         notes.append(f"{len(timing)} point(s) have no weights: latency, MACs and params only (random weights).")
     if any(r.get("published") for r in doc["rows"]):
         notes.append(
-            "'published' is the paper's ImageNet top-1 (source in sweep.json), never mixed with measured accuracy."
+            "'published' is the paper's ImageNet top-1 of its float model (source in sweep.json), shown for FP32 "
+            "points only and never mixed with measured accuracy."
         )
     if doc.get("untimed"):
         notes.append(

@@ -29,7 +29,13 @@ def row_id(row: dict[str, Any]) -> str:
 def point_rows(point: Point, record: dict[str, Any]) -> list[dict[str, Any]]:
     """The result rows of one finished point's record."""
     export = record["export"]
-    published = published_top1(point.model, point.width_mult, point.resolution, point.variant, point.num_classes)
+    # The papers measured their float models: an INT8 or FP16 point of the same configuration has
+    # lost an unknown amount, so it carries no published figure (only --data measures it).
+    published = (
+        published_top1(point.model, point.width_mult, point.resolution, point.variant, point.num_classes)
+        if point.precision == "fp32"
+        else None
+    )
     rows = []
     for bench in record["rows"]:
         measured = (record.get("accuracy") or {}).get(bench["artifact"])

@@ -75,3 +75,18 @@ def test_report_lines_up_two_sweeps(tmp_path):
         assert row["ratio"][1] == 3.0
     result = invoke_cli("report", tmp_path / "laptop")
     assert result.returncode == 2 and "two or more sweeps" in result.stderr
+
+
+def test_published_figures_stand_beside_fp32_points_only(tmp_path):
+    plan = make_plan({"models": "mobilenetv1", "width_mult": "1.0", "resolution": "224", "precision": "fp32,int8",
+                      "threads": "1", "max_latency": "5ms"})  # fmt: skip
+    with SweepStore(tmp_path / "s", plan) as store:
+        for p in plan.points:
+            export = PointExport(str(tmp_path), p.run_name, "classification", 500_000_000, 4_000_000, True, [], {}, 1.0)
+            store.record_done(p, export, {}, [bench_row("onnxruntime", 6.0 if p.precision == "fp32" else 3.0)])
+        doc = sweep_document(plan, store.records())
+    rows = {r["precision"]: r for r in doc["rows"]}
+    assert rows["fp32"]["published"]["top1"] == 70.6
+    # The paper's figure is its float model's: INT8 lost an unknown amount, so it is not ranked on it.
+    assert rows["int8"]["published"] is None
+    assert doc["recommendation"]["choice"] != rows["int8"]["id"]
