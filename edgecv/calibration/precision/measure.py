@@ -52,30 +52,48 @@ def _feed(session) -> dict[str, np.ndarray]:
     return feed
 
 
-class OrtCosts:
-    """ONNX Runtime CPU sessions with ``threads`` intra-op threads. ``rounds``: at most this many
-    interleaved rounds of ``iterations`` runs each; ``margin``: after ``min_rounds`` rounds a
-    candidate this fraction slower than the best (:func:`typical_ms`) is timed no more."""
+class WholeGraphTimer:
+    """What every cost source shares: ``threads``, and whole graphs timed in interleaved rounds.
+    ``rounds``: at most this many rounds of ``iterations`` runs each; ``margin``: after
+    ``min_rounds`` rounds a candidate this fraction slower than the best (:func:`typical_ms`) is
+    timed no more. ``_now``: the clock :func:`interleaved_times` reads."""
+
+    clock = "wall"
+    _now = staticmethod(time.perf_counter)
 
     def __init__(self, threads: int, rounds: int = 7, iterations: int = 10, min_rounds: int = 3, margin: float = 0.05):
         self.threads = threads
-        # With one thread ONNX Runtime computes on the calling thread, whose CPU time is the latency
-        # minus the time other work on the machine held the core; with more, wall time is all there is.
-        self.clock = "thread CPU time" if threads == 1 else "wall"
-        self._now = time.thread_time if threads == 1 else time.perf_counter
         self.rounds, self.iterations, self.min_rounds, self.margin = rounds, iterations, min_rounds, margin
-        self._sessions: dict[str, Any] = {}
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgecv-profile-")
 
     def close(self) -> None:
-        self._sessions.clear()
-        self._tmp.cleanup()
+        pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    def _time(self, runs: Mapping[str, Callable[[], Any]]) -> dict[str, dict[str, float]]:
+        return interleaved_times(runs, self.rounds, self.iterations, self.min_rounds, self.margin, self._now)
+
+
+class OrtCosts(WholeGraphTimer):
+    """ONNX Runtime CPU sessions with ``threads`` intra-op threads (the timing settings as in
+    :class:`WholeGraphTimer`)."""
+
+    def __init__(self, threads: int, **timing: Any):
+        super().__init__(threads, **timing)
+        # With one thread ONNX Runtime computes on the calling thread, whose CPU time is the latency
+        # minus the time other work on the machine held the core; with more, wall time is all there is.
+        if threads == 1:
+            self.clock, self._now = "thread CPU time", time.thread_time
+        self._sessions: dict[str, Any] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgecv-profile-")
+
+    def close(self) -> None:
+        self._sessions.clear()
+        self._tmp.cleanup()
 
     def _session(self, path: Path, profile: bool = False):
         key = str(path)
@@ -118,14 +136,7 @@ class OrtCosts:
 
     def graph_times(self, candidates: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         runs = {name: self._session(Path(c.path)) for name, c in candidates.items()}
-        return interleaved_times(
-            {name: functools.partial(session.run, None, feed) for name, (session, feed) in runs.items()},
-            self.rounds,
-            self.iterations,
-            self.min_rounds,
-            self.margin,
-            self._now,
-        )
+        return self._time({name: functools.partial(session.run, None, feed) for name, (session, feed) in runs.items()})
 
 
 def interleaved_times(

@@ -21,30 +21,23 @@ from typing import Any
 
 import numpy as np
 
-from .measure import PROFILE_RUNS, WARMUP_RUNS, interleaved_times
+from .measure import PROFILE_RUNS, WARMUP_RUNS, WholeGraphTimer
 
 
-class OpenVinoCosts:
+class OpenVinoCosts(WholeGraphTimer):
     """OpenVINO CPU compiled models with ``threads`` inference threads, one stream, latency hint;
-    ``rounds``, ``iterations``, ``min_rounds``, ``margin`` as in :class:`~.measure.OrtCosts`."""
+    the timing settings as in :class:`~.measure.WholeGraphTimer`."""
 
     engine = "openvino"
-    # OpenVINO computes on its own thread pool: the calling thread's CPU time says nothing.
-    clock = "wall"
+    # OpenVINO computes on its own thread pool: the calling thread's CPU time says nothing, so the
+    # clock stays wall time.
 
-    def __init__(self, threads: int, rounds: int = 7, iterations: int = 10, min_rounds: int = 3, margin: float = 0.05):
-        self.threads = threads
-        self.rounds, self.iterations, self.min_rounds, self.margin = rounds, iterations, min_rounds, margin
+    def __init__(self, threads: int, **timing: Any):
+        super().__init__(threads, **timing)
         self._compiled: dict[tuple[str, bool], Any] = {}
 
     def close(self) -> None:
         self._compiled.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _request(self, xml: Path, profile: bool = False):
         key = (str(xml), profile)
@@ -89,4 +82,4 @@ class OpenVinoCosts:
         for name, c in candidates.items():
             request, feed = self._request(Path(c.path))
             runs[name] = functools.partial(request.infer, feed)
-        return interleaved_times(runs, self.rounds, self.iterations, self.min_rounds, self.margin)
+        return self._time(runs)
