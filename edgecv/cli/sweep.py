@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from edgecv.cli.common import PlainUsage, app, console, emit_json, fail, guarded, out_console, parse_flag
 from edgecv.cli.progress import RichBars
-from edgecv.sweep.executor import SweepObserver
+from edgecv.sweep.progress import SweepObserver
 
 SWEEP_BARS = dict(
     columns=(

@@ -37,53 +37,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from edgecv.progress import Observer
-
 from .grid import SweepPlan
 from .point import EvalData, Point, PointExport, benchmark_point, eval_point, export_point
+from .progress import SweepObserver
 from .store import SweepStore
-
-SWEEP_TASK = "sweep"
-
-
-class SweepObserver(Observer):
-    """A sweep's progress as one task: points finished out of the total, with how many run and
-    failed in its detail (a renderer adds the ETA)."""
-
-    def __init__(self) -> None:
-        self.total = self.done = self.failed = 0
-        self.running: set[str] = set()
-
-    def _detail(self) -> str:
-        return f"{self.done} done · {len(self.running)} running · {self.failed} failed"
-
-    def _update(self) -> None:
-        self.advance(SWEEP_TASK, self.done + self.failed, detail=self._detail())
-
-    def sweep_start(self, total: int, reused: int) -> None:
-        self.total, self.done = total, reused
-        self.start(SWEEP_TASK, total, self._detail())
-        self._update()
-        if reused:
-            self.note(f"{reused} of {total} points already finished: reused")
-
-    def point_stage(self, point: Point, stage: str) -> None:
-        self.running.add(point.key)
-        self._update()
-
-    def point_done(self, point: Point) -> None:
-        self.running.discard(point.key)
-        self.done += 1
-        self._update()
-
-    def point_failed(self, point: Point, stage: str, message: str) -> None:
-        self.running.discard(point.key)
-        self.failed += 1
-        self.note(f"{point.key}: {stage} failed: {message}")
-        self._update()
-
-    def sweep_end(self) -> None:
-        self.end(SWEEP_TASK, "failed" if self.failed else "done")
 
 
 class Executor(Protocol):
