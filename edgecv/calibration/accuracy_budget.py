@@ -15,9 +15,9 @@ calibration scores candidates without knowing about data sets.
 
 from __future__ import annotations
 
+import functools
+import math
 import shutil
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,18 +235,15 @@ def fit_flavour(
 def interleaved_latency(before: Path, after: Path, runner: Callable[[Path], RunFn]) -> dict[str, float]:
     """Median milliseconds per call of two artifacts, timed in alternation so that a load change on
     the machine touches both alike. A reported figure, never a pass/fail one."""
-    runs = {"before": runner(before), "after": runner(after)}
+    from .precision.measure import interleaved_times
+
     x = _input_for(before)
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(3):
+    runs = {name: functools.partial(runner(path), x) for name, path in (("before", before), ("after", after))}
+    for _ in range(2):  # warm-up beyond the one call interleaved_times makes of each
         for run in runs.values():
-            run(x)
-    for _ in range(TIMING_ROUNDS):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(x)
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            run()
+    times = interleaved_times(runs, TIMING_ROUNDS, 1, min_rounds=TIMING_ROUNDS, margin=math.inf)
+    return {name: t["median_ms"] for name, t in times.items()}
 
 
 def _input_for(path: Path) -> np.ndarray:
